@@ -1,0 +1,52 @@
+# kvhost — see README.md. The two commands a newcomer needs: `make run`, `make test`.
+GO        ?= go
+BIN       := bin
+PLUGINS   := memory sqlite
+PROTOS    := $(shell find . -name '*.proto' -not -path './.git/*')
+GOTEST_FLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: all build plugins test run proto verify-proto bench lint vet fmt clean services
+
+all: build
+
+build: plugins
+	$(GO) build -o $(BIN)/kvhost ./cmd/kvhost
+
+plugins:
+	@mkdir -p $(BIN)
+	@for p in $(PLUGINS); do $(GO) build -o $(BIN)/kvhost-plugin-$$p ./plugins/$$p/cmd/kvhost-plugin-$$p || exit 1; done
+
+test: build vet
+	KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test $(GOTEST_FLAGS) ./...
+
+vet:
+	$(GO) vet ./...
+
+run: build
+	$(BIN)/kvhost serve
+
+proto:
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install -y protobuf-compiler" >&2; exit 1; }
+	@for f in $(PROTOS); do \
+	  protoc -I $$(dirname $$f) \
+	    --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
+	    --plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \
+	    --go_out=paths=source_relative:$$(dirname $$f) \
+	    --go-grpc_out=paths=source_relative:$$(dirname $$f) $$f || exit 1; \
+	done
+
+verify-proto: proto
+	@git diff --exit-code -- '*.pb.go' || { echo "generated code is stale: run make proto and commit" >&2; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- '*.pb.go')" || { echo "untracked generated files: run make proto and commit" >&2; exit 1; }
+
+bench: build
+	KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint: vet
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+
+fmt:
+	gofmt -w .
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,238 @@
+package pluginapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+
+	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
+)
+
+// Client is a Backend on the far side of a gRPC connection speaking the
+// plugin protocol. Every error it returns wraps a sentinel by the error
+// table, so errors.Is works as it would in-process. It also implements
+// Watcher and Expirer; whether the far side supports them is in Info, and
+// calling one it does not support gives ErrNotSupported.
+type Client struct {
+	rpc  pb.BackendClient
+	conn io.Closer
+}
+
+var (
+	_ Backend = (*Client)(nil)
+	_ Watcher = (*Client)(nil)
+	_ Expirer = (*Client)(nil)
+)
+
+// NewClient returns a Client on an established connection. Most callers
+// use Start, which launches a plugin binary and returns its Client.
+func NewClient(conn grpc.ClientConnInterface) *Client {
+	c := &Client{rpc: pb.NewBackendClient(conn)}
+	if cl, ok := conn.(io.Closer); ok {
+		c.conn = cl
+	}
+	return c
+}
+
+// Open configures the far backend with the operator's settings.
+func (c *Client) Open(ctx context.Context, settings map[string]string) error {
+	_, err := c.rpc.Open(ctx, &pb.OpenRequest{Settings: settings})
+	return FromStatus(err)
+}
+
+// Ping is a no-op round trip.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.rpc.Ping(ctx, &pb.PingRequest{})
+	return FromStatus(err)
+}
+
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	r, err := c.rpc.Info(ctx, &pb.InfoRequest{})
+	if err != nil {
+		return Info{}, FromStatus(err)
+	}
+	return Info{
+		Name: r.Name, Version: r.Version, ProtocolVersion: int(r.ProtocolVersion),
+		Capabilities: Capabilities{Watch: r.CapWatch, CleanupExpired: r.CapCleanupExpired},
+	}, nil
+}
+
+func (c *Client) Get(ctx context.Context, key string) (Entry, error) {
+	r, err := c.rpc.Get(ctx, &pb.GetRequest{Key: key})
+	if err != nil {
+		return Entry{}, FromStatus(err)
+	}
+	return entryFromPB(r.Entry), nil
+}
+
+func (c *Client) GetMany(ctx context.Context, keys []string) ([]*Entry, error) {
+	r, err := c.rpc.GetMany(ctx, &pb.GetManyRequest{Keys: keys})
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	if len(r.Results) != len(keys) {
+		return nil, fmt.Errorf("%w: get-many answered %d results for %d keys", ErrInternal, len(r.Results), len(keys))
+	}
+	out := make([]*Entry, len(r.Results))
+	for i, l := range r.Results {
+		if l.Found {
+			e := entryFromPB(l.Entry)
+			out[i] = &e
+		}
+	}
+	return out, nil
+}
+
+func (c *Client) Put(ctx context.Context, req PutRequest) (Entry, error) {
+	r, err := c.rpc.Put(ctx, &pb.PutRequest{Key: req.Key, Value: req.Value, TtlMs: TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
+	if err != nil {
+		return Entry{}, FromStatus(err)
+	}
+	return entryFromPB(r.Entry), nil
+}
+
+func (c *Client) Delete(ctx context.Context, key string, cond Condition) (bool, error) {
+	r, err := c.rpc.Delete(ctx, &pb.DeleteRequest{Key: key, Condition: condToPB(cond)})
+	if err != nil {
+		return false, FromStatus(err)
+	}
+	return r.Deleted, nil
+}
+
+func (c *Client) List(ctx context.Context, req ListRequest) (ListResult, error) {
+	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(min(req.Limit, MaxListLimit)), KeysOnly: req.KeysOnly})
+	if err != nil {
+		return ListResult{}, FromStatus(err)
+	}
+	out := ListResult{Entries: make([]Entry, len(r.Entries)), More: r.More}
+	for i, e := range r.Entries {
+		out.Entries[i] = entryFromPB(e)
+	}
+	return out, nil
+}
+
+func (c *Client) Count(ctx context.Context, prefix string) (int64, error) {
+	r, err := c.rpc.Count(ctx, &pb.CountRequest{Prefix: prefix})
+	if err != nil {
+		return 0, FromStatus(err)
+	}
+	return r.Count, nil
+}
+
+func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error) {
+	r, err := c.rpc.DeletePrefix(ctx, &pb.DeletePrefixRequest{Prefix: prefix})
+	if err != nil {
+		return 0, FromStatus(err)
+	}
+	return r.Deleted, nil
+}
+
+func (c *Client) Increment(ctx context.Context, key string, delta int64) (Counter, error) {
+	r, err := c.rpc.Increment(ctx, &pb.IncrementRequest{Key: key, Delta: delta})
+	if err != nil {
+		return Counter{}, FromStatus(err)
+	}
+	return Counter{Value: r.Value, Version: r.Version, ExpiresAt: msToTime(r.ExpiresAtMs)}, nil
+}
+
+func (c *Client) RefreshTTL(ctx context.Context, req RefreshRequest) (Entry, error) {
+	r, err := c.rpc.RefreshTTL(ctx, &pb.RefreshTTLRequest{Key: req.Key, TtlMs: TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
+	if err != nil {
+		return Entry{}, FromStatus(err)
+	}
+	return entryFromPB(r.Entry), nil
+}
+
+func (c *Client) Batch(ctx context.Context, ops []Op) ([]OpResult, error) {
+	req := &pb.BatchRequest{Ops: make([]*pb.Op, len(ops))}
+	for i, op := range ops {
+		req.Ops[i] = opToPB(op)
+	}
+	r, err := c.rpc.Batch(ctx, req)
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	out := make([]OpResult, len(r.Results))
+	for i, res := range r.Results {
+		out[i] = OpResult{Version: res.Version, ExpiresAt: msToTime(res.ExpiresAtMs), Deleted: res.Deleted}
+	}
+	return out, nil
+}
+
+func (c *Client) CleanupExpired(ctx context.Context, limit int) (int64, error) {
+	r, err := c.rpc.CleanupExpired(ctx, &pb.CleanupExpiredRequest{Limit: int32(limit)})
+	if err != nil {
+		return 0, FromStatus(err)
+	}
+	return r.Removed, nil
+}
+
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	r, err := c.rpc.Stats(ctx, &pb.StatsRequest{})
+	if err != nil {
+		return Stats{}, FromStatus(err)
+	}
+	return Stats{Keys: r.Keys, Bytes: r.Bytes, Backend: r.Backend, Version: r.Version}, nil
+}
+
+// Watch opens a watch stream and returns once the far side says it is live.
+func (c *Client) Watch(ctx context.Context, prefix string) (WatchStream, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	st, err := c.rpc.Watch(ctx, &pb.WatchRequest{Prefix: prefix})
+	if err != nil {
+		cancel()
+		return nil, FromStatus(err)
+	}
+	first, err := st.Recv()
+	if err != nil {
+		cancel()
+		return nil, FromStatus(err)
+	}
+	if !first.Ready {
+		cancel()
+		return nil, fmt.Errorf("%w: watch stream did not start with ready", ErrInternal)
+	}
+	return &clientStream{st: st, cancel: cancel, ctx: ctx}, nil
+}
+
+// Close closes the connection when the Client owns it.
+func (c *Client) Close() error {
+	if c.conn != nil {
+		return c.conn.Close()
+	}
+	return nil
+}
+
+type clientStream struct {
+	st     pb.Backend_WatchClient
+	ctx    context.Context
+	cancel context.CancelFunc
+	closed atomic.Bool
+}
+
+func (s *clientStream) Recv() (Event, error) {
+	m, err := s.st.Recv()
+	if err != nil {
+		if s.closed.Load() {
+			return Event{}, ErrClosed
+		}
+		if errors.Is(err, io.EOF) {
+			return Event{}, fmt.Errorf("%w: watch stream ended by the backend", ErrUnavailable)
+		}
+		return Event{}, FromStatus(err)
+	}
+	if m.Event == nil {
+		return Event{}, fmt.Errorf("%w: watch message without an event", ErrInternal)
+	}
+	return eventFromPB(m.Event), nil
+}
+
+func (s *clientStream) Close() error {
+	s.closed.Store(true)
+	s.cancel()
+	return nil
+}

@@ -1,0 +1,222 @@
+package pluginapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
+)
+
+// ProtocolVersion is the plugin protocol version this package speaks. A
+// version changes only when the wire contract changes incompatibly; a host
+// offers every version it can speak and go-plugin picks the highest one
+// both sides share.
+const ProtocolVersion = 1
+
+// PluginName is the name a backend is dispensed under.
+const PluginName = "backend"
+
+// MaxMessageSize bounds one plugin message: a 16 MiB value with room for
+// batches of several large values.
+const MaxMessageSize = 128 << 20
+
+// Handshake is the go-plugin handshake. The cookie is not security: it only
+// stops a plugin binary from being run by hand by mistake.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "KVHOST_PLUGIN",
+	MagicCookieValue: "a4f6c1de-kvhost-backend",
+}
+
+// PluginSets returns the versioned plugin sets of the host side. Version 2
+// will sit beside version 1 here when it exists.
+func PluginSets() map[int]plugin.PluginSet {
+	return map[int]plugin.PluginSet{
+		1: {PluginName: &GRPCPlugin{}},
+	}
+}
+
+// GRPCPlugin is the go-plugin adapter. On the plugin side Open is set; on
+// the host side it is empty and only GRPCClient is used.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Open OpenFunc
+
+	server *grpcServer
+}
+
+// GRPCServer registers the backend service (plugin side).
+func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	if p.Open == nil {
+		return fmt.Errorf("%w: GRPCPlugin has no Open function", ErrInternal)
+	}
+	p.server = newGRPCServer(p.Open)
+	pb.RegisterBackendServer(s, p.server)
+	return nil
+}
+
+// GRPCClient returns a *Client (host side).
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return NewClient(c), nil
+}
+
+// closeBackend closes the served backend, if any.
+func (p *GRPCPlugin) closeBackend() error {
+	if p.server == nil {
+		return nil
+	}
+	return p.server.close()
+}
+
+// Serve runs a backend as a go-plugin subprocess. It is the whole of a
+// backend binary's main:
+//
+//	func main() { pluginapi.Serve(mybackend.Open) }
+//
+// It returns when the host ends the plugin, after closing the backend.
+// Logs written with the hclog default logger (or to stderr as JSON lines)
+// flow into the host's log.
+func Serve(open OpenFunc) {
+	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Info})
+	hclog.SetDefault(logger)
+	p := &GRPCPlugin{Open: open}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{
+			1: {PluginName: p},
+		},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
+			return plugin.DefaultGRPCServer(opts)
+		},
+		Logger: logger,
+	})
+	if err := p.closeBackend(); err != nil {
+		logger.Error("closing backend", "error", err)
+	}
+}
+
+// StartConfig says how to start a backend plugin binary.
+type StartConfig struct {
+	// Path of the plugin binary.
+	Path string
+	// Args passed to it.
+	Args []string
+	// Settings for the backend's Open.
+	Settings map[string]string
+	// SHA256, when set (hex), pins the binary: go-plugin refuses to start
+	// a binary whose checksum differs.
+	SHA256 string
+	// Logger receives the plugin's logs; hclog's default when nil.
+	Logger hclog.Logger
+	// StartTimeout bounds the handshake (default 10s).
+	StartTimeout time.Duration
+	// DisableMTLS turns off go-plugin's automatic mutual TLS on the
+	// plugin connection. It is on by default.
+	DisableMTLS bool
+}
+
+// Plugin is a started plugin process and the Client to its backend.
+type Plugin struct {
+	*Client
+	proc *plugin.Client
+	// Negotiated is the protocol version both sides agreed on.
+	Negotiated int
+}
+
+// Start launches a plugin binary, completes the handshake, dispenses its
+// backend and opens it with the configured settings. The caller owns the
+// process: Kill ends it.
+func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
+	if cfg.Path == "" {
+		return nil, fmt.Errorf("%w: plugin path is empty", ErrInvalidArgument)
+	}
+	fi, err := os.Stat(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: plugin binary %s: %w", ErrInvalidArgument, cfg.Path, err)
+	}
+	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+		return nil, fmt.Errorf("%w: plugin binary %s is not an executable file", ErrInvalidArgument, cfg.Path)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.Default()
+	}
+	cc := &plugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: PluginSets(),
+		Cmd:              exec.Command(cfg.Path, cfg.Args...),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         !cfg.DisableMTLS,
+		Logger:           logger,
+		StartTimeout:     cfg.StartTimeout,
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		},
+	}
+	if cfg.SHA256 != "" {
+		sum, err := hex.DecodeString(cfg.SHA256)
+		if err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("%w: plugin sha256 %q is not 64 hex digits", ErrInvalidArgument, cfg.SHA256)
+		}
+		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	proc := plugin.NewClient(cc)
+	fail := func(err error) (*Plugin, error) {
+		proc.Kill()
+		return nil, err
+	}
+	rpc, err := proc.Client()
+	if err != nil {
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			return fail(fmt.Errorf("%w: plugin %s does not match its pinned sha256: %w", ErrInvalidArgument, cfg.Path, err))
+		}
+		return fail(fmt.Errorf("%w: starting plugin %s: %w", ErrUnavailable, cfg.Path, err))
+	}
+	raw, err := rpc.Dispense(PluginName)
+	if err != nil {
+		return fail(fmt.Errorf("%w: plugin %s: %w", ErrUnavailable, cfg.Path, err))
+	}
+	c, ok := raw.(*Client)
+	if !ok {
+		return fail(fmt.Errorf("%w: plugin %s dispensed %T", ErrInternal, cfg.Path, raw))
+	}
+	settings := cfg.Settings
+	if settings == nil {
+		settings = map[string]string{}
+	}
+	if err := c.Open(ctx, settings); err != nil {
+		return fail(fmt.Errorf("plugin %s: open: %w", cfg.Path, err))
+	}
+	return &Plugin{Client: c, proc: proc, Negotiated: proc.NegotiatedVersion()}, nil
+}
+
+// Kill ends the plugin process (gracefully first, so the backend closes).
+func (p *Plugin) Kill() { p.proc.Kill() }
+
+// Exited reports whether the plugin process has exited.
+func (p *Plugin) Exited() bool { return p.proc.Exited() }
+
+// Pid returns the plugin process id, or 0.
+func (p *Plugin) Pid() int {
+	if rc := p.proc.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
+// Close kills the plugin; it makes *Plugin a Backend whose Close ends it.
+func (p *Plugin) Close() error {
+	p.proc.Kill()
+	return nil
+}
