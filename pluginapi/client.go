@@ -16,7 +16,9 @@ import (
 // plugin protocol. Every error it returns wraps a sentinel by the error
 // table, so errors.Is works as it would in-process. It also implements
 // Watcher and Expirer; whether the far side supports them is in Info, and
-// calling one it does not support gives ErrNotSupported.
+// calling one it does not support gives ErrNotSupported. Requests are
+// validated before they are sent (a proto string cannot even carry an
+// invalid UTF-8 key), so bad input fails fast with ErrInvalidArgument.
 type Client struct {
 	rpc  pb.BackendClient
 	conn io.Closer
@@ -62,6 +64,9 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 }
 
 func (c *Client) Get(ctx context.Context, key string) (Entry, error) {
+	if err := ValidateKey(key); err != nil {
+		return Entry{}, err
+	}
 	r, err := c.rpc.Get(ctx, &pb.GetRequest{Key: key})
 	if err != nil {
 		return Entry{}, FromStatus(err)
@@ -70,6 +75,9 @@ func (c *Client) Get(ctx context.Context, key string) (Entry, error) {
 }
 
 func (c *Client) GetMany(ctx context.Context, keys []string) ([]*Entry, error) {
+	if err := ValidateGetMany(keys); err != nil {
+		return nil, err
+	}
 	r, err := c.rpc.GetMany(ctx, &pb.GetManyRequest{Keys: keys})
 	if err != nil {
 		return nil, FromStatus(err)
@@ -88,6 +96,9 @@ func (c *Client) GetMany(ctx context.Context, keys []string) ([]*Entry, error) {
 }
 
 func (c *Client) Put(ctx context.Context, req PutRequest) (Entry, error) {
+	if err := ValidatePut(req); err != nil {
+		return Entry{}, err
+	}
 	r, err := c.rpc.Put(ctx, &pb.PutRequest{Key: req.Key, Value: req.Value, TtlMs: TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
 	if err != nil {
 		return Entry{}, FromStatus(err)
@@ -96,6 +107,12 @@ func (c *Client) Put(ctx context.Context, req PutRequest) (Entry, error) {
 }
 
 func (c *Client) Delete(ctx context.Context, key string, cond Condition) (bool, error) {
+	if err := ValidateKey(key); err != nil {
+		return false, err
+	}
+	if err := ValidateCondition(cond, false); err != nil {
+		return false, err
+	}
 	r, err := c.rpc.Delete(ctx, &pb.DeleteRequest{Key: key, Condition: condToPB(cond)})
 	if err != nil {
 		return false, FromStatus(err)
@@ -104,7 +121,11 @@ func (c *Client) Delete(ctx context.Context, key string, cond Condition) (bool, 
 }
 
 func (c *Client) List(ctx context.Context, req ListRequest) (ListResult, error) {
-	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(min(req.Limit, MaxListLimit)), KeysOnly: req.KeysOnly})
+	req, err := NormalizeList(req)
+	if err != nil {
+		return ListResult{}, err
+	}
+	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(req.Limit), KeysOnly: req.KeysOnly})
 	if err != nil {
 		return ListResult{}, FromStatus(err)
 	}
@@ -116,6 +137,9 @@ func (c *Client) List(ctx context.Context, req ListRequest) (ListResult, error) 
 }
 
 func (c *Client) Count(ctx context.Context, prefix string) (int64, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return 0, err
+	}
 	r, err := c.rpc.Count(ctx, &pb.CountRequest{Prefix: prefix})
 	if err != nil {
 		return 0, FromStatus(err)
@@ -124,6 +148,9 @@ func (c *Client) Count(ctx context.Context, prefix string) (int64, error) {
 }
 
 func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error) {
+	if err := ValidateDeletePrefix(prefix); err != nil {
+		return 0, err
+	}
 	r, err := c.rpc.DeletePrefix(ctx, &pb.DeletePrefixRequest{Prefix: prefix})
 	if err != nil {
 		return 0, FromStatus(err)
@@ -132,6 +159,9 @@ func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error)
 }
 
 func (c *Client) Increment(ctx context.Context, key string, delta int64) (Counter, error) {
+	if err := ValidateKey(key); err != nil {
+		return Counter{}, err
+	}
 	r, err := c.rpc.Increment(ctx, &pb.IncrementRequest{Key: key, Delta: delta})
 	if err != nil {
 		return Counter{}, FromStatus(err)
@@ -140,6 +170,9 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (Counte
 }
 
 func (c *Client) RefreshTTL(ctx context.Context, req RefreshRequest) (Entry, error) {
+	if err := ValidateRefresh(req); err != nil {
+		return Entry{}, err
+	}
 	r, err := c.rpc.RefreshTTL(ctx, &pb.RefreshTTLRequest{Key: req.Key, TtlMs: TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
 	if err != nil {
 		return Entry{}, FromStatus(err)
@@ -148,6 +181,9 @@ func (c *Client) RefreshTTL(ctx context.Context, req RefreshRequest) (Entry, err
 }
 
 func (c *Client) Batch(ctx context.Context, ops []Op) ([]OpResult, error) {
+	if err := ValidateBatch(ops); err != nil {
+		return nil, err
+	}
 	req := &pb.BatchRequest{Ops: make([]*pb.Op, len(ops))}
 	for i, op := range ops {
 		req.Ops[i] = opToPB(op)
@@ -181,6 +217,9 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 
 // Watch opens a watch stream and returns once the far side says it is live.
 func (c *Client) Watch(ctx context.Context, prefix string) (WatchStream, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	st, err := c.rpc.Watch(ctx, &pb.WatchRequest{Prefix: prefix})
 	if err != nil {

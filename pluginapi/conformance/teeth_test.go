@@ -1,0 +1,152 @@
+package conformance_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/pluginapi/conformance"
+	"github.com/kvhost/kvhost/plugins/memory"
+)
+
+// The suite must have teeth: each deliberately broken backend below fails
+// the subtest that guards the rule it breaks, and the unbroken one passes.
+// Each runs in a child test process so that its failures are observed, not
+// suffered.
+func TestSuiteHasTeeth(t *testing.T) {
+	cases := []struct {
+		broken   string
+		wantFail []string
+	}{
+		{"none", nil},
+		{"ignores-ttl", []string{"TTL", "TTLInvisibleEverywhere"}},
+		{"reuses-versions", []string{"NoABA"}},
+		{"underscore-wildcard", []string{"LiteralPrefixes"}},
+		{"half-batch", []string{"BatchAtomic"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.broken, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run", "^TestBrokenBackend$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), "KVHOST_BROKEN="+tc.broken)
+			out, err := cmd.CombinedOutput()
+			if tc.wantFail == nil {
+				if err != nil {
+					t.Fatalf("the unbroken backend failed the suite: %v\n%s", err, out)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("backend that %s passed the suite\n%s", tc.broken, out)
+			}
+			for _, name := range tc.wantFail {
+				if !strings.Contains(string(out), "--- FAIL: TestBrokenBackend/"+name+" ") {
+					t.Errorf("backend that %s did not fail subtest %s\n%s", tc.broken, name, out)
+				}
+			}
+		})
+	}
+}
+
+// TestBrokenBackend is the child of TestSuiteHasTeeth.
+func TestBrokenBackend(t *testing.T) {
+	broken := os.Getenv("KVHOST_BROKEN")
+	if broken == "" {
+		t.Skip("runs only as the child process of TestSuiteHasTeeth")
+	}
+	conformance.Run(t, func(testing.TB) pluginapi.Backend {
+		return &brokenBackend{Backend: memory.New(), how: broken, deleted: map[string]int64{}}
+	})
+}
+
+// brokenBackend breaks one rule of the contract on top of a correct backend.
+type brokenBackend struct {
+	pluginapi.Backend
+	how     string
+	deleted map[string]int64 // for reuses-versions (tests use it from one goroutine where it matters)
+}
+
+func (b *brokenBackend) Put(ctx context.Context, req pluginapi.PutRequest) (pluginapi.Entry, error) {
+	switch b.how {
+	case "ignores-ttl":
+		req.TTL = 0
+	case "reuses-versions":
+		e, err := b.Backend.Put(ctx, req)
+		if v, ok := b.deleted[req.Key]; ok && err == nil {
+			e.Version = v
+		}
+		return e, err
+	}
+	return b.Backend.Put(ctx, req)
+}
+
+func (b *brokenBackend) Delete(ctx context.Context, key string, cond pluginapi.Condition) (bool, error) {
+	if b.how == "reuses-versions" {
+		if e, err := b.Backend.Get(ctx, key); err == nil {
+			b.deleted[key] = e.Version
+		}
+	}
+	return b.Backend.Delete(ctx, key, cond)
+}
+
+// like turns a prefix into the pattern an unescaped SQL LIKE 'prefix%' is.
+func like(prefix string) *regexp.Regexp {
+	var sb strings.Builder
+	sb.WriteString("^")
+	for _, r := range prefix {
+		switch r {
+		case '_':
+			sb.WriteString(".")
+		case '%':
+			sb.WriteString(".*")
+		default:
+			sb.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	return regexp.MustCompile(sb.String())
+}
+
+func (b *brokenBackend) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.ListResult, error) {
+	if b.how != "underscore-wildcard" {
+		return b.Backend.List(ctx, req)
+	}
+	all, err := b.Backend.List(ctx, pluginapi.ListRequest{StartAfter: req.StartAfter, Limit: pluginapi.MaxListLimit, KeysOnly: req.KeysOnly})
+	if err != nil {
+		return all, err
+	}
+	var out pluginapi.ListResult
+	re := like(req.Prefix)
+	for _, e := range all.Entries {
+		if re.MatchString(e.Key) {
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	return out, nil
+}
+
+func (b *brokenBackend) Count(ctx context.Context, prefix string) (int64, error) {
+	if b.how != "underscore-wildcard" {
+		return b.Backend.Count(ctx, prefix)
+	}
+	res, err := b.List(ctx, pluginapi.ListRequest{Prefix: prefix, KeysOnly: true})
+	return int64(len(res.Entries)), err
+}
+
+func (b *brokenBackend) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpResult, error) {
+	if b.how != "half-batch" {
+		return b.Backend.Batch(ctx, ops)
+	}
+	out := make([]pluginapi.OpResult, len(ops))
+	for i, op := range ops {
+		res, err := b.Backend.Batch(ctx, []pluginapi.Op{op})
+		if err != nil {
+			return nil, err
+		}
+		out[i] = res[0]
+	}
+	return out, nil
+}
