@@ -1,0 +1,49 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/kvhost/kvhost/pluginapi"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// mapErr gives a storage error its pluginapi sentinel: I/O-level failures
+// (a full disk, a busy or corrupt file) are ErrUnavailable, a row over
+// SQLite's size limit ErrTooLarge, anything else ErrInternal. Errors that
+// already carry a sentinel or a context error pass through.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, known := range []error{
+		pluginapi.ErrNotFound, pluginapi.ErrConflict, pluginapi.ErrInvalidArgument, pluginapi.ErrUnavailable,
+		pluginapi.ErrNotSupported, pluginapi.ErrTooLarge, pluginapi.ErrClosed, pluginapi.ErrInternal,
+		context.Canceled, context.DeadlineExceeded,
+	} {
+		if errors.Is(err, known) {
+			return err
+		}
+	}
+	if errors.Is(err, sql.ErrConnDone) || err.Error() == "sql: database is closed" {
+		return fmt.Errorf("%w: %v", pluginapi.ErrClosed, err)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_TOOBIG:
+			return fmt.Errorf("%w: %v", pluginapi.ErrTooLarge, err)
+		case sqlite3.SQLITE_INTERRUPT:
+			return fmt.Errorf("%w: %v", context.Canceled, err)
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB,
+			sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_PERM, sqlite3.SQLITE_NOLFS,
+			sqlite3.SQLITE_AUTH:
+			return fmt.Errorf("%w: %v", pluginapi.ErrUnavailable, err)
+		}
+	}
+	return fmt.Errorf("%w: %v", pluginapi.ErrInternal, err)
+}

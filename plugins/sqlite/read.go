@@ -1,0 +1,188 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+func msTime(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// Get returns the live entry stored under key, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, key string) (pluginapi.Entry, error) {
+	if err := pluginapi.ValidateKey(key); err != nil {
+		return pluginapi.Entry{}, fmt.Errorf("sqlite: get: %w", err)
+	}
+	if err := s.checkOpen(); err != nil {
+		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, err)
+	}
+	e := pluginapi.Entry{Key: key}
+	var exp int64
+	err := s.rs.get.QueryRowContext(ctx, sql.Named("key", key), sql.Named("now", s.now().UnixMilli())).
+		Scan(&e.Value, &e.Version, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, pluginapi.ErrNotFound)
+	}
+	if err != nil {
+		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, mapErr(err))
+	}
+	e.ExpiresAt = msTime(exp)
+	return e, nil
+}
+
+// GetMany looks up keys in one statement, so the answer is one consistent
+// snapshot, and answers in request order with nil for a missing key.
+func (s *Store) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry, error) {
+	if err := pluginapi.ValidateGetMany(keys); err != nil {
+		return nil, fmt.Errorf("sqlite: get-many: %w", err)
+	}
+	if err := s.checkOpen(); err != nil {
+		return nil, fmt.Errorf("sqlite: get-many: %w", err)
+	}
+	out := make([]*pluginapi.Entry, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	arg, err := json.Marshal(keys)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: get-many: %w: %v", pluginapi.ErrInternal, err)
+	}
+	rows, err := s.rs.getMany.QueryContext(ctx, sql.Named("keys", string(arg)), sql.Named("now", s.now().UnixMilli()))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
+	}
+	defer rows.Close()
+	found := make(map[string]*pluginapi.Entry, len(keys))
+	for rows.Next() {
+		e := &pluginapi.Entry{}
+		var exp int64
+		if err := rows.Scan(&e.Key, &e.Value, &e.Version, &exp); err != nil {
+			return nil, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
+		}
+		e.ExpiresAt = msTime(exp)
+		found[e.Key] = e
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
+	}
+	handed := make(map[string]bool, len(found))
+	for i, k := range keys {
+		e, ok := found[k]
+		if !ok {
+			continue
+		}
+		if handed[k] { // a key asked for twice gets its own copy
+			c := *e
+			c.Value = bytes.Clone(e.Value)
+			e = &c
+		}
+		handed[k] = true
+		out[i] = e
+	}
+	return out, nil
+}
+
+// List returns one page of live entries under the prefix, in byte order,
+// as a range scan on the primary key: key >= prefix AND key < PrefixEnd.
+func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.ListResult, error) {
+	req, err := pluginapi.NormalizeList(req)
+	if err != nil {
+		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list: %w", err)
+	}
+	if err := s.checkOpen(); err != nil {
+		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, err)
+	}
+	lo, after := req.Prefix, 0
+	if req.StartAfter >= req.Prefix {
+		lo, after = req.StartAfter, 1
+	}
+	hi := pluginapi.PrefixEnd(req.Prefix)
+	end := 0
+	if hi != "" {
+		end = 1
+		if lo >= hi {
+			return pluginapi.ListResult{}, nil // StartAfter is past the prefix
+		}
+	}
+	keysOnly := 0
+	if req.KeysOnly {
+		keysOnly = 1
+	}
+	args := []any{sql.Named("lo", lo), sql.Named("now", s.now().UnixMilli()), sql.Named("limit", req.Limit+1)}
+	if end == 1 {
+		args = append(args, sql.Named("hi", hi))
+	}
+	rows, err := s.rs.list[end][after][keysOnly].QueryContext(ctx, args...)
+	if err != nil {
+		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
+	}
+	defer rows.Close()
+	var res pluginapi.ListResult
+	res.Entries = make([]pluginapi.Entry, 0, min(req.Limit, 256))
+	for rows.Next() {
+		if len(res.Entries) == req.Limit {
+			res.More = true
+			break
+		}
+		var e pluginapi.Entry
+		var exp int64
+		if req.KeysOnly {
+			err = rows.Scan(&e.Key, &e.Version, &exp)
+		} else {
+			err = rows.Scan(&e.Key, &e.Value, &e.Version, &exp)
+		}
+		if err != nil {
+			return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
+		}
+		e.ExpiresAt = msTime(exp)
+		res.Entries = append(res.Entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
+	}
+	return res, nil
+}
+
+// Count returns how many live keys start with prefix.
+func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
+	if err := pluginapi.ValidatePrefix(prefix); err != nil {
+		return 0, fmt.Errorf("sqlite: count: %w", err)
+	}
+	if err := s.checkOpen(); err != nil {
+		return 0, fmt.Errorf("sqlite: count %q: %w", prefix, err)
+	}
+	args := []any{sql.Named("lo", prefix), sql.Named("now", s.now().UnixMilli())}
+	st := s.rs.count[0]
+	if hi := pluginapi.PrefixEnd(prefix); hi != "" {
+		st = s.rs.count[1]
+		args = append(args, sql.Named("hi", hi))
+	}
+	var n int64
+	if err := st.QueryRowContext(ctx, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count %q: %w", prefix, mapErr(err))
+	}
+	return n, nil
+}
+
+// Stats counts live keys and their key plus value bytes.
+func (s *Store) Stats(ctx context.Context) (pluginapi.Stats, error) {
+	if err := s.checkOpen(); err != nil {
+		return pluginapi.Stats{}, fmt.Errorf("sqlite: stats: %w", err)
+	}
+	st := pluginapi.Stats{Backend: Name, Version: Version}
+	if err := s.rs.stats.QueryRowContext(ctx, sql.Named("now", s.now().UnixMilli())).Scan(&st.Keys, &st.Bytes); err != nil {
+		return pluginapi.Stats{}, fmt.Errorf("sqlite: stats: %w", mapErr(err))
+	}
+	return st, nil
+}

@@ -1,0 +1,172 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+// SchemaVersion is the schema this build writes. A database created by a
+// newer build (a higher schema_version) is refused, never touched; an
+// older one is migrated forward in one transaction by migrations.
+const SchemaVersion = 1
+
+// metaTable holds name/value rows: schema_version and last_version (the
+// backend-wide version counter, so versions never go back, not even after
+// a key is deleted and recreated or the process restarts). Its shape never
+// changes, so any build can read schema_version from any database.
+const metaTable = "kvhost_meta"
+
+// migrations[i] takes a database from schema version i to i+1.
+var migrations = []func(ctx context.Context, c execer) error{
+	0: func(ctx context.Context, c execer) error {
+		for _, stmt := range []string{
+			`CREATE TABLE ` + metaTable + ` (
+				name  TEXT PRIMARY KEY NOT NULL,
+				value INTEGER NOT NULL
+			) WITHOUT ROWID`,
+			`INSERT INTO ` + metaTable + ` (name, value) VALUES ('schema_version', 0), ('last_version', 0)`,
+			// The key is TEXT with the default BINARY collation, which
+			// compares bytes: the contract's order. WITHOUT ROWID keeps
+			// each row in the primary key's b-tree, so a point get is one
+			// b-tree search and a prefix scan reads rows in key order
+			// (see docs/PERFORMANCE.md for the measurement).
+			`CREATE TABLE kv (
+				key        TEXT PRIMARY KEY NOT NULL,
+				value      BLOB NOT NULL,
+				version    INTEGER NOT NULL,
+				expires_at INTEGER NOT NULL DEFAULT 0, -- unix ms, 0 = never
+				created_at INTEGER NOT NULL,          -- unix ms
+				updated_at INTEGER NOT NULL           -- unix ms
+			) WITHOUT ROWID`,
+			// Only keys with a TTL are indexed: cleanup finds the expired
+			// ones without reading the rest.
+			`CREATE INDEX kv_expires_at ON kv (expires_at) WHERE expires_at > 0`,
+		} {
+			if _, err := c.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var sqliteHeader = []byte("SQLite format 3\x00")
+
+// checkFile refuses, before SQLite opens it, a path that exists but is not
+// a SQLite database: SQLite would refuse it too, but only after the
+// connection's pragmas ran, and its message does not name the file.
+func checkFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: %w: open %s: %w", pluginapi.ErrUnavailable, path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("sqlite: %w: stat %s: %w", pluginapi.ErrUnavailable, path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("sqlite: %w: %s is not a regular file", pluginapi.ErrInvalidArgument, path)
+	}
+	if fi.Size() == 0 {
+		return nil // SQLite treats an empty file as an empty database
+	}
+	head := make([]byte, len(sqliteHeader))
+	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, sqliteHeader) {
+		return fmt.Errorf("sqlite: %w: %s is not a SQLite database (no SQLite header); refusing to touch it",
+			pluginapi.ErrInvalidArgument, path)
+	}
+	return nil
+}
+
+// inspect reads the schema version of the database on c: 0 for an empty
+// database. A database with tables but no kvhost meta table belongs to
+// something else and is refused.
+func inspect(ctx context.Context, c execer, path string) (int, error) {
+	rows, err := c.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\'`)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: read schema of %s: %w", path, mapErr(err))
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqlite: read schema of %s: %w", path, mapErr(err))
+		}
+		tables = append(tables, name)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, fmt.Errorf("sqlite: read schema of %s: %w", path, mapErr(err))
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: read schema of %s: %w", path, mapErr(err))
+	}
+	if len(tables) == 0 {
+		return 0, nil
+	}
+	sort.Strings(tables)
+	found := false
+	for _, t := range tables {
+		found = found || t == metaTable
+	}
+	if !found {
+		return 0, fmt.Errorf("sqlite: %w: %s is a SQLite database but not a kvhost one (tables: %s); refusing to touch it",
+			pluginapi.ErrInvalidArgument, path, strings.Join(tables, ", "))
+	}
+	var v int64
+	if err := c.QueryRowContext(ctx, `SELECT value FROM `+metaTable+` WHERE name = 'schema_version'`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("sqlite: %w: %s: read schema_version: %v", pluginapi.ErrUnavailable, path, err)
+	}
+	if v > SchemaVersion {
+		return 0, fmt.Errorf("sqlite: %w: %s has schema version %d, newer than version %d that this plugin knows; upgrade the sqlite plugin (the file was not modified)",
+			pluginapi.ErrInvalidArgument, path, v, SchemaVersion)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("sqlite: %w: %s has schema version %d, which no plugin wrote", pluginapi.ErrInvalidArgument, path, v)
+	}
+	return int(v), nil
+}
+
+// migrate brings the database from version from to SchemaVersion in one
+// transaction: a crash mid-way leaves the old version intact.
+func migrate(ctx context.Context, conn *sql.Conn, from int, path string) error {
+	if from == SchemaVersion {
+		return nil
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate %s: %w", path, mapErr(err))
+	}
+	defer tx.Rollback()
+	for v := from; v < SchemaVersion; v++ {
+		if err := migrations[v](ctx, tx); err != nil {
+			return fmt.Errorf("sqlite: migrate %s from schema version %d to %d: %w", path, v, v+1, mapErr(err))
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE `+metaTable+` SET value = ? WHERE name = 'schema_version'`, SchemaVersion); err != nil {
+		return fmt.Errorf("sqlite: migrate %s: %w", path, mapErr(err))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: migrate %s: %w", path, mapErr(err))
+	}
+	return nil
+}

@@ -1,0 +1,395 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newClock() *clock { return &clock{t: time.UnixMilli(1_700_000_000_000)} }
+
+// openStore opens a store on a fresh file in t.TempDir and closes it when
+// the test ends.
+func openStore(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	if cfg.Path == "" {
+		cfg.Path = filepath.Join(t.TempDir(), "kv.db")
+	}
+	s, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func mustPut(t testing.TB, s pluginapi.Backend, key, value string, ttl time.Duration) pluginapi.Entry {
+	t.Helper()
+	e, err := s.Put(context.Background(), pluginapi.PutRequest{Key: key, Value: []byte(value), TTL: ttl})
+	if err != nil {
+		t.Fatalf("Put(%q): %v", key, err)
+	}
+	return e
+}
+
+func TestBasicSemantics(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	s := openStore(t, Config{now: clk.now})
+
+	e1 := mustPut(t, s, "a/1", "one", 0)
+	if e1.Version <= 0 || e1.Value != nil || e1.Key != "a/1" {
+		t.Fatalf("put entry = %+v", e1)
+	}
+	got, err := s.Get(ctx, "a/1")
+	if err != nil || string(got.Value) != "one" || got.Version != e1.Version || !got.ExpiresAt.IsZero() {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	if _, err := s.Get(ctx, "nope"); !errors.Is(err, pluginapi.ErrNotFound) {
+		t.Fatalf("Get missing: %v", err)
+	}
+
+	// if-absent on a live key conflicts and reports its version.
+	_, err = s.Put(ctx, pluginapi.PutRequest{Key: "a/1", Value: []byte("x"), Cond: pluginapi.IfAbsent()})
+	var ce *pluginapi.ConflictError
+	if !errors.As(err, &ce) || ce.CurrentVersion != e1.Version || ce.OpIndex != -1 {
+		t.Fatalf("if-absent on live key: %v", err)
+	}
+	// compare-and-set.
+	if _, err := s.Put(ctx, pluginapi.PutRequest{Key: "a/1", Value: []byte("y"), Cond: pluginapi.IfVersion(e1.Version + 100)}); !errors.Is(err, pluginapi.ErrConflict) {
+		t.Fatalf("if-version wrong: %v", err)
+	}
+	e2, err := s.Put(ctx, pluginapi.PutRequest{Key: "a/1", Value: []byte("two"), Cond: pluginapi.IfVersion(e1.Version)})
+	if err != nil || e2.Version <= e1.Version {
+		t.Fatalf("if-version right: %+v %v", e2, err)
+	}
+	if _, err := s.Put(ctx, pluginapi.PutRequest{Key: "zz", Value: []byte("y"), Cond: pluginapi.IfVersion(3)}); !errors.As(err, &ce) || ce.CurrentVersion != 0 {
+		t.Fatalf("if-version on missing: %v", err)
+	}
+
+	// TTL: invisible at its instant, if-absent treats it as absent.
+	e3 := mustPut(t, s, "ttl", "v", 1500*time.Millisecond)
+	if want := clk.now().Add(1500 * time.Millisecond); !e3.ExpiresAt.Equal(want) {
+		t.Fatalf("expiry %v, want %v", e3.ExpiresAt, want)
+	}
+	clk.advance(1500 * time.Millisecond)
+	if _, err := s.Get(ctx, "ttl"); !errors.Is(err, pluginapi.ErrNotFound) {
+		t.Fatalf("expired key visible: %v", err)
+	}
+	if n, _ := s.Count(ctx, ""); n != 1 {
+		t.Fatalf("count with expired = %d", n)
+	}
+	if _, err := s.Put(ctx, pluginapi.PutRequest{Key: "ttl", Value: []byte("w"), Cond: pluginapi.IfAbsent()}); err != nil {
+		t.Fatalf("if-absent on expired: %v", err)
+	}
+	// Put without TTL clears it.
+	mustPut(t, s, "ttl2", "v", time.Second)
+	mustPut(t, s, "ttl2", "v", 0)
+	if g, _ := s.Get(ctx, "ttl2"); !g.ExpiresAt.IsZero() {
+		t.Fatalf("put without ttl kept expiry %v", g.ExpiresAt)
+	}
+
+	// Delete.
+	if ok, err := s.Delete(ctx, "a/1", pluginapi.IfVersion(e1.Version)); !errors.Is(err, pluginapi.ErrConflict) || ok {
+		t.Fatalf("delete stale version: %v %v", ok, err)
+	}
+	if ok, err := s.Delete(ctx, "a/1", pluginapi.IfVersion(e2.Version)); err != nil || !ok {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	if ok, err := s.Delete(ctx, "a/1", pluginapi.Condition{}); err != nil || ok {
+		t.Fatalf("delete missing: %v %v", ok, err)
+	}
+	// Versions never go back after delete and recreate.
+	if e := mustPut(t, s, "a/1", "again", 0); e.Version <= e2.Version {
+		t.Fatalf("recreated version %d <= %d", e.Version, e2.Version)
+	}
+}
+
+func TestIncrementAndRefresh(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	s := openStore(t, Config{now: clk.now})
+	c, err := s.Increment(ctx, "n", 5)
+	if err != nil || c.Value != 5 || !c.ExpiresAt.IsZero() {
+		t.Fatalf("increment missing: %+v %v", c, err)
+	}
+	if _, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "n", TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := s.Increment(ctx, "n", -7)
+	if err != nil || c2.Value != -2 || c2.Version <= c.Version || c2.ExpiresAt.IsZero() {
+		t.Fatalf("increment keeps ttl: %+v %v", c2, err)
+	}
+	clk.advance(time.Minute)
+	if c3, err := s.Increment(ctx, "n", 1); err != nil || c3.Value != 1 || !c3.ExpiresAt.IsZero() {
+		t.Fatalf("increment expired: %+v %v", c3, err)
+	}
+	mustPut(t, s, "s", "abc", 0)
+	if _, err := s.Increment(ctx, "s", 1); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+		t.Fatalf("increment non-counter: %v", err)
+	}
+	mustPut(t, s, "big", "9223372036854775807", 0)
+	if _, err := s.Increment(ctx, "big", 1); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+		t.Fatalf("increment overflow: %v", err)
+	}
+	if _, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "missing", TTL: time.Minute}); !errors.Is(err, pluginapi.ErrNotFound) {
+		t.Fatalf("refresh missing: %v", err)
+	}
+	e := mustPut(t, s, "r", "v", time.Second)
+	r, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "r", TTL: 0, Cond: pluginapi.IfVersion(e.Version)})
+	if err != nil || r.Version != e.Version || !r.ExpiresAt.IsZero() {
+		t.Fatalf("refresh: %+v %v", r, err)
+	}
+	if _, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "r", TTL: time.Second, Cond: pluginapi.IfVersion(e.Version + 1)}); !errors.Is(err, pluginapi.ErrConflict) {
+		t.Fatalf("refresh wrong version: %v", err)
+	}
+}
+
+func TestListPaginationAndPrefixes(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Config{})
+	keys := []string{"a", "a/", "a/1", "a/2", "a/3", "a0", "b", "é", "é/x", "\u007f", "\u0080"}
+	for _, k := range keys {
+		mustPut(t, s, k, "v:"+k, 0)
+	}
+	var got []string
+	after := ""
+	for {
+		res, err := s.List(ctx, pluginapi.ListRequest{Prefix: "a/", StartAfter: after, Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range res.Entries {
+			got = append(got, e.Key)
+			if string(e.Value) != "v:"+e.Key {
+				t.Fatalf("value of %q = %q", e.Key, e.Value)
+			}
+		}
+		if !res.More {
+			break
+		}
+		after = res.Entries[len(res.Entries)-1].Key
+	}
+	if fmt.Sprint(got) != "[a/ a/1 a/2 a/3]" {
+		t.Fatalf("paged list = %v", got)
+	}
+	all, err := s.List(ctx, pluginapi.ListRequest{KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allKeys []string
+	for _, e := range all.Entries {
+		if e.Value != nil {
+			t.Fatalf("keys-only list returned a value for %q", e.Key)
+		}
+		allKeys = append(allKeys, e.Key)
+	}
+	if fmt.Sprint(allKeys) != "[a a/ a/1 a/2 a/3 a0 b \u007f \u0080 é é/x]" || all.More {
+		t.Fatalf("byte order: %q more=%v", allKeys, all.More)
+	}
+	if n, _ := s.Count(ctx, "é"); n != 2 {
+		t.Fatalf("count é = %d", n)
+	}
+	if n, _ := s.Count(ctx, "\u007f"); n != 1 {
+		t.Fatalf("count DEL = %d", n)
+	}
+	res, _ := s.List(ctx, pluginapi.ListRequest{Prefix: "a/", StartAfter: "zzz"})
+	if len(res.Entries) != 0 || res.More {
+		t.Fatalf("start-after past prefix: %+v", res)
+	}
+	if _, err := s.DeletePrefix(ctx, ""); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+		t.Fatalf("delete empty prefix: %v", err)
+	}
+	if n, err := s.DeletePrefix(ctx, "a/"); err != nil || n != 4 {
+		t.Fatalf("delete-prefix = %d, %v", n, err)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil || st.Keys != int64(len(keys)-4) || st.Backend != Name {
+		t.Fatalf("stats = %+v %v", st, err)
+	}
+	var want int64
+	for _, k := range []string{"a", "a0", "b", "é", "é/x", "\u007f", "\u0080"} {
+		want += int64(2*len(k) + 2)
+	}
+	if st.Bytes != want {
+		t.Fatalf("stats bytes %d, want %d (bytes, not characters)", st.Bytes, want)
+	}
+}
+
+func TestGetMany(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Config{})
+	mustPut(t, s, "x", "1", 0)
+	mustPut(t, s, "y", "", 0)
+	got, err := s.GetMany(ctx, []string{"y", "missing", "x", "x"})
+	if err != nil || len(got) != 4 {
+		t.Fatalf("GetMany: %v %v", got, err)
+	}
+	if got[0] == nil || len(got[0].Value) != 0 || got[1] != nil || got[2] == nil || string(got[3].Value) != "1" || got[2] == got[3] {
+		t.Fatalf("GetMany = %+v", got)
+	}
+}
+
+func TestBatchAtomic(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Config{})
+	e := mustPut(t, s, "k", "v", 0)
+	w, err := s.Watch(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_, err = s.Batch(ctx, []pluginapi.Op{
+		pluginapi.PutOp("n1", []byte("a"), 0, pluginapi.Condition{}),
+		pluginapi.DeleteOp("k", pluginapi.Condition{}),
+		pluginapi.PutOp("k", []byte("b"), 0, pluginapi.IfVersion(e.Version)), // k is gone now
+	})
+	var ce *pluginapi.ConflictError
+	if !errors.As(err, &ce) || ce.OpIndex != 2 || ce.Key != "k" || ce.CurrentVersion != 0 {
+		t.Fatalf("batch conflict: %v", err)
+	}
+	if _, err := s.Get(ctx, "n1"); !errors.Is(err, pluginapi.ErrNotFound) {
+		t.Fatalf("half a batch applied: %v", err)
+	}
+	res, err := s.Batch(ctx, []pluginapi.Op{
+		pluginapi.PutOp("n1", []byte("a"), time.Hour, pluginapi.IfAbsent()),
+		pluginapi.PutOp("n1", []byte("b"), 0, pluginapi.Condition{}),
+		pluginapi.DeleteOp("k", pluginapi.IfVersion(e.Version)),
+	})
+	if err != nil || len(res) != 3 || res[0].ExpiresAt.IsZero() || res[1].Version <= res[0].Version || !res[2].Deleted {
+		t.Fatalf("batch: %+v %v", res, err)
+	}
+	want := []string{"PUT n1 a", "PUT n1 b", "DELETE k "}
+	for i, w2 := range want {
+		ev, err := w.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%s %s %s", ev.Type, ev.Key, ev.Value); got != w2 {
+			t.Fatalf("event %d = %q, want %q", i, got, w2)
+		}
+	}
+}
+
+func TestWatchAndCleanup(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	s := openStore(t, Config{now: clk.now})
+	w, err := s.Watch(ctx, "p/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 2500 {
+		mustPut(t, s, fmt.Sprintf("p/%04d", i), "v", time.Second)
+	}
+	mustPut(t, s, "q", "v", time.Second)
+	e := mustPut(t, s, "p/keep", "v", 0)
+	if _, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "p/keep", TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	versions := map[string]int64{}
+	for range 2501 {
+		ev, err := w.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions[ev.Key] = ev.Version
+	}
+	if versions["p/keep"] != e.Version {
+		t.Fatal("missed p/keep")
+	}
+	clk.advance(time.Second)
+	if n, err := s.CleanupExpired(ctx, 0); err != nil || n != 1000 {
+		t.Fatalf("cleanup default = %d, %v", n, err)
+	}
+	if n, err := s.CleanupExpired(ctx, 5000); err != nil || n != 1501 {
+		t.Fatalf("cleanup rest = %d, %v", n, err)
+	}
+	for range 2500 {
+		ev, err := w.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type != pluginapi.EventExpire || ev.Version != versions[ev.Key] || ev.Value != nil {
+			t.Fatalf("event %+v", ev)
+		}
+		delete(versions, ev.Key)
+	}
+	if len(versions) != 1 { // p/keep is left
+		t.Fatalf("no EXPIRE for %v", versions)
+	}
+	if n, _ := s.Count(ctx, ""); n != 1 {
+		t.Fatalf("count after cleanup = %d", n)
+	}
+	s.Close()
+	if _, err := w.Recv(); !errors.Is(err, pluginapi.ErrClosed) {
+		t.Fatalf("watch after close: %v", err)
+	}
+	if _, err := s.Get(ctx, "p/keep"); !errors.Is(err, pluginapi.ErrClosed) {
+		t.Fatalf("get after close: %v", err)
+	}
+}
+
+func TestVersionsSurviveReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kv.db")
+	s, err := New(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	for i := range 10 {
+		last = mustPut(t, s, fmt.Sprintf("k%d", i), "v", 0).Version
+	}
+	if _, err := s.DeletePrefix(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = New(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if e := mustPut(t, s, "k0", "v", 0); e.Version <= last {
+		t.Fatalf("version went back after reopen: %d <= %d", e.Version, last)
+	}
+}
+
+func TestLargeValue(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Config{})
+	big := bytes.Repeat([]byte{0, 1, 2, 0xff}, pluginapi.MinValueSize/4)
+	if _, err := s.Put(ctx, pluginapi.PutRequest{Key: "big", Value: big}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "big")
+	if err != nil || !bytes.Equal(got.Value, big) {
+		t.Fatalf("big value round trip: %v", err)
+	}
+}
