@@ -1,0 +1,60 @@
+package pluginapi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+// Every sentinel keeps its identity through ToStatus and FromStatus, the
+// path every error takes across the plugin wire.
+func TestErrorTableRoundTrip(t *testing.T) {
+	sentinels := []error{
+		pluginapi.ErrNotFound, pluginapi.ErrConflict, pluginapi.ErrInvalidArgument,
+		pluginapi.ErrUnavailable, pluginapi.ErrNotSupported, pluginapi.ErrWatchOverflow,
+		pluginapi.ErrTooLarge, pluginapi.ErrPermissionDenied, pluginapi.ErrUnauthenticated,
+		pluginapi.ErrInternal, context.Canceled, context.DeadlineExceeded,
+	}
+	for _, s := range sentinels {
+		t.Run(s.Error(), func(t *testing.T) {
+			wrapped := fmt.Errorf("sqlite: get %q: %w", "k", s)
+			back := pluginapi.FromStatus(pluginapi.ToStatus(wrapped))
+			if !errors.Is(back, s) {
+				t.Fatalf("%v came back as %v, which is not %v", wrapped, back, s)
+			}
+			if back.Error() != wrapped.Error() {
+				t.Fatalf("message %q came back as %q", wrapped, back)
+			}
+			for _, other := range sentinels {
+				if other != s && errors.Is(back, other) {
+					t.Fatalf("%v came back also matching %v", s, other)
+				}
+			}
+		})
+	}
+}
+
+func TestConflictErrorCrossesTheWire(t *testing.T) {
+	in := &pluginapi.ConflictError{Key: "lock", CurrentVersion: 42, OpIndex: 3}
+	back := pluginapi.FromStatus(pluginapi.ToStatus(fmt.Errorf("batch: %w", in)))
+	var ce *pluginapi.ConflictError
+	if !errors.As(back, &ce) || !errors.Is(back, pluginapi.ErrConflict) {
+		t.Fatalf("got %v (%T), want a *ConflictError", back, back)
+	}
+	if *ce != *in {
+		t.Fatalf("got %+v, want %+v", *ce, *in)
+	}
+}
+
+func TestUnknownErrorsBecomeInternal(t *testing.T) {
+	back := pluginapi.FromStatus(pluginapi.ToStatus(errors.New("disk on fire")))
+	if !errors.Is(back, pluginapi.ErrInternal) || back.Error() != "disk on fire" {
+		t.Fatalf("got %v", back)
+	}
+	if pluginapi.FromStatus(nil) != nil || pluginapi.ToStatus(nil) != nil {
+		t.Fatal("nil must stay nil")
+	}
+}

@@ -1,0 +1,41 @@
+package pluginapi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/memory"
+)
+
+// A backend served over the real plugin protocol, used the way the host
+// uses it: values, versions, conditions and errors all cross the wire.
+func Example() {
+	ctx := context.Background()
+	b, err := pluginapi.ServeInProcess(ctx, memory.Open)
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	if err := b.Open(ctx, nil); err != nil {
+		panic(err)
+	}
+
+	e, _ := b.Put(ctx, pluginapi.PutRequest{Key: "lock/leader", Value: []byte("node-1"), Cond: pluginapi.IfAbsent()})
+	_, err = b.Put(ctx, pluginapi.PutRequest{Key: "lock/leader", Value: []byte("node-2"), Cond: pluginapi.IfAbsent()})
+
+	var conflict *pluginapi.ConflictError
+	if errors.As(err, &conflict) {
+		fmt.Println("lock held at version", conflict.CurrentVersion == e.Version)
+	}
+	_, err = b.Get(ctx, "lock/follower")
+	fmt.Println("not found:", errors.Is(err, pluginapi.ErrNotFound))
+
+	c, _ := b.Increment(ctx, "counter/requests", 5)
+	fmt.Println("counter:", c.Value)
+	// Output:
+	// lock held at version true
+	// not found: true
+	// counter: 5
+}
