@@ -1,0 +1,179 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kvhost/kvhost/internal/testbin"
+	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/sqlite"
+)
+
+const crashBatchOps = 500
+
+// TestCrashKeepsAcknowledgedWrites runs the real plugin binary, streams
+// puts and batches at it, and kills it with SIGKILL at a random moment,
+// several times over the same file. After each kill, every write the
+// plugin acknowledged must be there, and every batch must be whole or
+// absent: a batch in flight at the kill may land or not, never in part.
+func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
+	bin := testbin.Plugin(t, "sqlite")
+	path := filepath.Join(t.TempDir(), "crash.db")
+	acked := map[string]string{} // key -> value of every acknowledged put
+	var ackedBatches []int
+	seq, batchSeq := 0, 0
+	for round := range 4 {
+		p, err := pluginapi.Start(t.Context(), pluginapi.StartConfig{
+			Path:     bin,
+			Settings: map[string]string{"path": path},
+			Logger:   hclog.NewNullLogger(),
+		})
+		if err != nil {
+			t.Fatalf("round %d: start: %v", round, err)
+		}
+		pid := p.Pid()
+		if pid <= 0 {
+			p.Kill()
+			t.Fatal("no plugin pid")
+		}
+		// Kill once the stream is well under way, at a random instant so
+		// that some kills land inside a batch.
+		var (
+			mu     sync.Mutex
+			nacked int
+		)
+		threshold := 300 + rand.IntN(700)
+		killed := make(chan struct{})
+		// Odd rounds kill while a batch is being applied (or just before
+		// or after: the timing is the kernel's), even ones at any point.
+		inBatch := round%2 == 1
+		batchStarted := make(chan struct{}, 1)
+		go func() {
+			defer close(killed)
+			if inBatch {
+				<-batchStarted
+				time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				return
+			}
+			for {
+				mu.Lock()
+				n := nacked
+				mu.Unlock()
+				if n >= threshold {
+					break
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}()
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		inFlight := "nothing"
+		for ctx.Err() == nil {
+			seq++
+			key, value := fmt.Sprintf("p/%07d", seq), fmt.Sprintf("value-%d-%d", round, seq)
+			if seq%40 == 0 {
+				batchSeq++
+				ops := make([]pluginapi.Op, crashBatchOps)
+				for i := range ops {
+					ops[i] = pluginapi.PutOp(fmt.Sprintf("b/%06d/%04d", batchSeq, i), []byte(value), 0, pluginapi.Condition{})
+				}
+				mu.Lock()
+				if nacked >= threshold {
+					select {
+					case batchStarted <- struct{}{}:
+					default:
+					}
+				}
+				mu.Unlock()
+				if _, err := p.Batch(ctx, ops); err != nil {
+					inFlight = fmt.Sprintf("batch %d", batchSeq)
+					break
+				}
+				ackedBatches = append(ackedBatches, batchSeq)
+			} else {
+				if _, err := p.Put(ctx, pluginapi.PutRequest{Key: key, Value: []byte(value)}); err != nil {
+					inFlight = "put " + key
+					break
+				}
+				acked[key] = value
+			}
+			mu.Lock()
+			nacked++
+			mu.Unlock()
+		}
+		cancel()
+		<-killed
+		p.Kill()
+		t.Logf("round %d: killed after %d acknowledged writes, with %s in flight", round, nacked, inFlight)
+
+		checkAfterCrash(t, path, acked, ackedBatches, batchSeq)
+	}
+}
+
+// checkAfterCrash reopens the file with the library and checks it.
+func checkAfterCrash(t *testing.T, path string, acked map[string]string, ackedBatches []int, lastBatch int) {
+	t.Helper()
+	ctx := t.Context()
+	s, err := sqlite.New(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatalf("reopen after kill: %v", err)
+	}
+	defer s.Close()
+	keys := make([]string, 0, len(acked))
+	for k := range acked {
+		keys = append(keys, k)
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), pluginapi.MaxGetMany)
+		got, err := s.GetMany(ctx, keys[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range got {
+			if e == nil {
+				t.Fatalf("acknowledged put %q is missing after the kill", keys[i])
+			}
+			if string(e.Value) != acked[keys[i]] {
+				t.Fatalf("key %q = %q, acknowledged %q", keys[i], e.Value, acked[keys[i]])
+			}
+		}
+		keys = keys[n:]
+	}
+	isAcked := map[int]bool{}
+	for _, b := range ackedBatches {
+		isAcked[b] = true
+	}
+	for b := 1; b <= lastBatch; b++ {
+		n, err := s.Count(ctx, fmt.Sprintf("b/%06d/", b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case n != 0 && n != crashBatchOps:
+			t.Fatalf("batch %d is half applied: %d of %d ops", b, n, crashBatchOps)
+		case isAcked[b] && n == 0:
+			t.Fatalf("acknowledged batch %d is missing", b)
+		}
+	}
+	// And the file itself is sound.
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var res string
+	if err := db.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res); err != nil || res != "ok" {
+		t.Fatalf("integrity check: %q %v", res, err)
+	}
+}
