@@ -15,7 +15,7 @@ import (
 const (
 	DefaultPath          = "./data/kvhost.db"
 	DefaultSynchronous   = "NORMAL"
-	DefaultCacheSizeKiB  = 16 << 10  // 16 MiB per connection
+	DefaultCacheSizeKiB  = 16 << 10 // 16 MiB per connection
 	DefaultBusyTimeout   = 5 * time.Second
 	DefaultMmapSizeBytes = 256 << 20 // 256 MiB
 	// DefaultReaders is the size of the reader connection pool.
