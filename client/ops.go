@@ -1,0 +1,361 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"time"
+
+	kv "github.com/kvhost/kvhost/api/kvhostv1"
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+// WriteOption qualifies a write: Put takes all of them; Delete and
+// RefreshTTL take IfVersion only.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	ttl    time.Duration
+	hasTTL bool
+	cond   pluginapi.Condition
+}
+
+// WithTTL makes a put expire after d (at millisecond precision, rounded
+// up). Without it, or with 0, the key never expires, and a put clears an
+// earlier expiry.
+func WithTTL(d time.Duration) WriteOption {
+	return func(o *writeOptions) { o.ttl, o.hasTTL = d, true }
+}
+
+// IfAbsent makes a put succeed only when no live key exists.
+func IfAbsent() WriteOption {
+	return func(o *writeOptions) { o.cond = pluginapi.IfAbsent() }
+}
+
+// IfVersion makes a write succeed only when the live key is at version v
+// (compare-and-set).
+func IfVersion(v int64) WriteOption {
+	return func(o *writeOptions) { o.cond = pluginapi.IfVersion(v) }
+}
+
+func writeOpts(opts []WriteOption) writeOptions {
+	var o writeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// ListOption shapes a List page or an All iteration.
+type ListOption func(*pluginapi.ListRequest)
+
+// StartAfter lists keys strictly after k.
+func StartAfter(k string) ListOption {
+	return func(r *pluginapi.ListRequest) { r.StartAfter = k }
+}
+
+// Limit caps a List page (0: the server's default; above
+// pluginapi.MaxListLimit is lowered to it). For All it is the page size.
+func Limit(n int) ListOption {
+	return func(r *pluginapi.ListRequest) { r.Limit = n }
+}
+
+// KeysOnly leaves values out: entries carry key, version and expiry.
+func KeysOnly() ListOption {
+	return func(r *pluginapi.ListRequest) { r.KeysOnly = true }
+}
+
+// Stats describes the server's store as the caller sees it.
+type Stats struct {
+	// Keys counts the live keys of the caller's tenant.
+	Keys int64
+	// BackendKeys and BackendBytes count the whole backend, all tenants.
+	BackendKeys  int64
+	BackendBytes int64
+	// Backend and BackendVersion name the backend plugin.
+	Backend        string
+	BackendVersion string
+}
+
+// Get returns the live entry under key, or an error wrapping ErrNotFound.
+func (c *Client) Get(ctx context.Context, key string) (pluginapi.Entry, error) {
+	if err := c.check(); err != nil {
+		return pluginapi.Entry{}, err
+	}
+	if err := pluginapi.ValidateKey(key); err != nil {
+		return pluginapi.Entry{}, err
+	}
+	r, err := c.rpc.Get(ctx, &kv.GetRequest{Key: key})
+	if err != nil {
+		return pluginapi.Entry{}, c.wireErr(err)
+	}
+	return entryFromPB(r.Entry), nil
+}
+
+// GetMany looks up to pluginapi.MaxGetMany keys at once and answers in
+// request order; a missing key is a nil element.
+func (c *Client) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	if err := pluginapi.ValidateGetMany(keys); err != nil {
+		return nil, err
+	}
+	r, err := c.rpc.GetMany(ctx, &kv.GetManyRequest{Keys: keys})
+	if err != nil {
+		return nil, c.wireErr(err)
+	}
+	if len(r.Results) != len(keys) {
+		return nil, fmt.Errorf("%w: get-many answered %d results for %d keys", ErrInternal, len(r.Results), len(keys))
+	}
+	out := make([]*pluginapi.Entry, len(keys))
+	for i, l := range r.Results {
+		if l.Found {
+			e := entryFromPB(l.Entry)
+			out[i] = &e
+		}
+	}
+	return out, nil
+}
+
+// Put stores value under key. The returned entry has the key's new version
+// and expiry but not the value. A failed IfAbsent or IfVersion is a
+// *ConflictError.
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (pluginapi.Entry, error) {
+	if err := c.check(); err != nil {
+		return pluginapi.Entry{}, err
+	}
+	o := writeOpts(opts)
+	req := pluginapi.PutRequest{Key: key, Value: value, TTL: o.ttl, Cond: o.cond}
+	if err := pluginapi.ValidatePut(req); err != nil {
+		return pluginapi.Entry{}, err
+	}
+	r, err := c.rpc.Put(ctx, &kv.PutRequest{
+		Key: key, Value: value, TtlMs: pluginapi.TTLMillis(o.ttl), Condition: condToPB(o.cond),
+	})
+	if err != nil {
+		return pluginapi.Entry{}, c.wireErr(err)
+	}
+	return entryFromPB(r.Entry), nil
+}
+
+// Delete removes key and reports whether there was a live key to remove; a
+// missing key is not an error. It takes IfVersion only.
+func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (bool, error) {
+	if err := c.check(); err != nil {
+		return false, err
+	}
+	o := writeOpts(opts)
+	if err := pluginapi.ValidateKey(key); err != nil {
+		return false, err
+	}
+	if o.hasTTL {
+		return false, fmt.Errorf("%w: delete %q takes no TTL", ErrInvalidArgument, key)
+	}
+	if err := pluginapi.ValidateCondition(o.cond, false); err != nil {
+		return false, err
+	}
+	r, err := c.rpc.Delete(ctx, &kv.DeleteRequest{Key: key, Condition: condToPB(o.cond)})
+	if err != nil {
+		return false, c.wireErr(err)
+	}
+	return r.Deleted, nil
+}
+
+// List returns one page of live entries whose key starts with prefix, in
+// ascending byte order; More says whether keys remain after the last one
+// (continue with StartAfter(lastKey), or use All).
+func (c *Client) List(ctx context.Context, prefix string, opts ...ListOption) (pluginapi.ListResult, error) {
+	if err := c.check(); err != nil {
+		return pluginapi.ListResult{}, err
+	}
+	req := pluginapi.ListRequest{Prefix: prefix}
+	for _, opt := range opts {
+		opt(&req)
+	}
+	// Validate only: a limit of 0 goes out as 0 so the server applies its
+	// own default.
+	if _, err := pluginapi.NormalizeList(req); err != nil {
+		return pluginapi.ListResult{}, err
+	}
+	r, err := c.rpc.List(ctx, &kv.ListRequest{
+		Prefix: prefix, StartAfter: req.StartAfter, Limit: int32(min(req.Limit, pluginapi.MaxListLimit)), KeysOnly: req.KeysOnly,
+	})
+	if err != nil {
+		return pluginapi.ListResult{}, c.wireErr(err)
+	}
+	out := pluginapi.ListResult{Entries: make([]pluginapi.Entry, len(r.Entries)), More: r.More}
+	for i, e := range r.Entries {
+		out.Entries[i] = entryFromPB(e)
+	}
+	return out, nil
+}
+
+// All iterates over every live entry under prefix, fetching a page at a
+// time (Limit sets the page size; StartAfter and KeysOnly apply too). It is
+// not a snapshot: each key comes at most once and in order, but a key
+// written during the iteration may or may not appear. An error ends the
+// iteration after it is yielded.
+func (c *Client) All(ctx context.Context, prefix string, opts ...ListOption) iter.Seq2[pluginapi.Entry, error] {
+	return func(yield func(pluginapi.Entry, error) bool) {
+		var page pluginapi.ListRequest
+		for _, opt := range opts {
+			opt(&page)
+		}
+		after := page.StartAfter
+		for {
+			paged := append(opts[:len(opts):len(opts)], StartAfter(after))
+			res, err := c.List(ctx, prefix, paged...)
+			if err != nil {
+				yield(pluginapi.Entry{}, err)
+				return
+			}
+			for _, e := range res.Entries {
+				if !yield(e, nil) {
+					return
+				}
+			}
+			if !res.More || len(res.Entries) == 0 {
+				return
+			}
+			after = res.Entries[len(res.Entries)-1].Key
+		}
+	}
+}
+
+// Count returns how many live keys start with prefix ("" counts all of the
+// tenant's keys).
+func (c *Client) Count(ctx context.Context, prefix string) (int64, error) {
+	if err := c.check(); err != nil {
+		return 0, err
+	}
+	if err := pluginapi.ValidatePrefix(prefix); err != nil {
+		return 0, err
+	}
+	r, err := c.rpc.Count(ctx, &kv.CountRequest{Prefix: prefix})
+	if err != nil {
+		return 0, c.wireErr(err)
+	}
+	return r.Count, nil
+}
+
+// DeletePrefix removes every live key under prefix and says how many. An
+// empty prefix is refused with ErrInvalidArgument.
+func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error) {
+	if err := c.check(); err != nil {
+		return 0, err
+	}
+	if err := pluginapi.ValidateDeletePrefix(prefix); err != nil {
+		return 0, err
+	}
+	r, err := c.rpc.DeletePrefix(ctx, &kv.DeletePrefixRequest{Prefix: prefix})
+	if err != nil {
+		return 0, c.wireErr(err)
+	}
+	return r.Deleted, nil
+}
+
+// Increment atomically adds delta to the decimal int64 counter under key (a
+// missing key counts as 0) and returns the new value. A key holding
+// anything else, or an overflow, is ErrInvalidArgument.
+func (c *Client) Increment(ctx context.Context, key string, delta int64) (pluginapi.Counter, error) {
+	if err := c.check(); err != nil {
+		return pluginapi.Counter{}, err
+	}
+	if err := pluginapi.ValidateKey(key); err != nil {
+		return pluginapi.Counter{}, err
+	}
+	r, err := c.rpc.Increment(ctx, &kv.IncrementRequest{Key: key, Delta: delta})
+	if err != nil {
+		return pluginapi.Counter{}, c.wireErr(err)
+	}
+	return pluginapi.Counter{Value: r.Value, Version: r.Version, ExpiresAt: msToTime(r.ExpiresAtMs)}, nil
+}
+
+// RefreshTTL changes only the expiry of a live key: it expires ttl from now,
+// or never when ttl is 0. The version does not change. A missing key is
+// ErrNotFound. It takes IfVersion only.
+func (c *Client) RefreshTTL(ctx context.Context, key string, ttl time.Duration, opts ...WriteOption) (pluginapi.Entry, error) {
+	if err := c.check(); err != nil {
+		return pluginapi.Entry{}, err
+	}
+	o := writeOpts(opts)
+	if o.hasTTL {
+		return pluginapi.Entry{}, fmt.Errorf("%w: refresh-ttl %q takes its TTL as an argument, not WithTTL", ErrInvalidArgument, key)
+	}
+	if err := pluginapi.ValidateRefresh(pluginapi.RefreshRequest{Key: key, TTL: ttl, Cond: o.cond}); err != nil {
+		return pluginapi.Entry{}, err
+	}
+	r, err := c.rpc.RefreshTTL(ctx, &kv.RefreshTTLRequest{Key: key, TtlMs: pluginapi.TTLMillis(ttl), Condition: condToPB(o.cond)})
+	if err != nil {
+		return pluginapi.Entry{}, c.wireErr(err)
+	}
+	return entryFromPB(r.Entry), nil
+}
+
+// Batch applies ops atomically, in order: all of them or none. A failed
+// condition is a *ConflictError whose OpIndex names the op. Build ops with
+// pluginapi.PutOp and pluginapi.DeleteOp.
+func (c *Client) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpResult, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	if err := pluginapi.ValidateBatch(ops); err != nil {
+		return nil, err
+	}
+	req := &kv.BatchRequest{Ops: make([]*kv.Op, len(ops))}
+	for i, op := range ops {
+		req.Ops[i] = &kv.Op{
+			Kind: kv.Op_Kind(op.Kind), Key: op.Key, Value: op.Value,
+			TtlMs: pluginapi.TTLMillis(op.TTL), Condition: condToPB(op.Cond),
+		}
+	}
+	r, err := c.rpc.Batch(ctx, req)
+	if err != nil {
+		return nil, c.wireErr(err)
+	}
+	if len(r.Results) != len(ops) {
+		return nil, fmt.Errorf("%w: batch answered %d results for %d ops", ErrInternal, len(r.Results), len(ops))
+	}
+	out := make([]pluginapi.OpResult, len(ops))
+	for i, res := range r.Results {
+		out[i] = pluginapi.OpResult{Version: res.Version, ExpiresAt: msToTime(res.ExpiresAtMs), Deleted: res.Deleted}
+	}
+	return out, nil
+}
+
+// Stats reports the caller's key count and the backend's totals.
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	if err := c.check(); err != nil {
+		return Stats{}, err
+	}
+	r, err := c.rpc.Stats(ctx, &kv.StatsRequest{})
+	if err != nil {
+		return Stats{}, c.wireErr(err)
+	}
+	return Stats{
+		Keys: r.Keys, BackendKeys: r.BackendKeys, BackendBytes: r.BackendBytes,
+		Backend: r.Backend, BackendVersion: r.BackendVersion,
+	}, nil
+}
+
+func msToTime(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+func entryFromPB(e *kv.Entry) pluginapi.Entry {
+	if e == nil {
+		return pluginapi.Entry{}
+	}
+	return pluginapi.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAt: msToTime(e.ExpiresAtMs)}
+}
+
+func condToPB(c pluginapi.Condition) *kv.Condition {
+	if c.Kind == pluginapi.CondNone {
+		return nil
+	}
+	return &kv.Condition{Kind: kv.Condition_Kind(c.Kind), Version: c.Version}
+}

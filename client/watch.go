@@ -1,0 +1,78 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	kv "github.com/kvhost/kvhost/api/kvhostv1"
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+// Watch subscribes to changes under prefix ("" for all of the tenant's
+// keys). It returns once the server says the subscription is live: every
+// change committed after that arrives exactly once, in commit order. The
+// stream ends when ctx is done (Recv returns the context's error) or on
+// Close (ErrClosed); a watcher that fell behind gets ErrWatchOverflow.
+// Close the stream when done with it: it holds a server-side subscription.
+func (c *Client) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	if err := pluginapi.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	st, err := c.rpc.Watch(ctx, &kv.WatchRequest{Prefix: prefix})
+	if err != nil {
+		cancel()
+		return nil, c.wireErr(err)
+	}
+	first, err := st.Recv()
+	if err != nil {
+		cancel()
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: watch stream ended before it was ready", ErrUnavailable)
+		}
+		return nil, c.wireErr(err)
+	}
+	if !first.Ready {
+		cancel()
+		return nil, fmt.Errorf("%w: watch stream did not start with ready", ErrInternal)
+	}
+	return &watchStream{c: c, st: st, cancel: cancel}, nil
+}
+
+type watchStream struct {
+	c      *Client
+	st     kv.KV_WatchClient
+	cancel context.CancelFunc
+	closed atomic.Bool
+}
+
+func (s *watchStream) Recv() (pluginapi.Event, error) {
+	m, err := s.st.Recv()
+	if err != nil {
+		if s.closed.Load() {
+			return pluginapi.Event{}, ErrClosed
+		}
+		if errors.Is(err, io.EOF) {
+			return pluginapi.Event{}, fmt.Errorf("%w: watch stream ended by the server", ErrUnavailable)
+		}
+		return pluginapi.Event{}, s.c.wireErr(err)
+	}
+	if m.Event == nil {
+		return pluginapi.Event{}, fmt.Errorf("%w: watch message without an event", ErrInternal)
+	}
+	return pluginapi.Event{
+		Type: pluginapi.EventType(m.Event.Type), Key: m.Event.Key, Value: m.Event.Value, Version: m.Event.Version,
+	}, nil
+}
+
+func (s *watchStream) Close() error {
+	s.closed.Store(true)
+	s.cancel()
+	return nil
+}
