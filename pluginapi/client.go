@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
 )
@@ -43,19 +45,19 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 // Open configures the far backend with the operator's settings.
 func (c *Client) Open(ctx context.Context, settings map[string]string) error {
 	_, err := c.rpc.Open(ctx, &pb.OpenRequest{Settings: settings})
-	return FromStatus(err)
+	return wireErr(ctx, err)
 }
 
 // Ping is a no-op round trip.
 func (c *Client) Ping(ctx context.Context) error {
 	_, err := c.rpc.Ping(ctx, &pb.PingRequest{})
-	return FromStatus(err)
+	return wireErr(ctx, err)
 }
 
 func (c *Client) Info(ctx context.Context) (Info, error) {
 	r, err := c.rpc.Info(ctx, &pb.InfoRequest{})
 	if err != nil {
-		return Info{}, FromStatus(err)
+		return Info{}, wireErr(ctx, err)
 	}
 	return Info{
 		Name: r.Name, Version: r.Version, ProtocolVersion: int(r.ProtocolVersion),
@@ -69,7 +71,7 @@ func (c *Client) Get(ctx context.Context, key string) (Entry, error) {
 	}
 	r, err := c.rpc.Get(ctx, &pb.GetRequest{Key: key})
 	if err != nil {
-		return Entry{}, FromStatus(err)
+		return Entry{}, wireErr(ctx, err)
 	}
 	return entryFromPB(r.Entry), nil
 }
@@ -80,7 +82,7 @@ func (c *Client) GetMany(ctx context.Context, keys []string) ([]*Entry, error) {
 	}
 	r, err := c.rpc.GetMany(ctx, &pb.GetManyRequest{Keys: keys})
 	if err != nil {
-		return nil, FromStatus(err)
+		return nil, wireErr(ctx, err)
 	}
 	if len(r.Results) != len(keys) {
 		return nil, fmt.Errorf("%w: get-many answered %d results for %d keys", ErrInternal, len(r.Results), len(keys))
@@ -101,7 +103,7 @@ func (c *Client) Put(ctx context.Context, req PutRequest) (Entry, error) {
 	}
 	r, err := c.rpc.Put(ctx, &pb.PutRequest{Key: req.Key, Value: req.Value, TtlMs: TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
 	if err != nil {
-		return Entry{}, FromStatus(err)
+		return Entry{}, wireErr(ctx, err)
 	}
 	return entryFromPB(r.Entry), nil
 }
@@ -115,7 +117,7 @@ func (c *Client) Delete(ctx context.Context, key string, cond Condition) (bool, 
 	}
 	r, err := c.rpc.Delete(ctx, &pb.DeleteRequest{Key: key, Condition: condToPB(cond)})
 	if err != nil {
-		return false, FromStatus(err)
+		return false, wireErr(ctx, err)
 	}
 	return r.Deleted, nil
 }
@@ -127,7 +129,7 @@ func (c *Client) List(ctx context.Context, req ListRequest) (ListResult, error) 
 	}
 	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(req.Limit), KeysOnly: req.KeysOnly})
 	if err != nil {
-		return ListResult{}, FromStatus(err)
+		return ListResult{}, wireErr(ctx, err)
 	}
 	out := ListResult{Entries: make([]Entry, len(r.Entries)), More: r.More}
 	for i, e := range r.Entries {
@@ -142,7 +144,7 @@ func (c *Client) Count(ctx context.Context, prefix string) (int64, error) {
 	}
 	r, err := c.rpc.Count(ctx, &pb.CountRequest{Prefix: prefix})
 	if err != nil {
-		return 0, FromStatus(err)
+		return 0, wireErr(ctx, err)
 	}
 	return r.Count, nil
 }
@@ -153,7 +155,7 @@ func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error)
 	}
 	r, err := c.rpc.DeletePrefix(ctx, &pb.DeletePrefixRequest{Prefix: prefix})
 	if err != nil {
-		return 0, FromStatus(err)
+		return 0, wireErr(ctx, err)
 	}
 	return r.Deleted, nil
 }
@@ -164,7 +166,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (Counte
 	}
 	r, err := c.rpc.Increment(ctx, &pb.IncrementRequest{Key: key, Delta: delta})
 	if err != nil {
-		return Counter{}, FromStatus(err)
+		return Counter{}, wireErr(ctx, err)
 	}
 	return Counter{Value: r.Value, Version: r.Version, ExpiresAt: msToTime(r.ExpiresAtMs)}, nil
 }
@@ -175,7 +177,7 @@ func (c *Client) RefreshTTL(ctx context.Context, req RefreshRequest) (Entry, err
 	}
 	r, err := c.rpc.RefreshTTL(ctx, &pb.RefreshTTLRequest{Key: req.Key, TtlMs: TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
 	if err != nil {
-		return Entry{}, FromStatus(err)
+		return Entry{}, wireErr(ctx, err)
 	}
 	return entryFromPB(r.Entry), nil
 }
@@ -190,7 +192,7 @@ func (c *Client) Batch(ctx context.Context, ops []Op) ([]OpResult, error) {
 	}
 	r, err := c.rpc.Batch(ctx, req)
 	if err != nil {
-		return nil, FromStatus(err)
+		return nil, wireErr(ctx, err)
 	}
 	out := make([]OpResult, len(r.Results))
 	for i, res := range r.Results {
@@ -202,7 +204,7 @@ func (c *Client) Batch(ctx context.Context, ops []Op) ([]OpResult, error) {
 func (c *Client) CleanupExpired(ctx context.Context, limit int) (int64, error) {
 	r, err := c.rpc.CleanupExpired(ctx, &pb.CleanupExpiredRequest{Limit: int32(limit)})
 	if err != nil {
-		return 0, FromStatus(err)
+		return 0, wireErr(ctx, err)
 	}
 	return r.Removed, nil
 }
@@ -210,7 +212,7 @@ func (c *Client) CleanupExpired(ctx context.Context, limit int) (int64, error) {
 func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	r, err := c.rpc.Stats(ctx, &pb.StatsRequest{})
 	if err != nil {
-		return Stats{}, FromStatus(err)
+		return Stats{}, wireErr(ctx, err)
 	}
 	return Stats{Keys: r.Keys, Bytes: r.Bytes, Backend: r.Backend, Version: r.Version}, nil
 }
@@ -224,12 +226,12 @@ func (c *Client) Watch(ctx context.Context, prefix string) (WatchStream, error) 
 	st, err := c.rpc.Watch(ctx, &pb.WatchRequest{Prefix: prefix})
 	if err != nil {
 		cancel()
-		return nil, FromStatus(err)
+		return nil, wireErr(ctx, err)
 	}
 	first, err := st.Recv()
 	if err != nil {
 		cancel()
-		return nil, FromStatus(err)
+		return nil, wireErr(ctx, err)
 	}
 	if !first.Ready {
 		cancel()
@@ -262,7 +264,7 @@ func (s *clientStream) Recv() (Event, error) {
 		if errors.Is(err, io.EOF) {
 			return Event{}, fmt.Errorf("%w: watch stream ended by the backend", ErrUnavailable)
 		}
-		return Event{}, FromStatus(err)
+		return Event{}, wireErr(s.ctx, err)
 	}
 	if m.Event == nil {
 		return Event{}, fmt.Errorf("%w: watch message without an event", ErrInternal)
@@ -274,4 +276,17 @@ func (s *clientStream) Close() error {
 	s.closed.Store(true)
 	s.cancel()
 	return nil
+}
+
+// wireErr maps an RPC error by the error table. A call cancelled by the
+// connection closing under it (the plugin died or is being replaced), not
+// by its caller, is ErrUnavailable: the caller may retry.
+func wireErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if status.Code(err) == codes.Canceled && ctx.Err() == nil {
+		return fmt.Errorf("%w: plugin connection closed: %s", ErrUnavailable, status.Convert(err).Message())
+	}
+	return FromStatus(err)
 }

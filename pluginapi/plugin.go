@@ -152,10 +152,12 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 	if logger == nil {
 		logger = hclog.Default()
 	}
+	cmd := exec.Command(cfg.Path, cfg.Args...)
+	bindToParent(cmd)
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: PluginSets(),
-		Cmd:              exec.Command(cfg.Path, cfg.Args...),
+		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         !cfg.DisableMTLS,
 		Logger:           logger,

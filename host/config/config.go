@@ -1,0 +1,261 @@
+// Package config reads kvhost's configuration file: YAML, strict (an
+// unknown field is an error naming it and its line), with defaults that
+// make the zero file a working loopback server on the SQLite backend.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kvhost/kvhost/host"
+	"github.com/kvhost/kvhost/host/server"
+)
+
+// File is the whole configuration file.
+type File struct {
+	// Listen is the gRPC API address (default 127.0.0.1:7070).
+	Listen string `yaml:"listen"`
+	// MetricsListen serves /metrics, /healthz and /readyz ("" disables;
+	// default 127.0.0.1:7071).
+	MetricsListen *string `yaml:"metrics_listen"`
+	// DataDir is where embedded backends keep data (default ./data).
+	DataDir string      `yaml:"data_dir"`
+	Backend Backend     `yaml:"backend"`
+	Auth    Auth        `yaml:"auth"`
+	TLS     TLS         `yaml:"tls"`
+	Limits  host.Limits `yaml:"limits"`
+	// RequestTimeout bounds every unary call (default 10s).
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// CleanupInterval: how often expired keys are removed (default 1s).
+	CleanupInterval time.Duration `yaml:"cleanup_interval"`
+	// SlowThreshold: operations at least this slow are counted and logged (default 100ms).
+	SlowThreshold time.Duration `yaml:"slow_threshold"`
+	// LogLevel: debug, info, warn or error (default info).
+	LogLevel string `yaml:"log_level"`
+	// Policies run on every operation, in order.
+	Policies []Policy `yaml:"policies"`
+}
+
+// Backend chooses the backend plugin.
+type Backend struct {
+	// Plugin names a plugin binary kvhost-plugin-NAME, looked up beside
+	// the kvhost binary, then on PATH (default sqlite).
+	Plugin string `yaml:"plugin"`
+	// Path is an explicit plugin binary; it overrides Plugin.
+	Path string `yaml:"path"`
+	// SHA256 pins the binary (hex).
+	SHA256 string `yaml:"sha256"`
+	// Settings are passed to the backend. For sqlite, path defaults to
+	// DATA_DIR/kvhost.db.
+	Settings map[string]string `yaml:"settings"`
+}
+
+// Auth configures API authentication.
+type Auth struct {
+	// Anonymous lets calls without a token in, as principal "anonymous"
+	// of tenant "default". Off unless said, except for the no-config default.
+	Anonymous bool           `yaml:"anonymous"`
+	Tokens    []server.Token `yaml:"tokens"`
+}
+
+// TLS turns on TLS for the API when both files are set.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Policy is one WebAssembly policy of the chain.
+type Policy struct {
+	// Name identifies the policy in denials, logs and metrics.
+	Name string `yaml:"name"`
+	// Path of the .wasm module.
+	Path string `yaml:"path"`
+	// Mode: enforce (default) or audit.
+	Mode string `yaml:"mode"`
+	// FailOpen lets operations through when the policy itself fails.
+	FailOpen bool `yaml:"fail_open"`
+	// Timeout per evaluation (default 10ms).
+	Timeout time.Duration `yaml:"timeout"`
+	// MemoryLimitMiB caps an instance's memory (default 16).
+	MemoryLimitMiB int `yaml:"memory_limit_mib"`
+	// Config is handed to the policy (as JSON) once per instance.
+	Config yaml.Node `yaml:"config"`
+}
+
+// Default is the configuration used when there is no file: SQLite under
+// ./data, loopback only, anonymous access.
+func Default() *File {
+	f := &File{Auth: Auth{Anonymous: true}}
+	f.applyDefaults()
+	return f
+}
+
+// Load reads and validates a configuration file.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Parse parses and validates configuration YAML.
+func Parse(data []byte) (*File, error) {
+	f := &File{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	f.applyDefaults()
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *File) applyDefaults() {
+	if f.Listen == "" {
+		f.Listen = "127.0.0.1:7070"
+	}
+	if f.MetricsListen == nil {
+		m := "127.0.0.1:7071"
+		f.MetricsListen = &m
+	}
+	if f.DataDir == "" {
+		f.DataDir = "data"
+	}
+	if f.Backend.Plugin == "" && f.Backend.Path == "" {
+		f.Backend.Plugin = "sqlite"
+	}
+	if f.Backend.Settings == nil {
+		f.Backend.Settings = map[string]string{}
+	}
+	if f.Backend.Plugin == "sqlite" && f.Backend.Path == "" && f.Backend.Settings["path"] == "" {
+		f.Backend.Settings["path"] = filepath.Join(f.DataDir, "kvhost.db")
+	}
+	if f.RequestTimeout == 0 {
+		f.RequestTimeout = 10 * time.Second
+	}
+	if f.LogLevel == "" {
+		f.LogLevel = "info"
+	}
+	for i := range f.Policies {
+		p := &f.Policies[i]
+		if p.Mode == "" {
+			p.Mode = "enforce"
+		}
+		if p.Timeout == 0 {
+			p.Timeout = 10 * time.Millisecond
+		}
+		if p.MemoryLimitMiB == 0 {
+			p.MemoryLimitMiB = 16
+		}
+	}
+}
+
+// Validate checks the file, naming the first problem.
+func (f *File) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	if _, _, err := net.SplitHostPort(f.Listen); err != nil {
+		return bad("listen %q: %v", f.Listen, err)
+	}
+	if m := *f.MetricsListen; m != "" {
+		if _, _, err := net.SplitHostPort(m); err != nil {
+			return bad("metrics_listen %q: %v", m, err)
+		}
+	}
+	if (f.TLS.CertFile == "") != (f.TLS.KeyFile == "") {
+		return bad("tls needs both cert_file and key_file")
+	}
+	if len(f.Auth.Tokens) == 0 && !f.Auth.Anonymous {
+		return bad("auth: no tokens and anonymous access is off: nobody could call this server (add auth.tokens or set auth.anonymous: true)")
+	}
+	for i, t := range f.Auth.Tokens {
+		if t.Token == "" || t.Principal == "" {
+			return bad("auth.tokens[%d] needs both token and principal", i)
+		}
+		if t.Tenant != "" {
+			if err := host.ValidateTenant(t.Tenant); err != nil {
+				return bad("auth.tokens[%d]: %v", i, err)
+			}
+		}
+	}
+	if f.RequestTimeout < 0 || f.CleanupInterval < 0 || f.SlowThreshold < 0 {
+		return bad("request_timeout, cleanup_interval and slow_threshold must not be negative")
+	}
+	switch f.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log_level %q: want debug, info, warn or error", f.LogLevel)
+	}
+	names := map[string]bool{}
+	for i, p := range f.Policies {
+		switch {
+		case p.Name == "":
+			return bad("policies[%d]: name is empty", i)
+		case names[p.Name]:
+			return bad("policies[%d]: name %q is used twice", i, p.Name)
+		case p.Path == "":
+			return bad("policy %q: path is empty", p.Name)
+		case p.Mode != "enforce" && p.Mode != "audit":
+			return bad("policy %q: mode %q: want enforce or audit", p.Name, p.Mode)
+		case p.Timeout < 0 || p.MemoryLimitMiB < 0:
+			return bad("policy %q: timeout and memory_limit_mib must not be negative", p.Name)
+		}
+		names[p.Name] = true
+	}
+	return nil
+}
+
+// Loopback reports whether the API listens on a loopback address only.
+func (f *File) Loopback() bool {
+	h, _, err := net.SplitHostPort(f.Listen)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// PluginPath resolves the backend plugin binary: Backend.Path, or
+// kvhost-plugin-NAME beside the running executable, then on PATH.
+func (f *File) PluginPath() (string, error) {
+	if f.Backend.Path != "" {
+		return f.Backend.Path, nil
+	}
+	name := "kvhost-plugin-" + f.Backend.Plugin
+	var tried []string
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, filepath.Dir(exe))
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%w: backend plugin %q: %s not found in %v or on PATH (set backend.path)", ErrInvalid, f.Backend.Plugin, name, tried)
+}

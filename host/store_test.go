@@ -1,0 +1,237 @@
+package host_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kvhost/kvhost/host"
+	"github.com/kvhost/kvhost/internal/testbin"
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+func openStore(t testing.TB, mutate func(*host.Config)) *host.Store {
+	t.Helper()
+	cfg := host.Config{
+		Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory")},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	st, err := host.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func as(ctx context.Context, principal, tenant string) context.Context {
+	return host.WithIdentity(ctx, host.Identity{Principal: principal, Tenant: tenant})
+}
+
+func TestTenantsNeverMeet(t *testing.T) {
+	st := openStore(t, nil)
+	a := as(t.Context(), "alice", "acme")
+	b := as(t.Context(), "bob", "acme-eu")
+	// The seed system joined tenant:namespace:key and collided; these would.
+	if _, err := st.Put(a, pluginapi.PutRequest{Key: "eu/x", Value: []byte("acme")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(b, pluginapi.PutRequest{Key: "x", Value: []byte("acme-eu")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(b, "eu/x"); !errors.Is(err, pluginapi.ErrNotFound) {
+		t.Fatalf("tenant acme-eu sees acme's key: %v", err)
+	}
+	res, err := st.List(a, pluginapi.ListRequest{})
+	if err != nil || len(res.Entries) != 1 || res.Entries[0].Key != "eu/x" {
+		t.Fatalf("acme lists %+v %v, want only its own key without the tenant prefix", res.Entries, err)
+	}
+	if n, _ := st.Count(b, ""); n != 1 {
+		t.Fatalf("acme-eu counts %d keys, want 1", n)
+	}
+	if n, err := st.DeletePrefix(b, "e"); err != nil || n != 0 {
+		t.Fatalf("acme-eu deleted %d of acme's keys: %v", n, err)
+	}
+	ws, err := st.Watch(b, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if _, err := st.Put(a, pluginapi.PutRequest{Key: "y", Value: []byte("acme")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(b, pluginapi.PutRequest{Key: "z", Value: []byte("mine")}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := ws.Recv()
+	if err != nil || ev.Key != "z" || string(ev.Value) != "mine" {
+		t.Fatalf("acme-eu's watch got %+v %v, want only its own PUT z", ev, err)
+	}
+	_, err = st.Get(as(t.Context(), "eve", "a/b"), "x")
+	if !errors.Is(err, pluginapi.ErrInvalidArgument) {
+		t.Fatalf("tenant with a slash: %v, want invalid argument", err)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	st := openStore(t, func(c *host.Config) { c.Limits = host.Limits{MaxValueBytes: 1000, MaxBatchOps: 3} })
+	ctx := t.Context()
+	_, err := st.Put(ctx, pluginapi.PutRequest{Key: strings.Repeat("k", 2000), Value: []byte("v")})
+	if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), "2000 bytes") {
+		t.Fatalf("2000-byte key: %v", err)
+	}
+	_, err = st.Put(ctx, pluginapi.PutRequest{Key: "k", Value: make([]byte, 1001)})
+	if !errors.Is(err, pluginapi.ErrTooLarge) || !strings.Contains(err.Error(), "1001 bytes") {
+		t.Fatalf("value over the limit: %v", err)
+	}
+	ops := []pluginapi.Op{
+		pluginapi.PutOp("a", nil, 0, pluginapi.Condition{}), pluginapi.PutOp("b", nil, 0, pluginapi.Condition{}),
+		pluginapi.PutOp("c", nil, 0, pluginapi.Condition{}), pluginapi.PutOp("d", nil, 0, pluginapi.Condition{}),
+	}
+	if _, err := st.Batch(ctx, ops); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+		t.Fatalf("batch over the limit: %v", err)
+	}
+	if _, err := st.Batch(ctx, []pluginapi.Op{ops[0], pluginapi.PutOp("big", make([]byte, 1001), 0, pluginapi.Condition{})}); !errors.Is(err, pluginapi.ErrTooLarge) {
+		t.Fatalf("batch with a value over the limit: %v", err)
+	}
+	if n, _ := st.Count(ctx, ""); n != 0 {
+		t.Fatalf("refused writes stored %d keys", n)
+	}
+	if _, err := host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory")}, Limits: host.Limits{MaxKeyBytes: 5000}}); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+		t.Fatalf("impossible key limit accepted: %v", err)
+	}
+}
+
+type denyGuard struct{ calls atomic.Int64 }
+
+func (g *denyGuard) Check(_ context.Context, c *host.Check) error {
+	g.calls.Add(1)
+	if strings.HasPrefix(c.Key, "secret/") {
+		return fmt.Errorf("%w: policy test denied %s %q", pluginapi.ErrPermissionDenied, c.Op, c.Key)
+	}
+	if c.Op == host.OpPut && c.TTL == 0 {
+		c.TTL = time.Hour // the guard may impose a TTL
+	}
+	return nil
+}
+
+func TestGuardSeesEveryOperation(t *testing.T) {
+	g := &denyGuard{}
+	st := openStore(t, func(c *host.Config) { c.Guard = g })
+	ctx := t.Context()
+	e, err := st.Put(ctx, pluginapi.PutRequest{Key: "a", Value: []byte("1")})
+	if err != nil || e.ExpiresAt.IsZero() {
+		t.Fatalf("guard's TTL was not applied: %+v %v", e, err)
+	}
+	denied := []error{}
+	_, err = st.Get(ctx, "secret/x")
+	denied = append(denied, err)
+	_, err = st.List(ctx, pluginapi.ListRequest{Prefix: "secret/"})
+	denied = append(denied, err)
+	_, err = st.Watch(ctx, "secret/")
+	denied = append(denied, err)
+	_, err = st.Batch(ctx, []pluginapi.Op{pluginapi.PutOp("ok", nil, 0, pluginapi.Condition{}), pluginapi.DeleteOp("secret/y", pluginapi.Condition{})})
+	denied = append(denied, err)
+	_, err = st.GetMany(ctx, []string{"a", "secret/z"})
+	denied = append(denied, err)
+	for i, err := range denied {
+		if !errors.Is(err, pluginapi.ErrPermissionDenied) {
+			t.Fatalf("denied op %d: %v", i, err)
+		}
+	}
+	if _, err := st.Get(ctx, "ok"); !errors.Is(err, pluginapi.ErrNotFound) {
+		t.Fatalf("a batch with a denied op applied its other op: %v", err)
+	}
+}
+
+// A plugin killed with SIGKILL under load: the host notices, restarts it,
+// fails calls fast meanwhile, loses no acknowledged write (the memory
+// backend loses everything on death, so this test checks acknowledgement
+// and recovery; the SQLite fault test checks durability), and needs no
+// restart itself.
+func TestPluginKilledUnderLoad(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := host.NewMetrics(reg)
+	st := openStore(t, func(c *host.Config) { c.Metrics = m; c.RestartBackoffMin = 20 * time.Millisecond })
+	ctx := t.Context()
+	pid := st.PluginPid()
+	if pid == 0 {
+		t.Fatal("no plugin pid")
+	}
+	var failed, ok atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := st.Put(ctx, pluginapi.PutRequest{Key: fmt.Sprintf("w%d/%d", w, i), Value: []byte("v")})
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, pluginapi.ErrUnavailable):
+					failed.Add(1)
+				default:
+					t.Errorf("put during a plugin death: %v, want success or ErrUnavailable", err)
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := st.WaitRestart(wctx); err != nil {
+		t.Fatalf("plugin was not restarted: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if st.PluginPid() == pid || st.PluginPid() == 0 {
+		t.Fatalf("plugin pid %d after restart (was %d)", st.PluginPid(), pid)
+	}
+	if _, err := st.Put(ctx, pluginapi.PutRequest{Key: "after", Value: []byte("v")}); err != nil {
+		t.Fatalf("put after restart: %v", err)
+	}
+	if got := testutil.ToFloat64(m.Restarts()); got != 1 {
+		t.Fatalf("restart counter %v, want 1", got)
+	}
+	t.Logf("%d puts succeeded, %d failed fast with ErrUnavailable", ok.Load(), failed.Load())
+}
+
+func TestBadPlugins(t *testing.T) {
+	ctx := t.Context()
+	_, err := host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: "/nonexistent/kvhost-plugin-x"}})
+	if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), "/nonexistent/kvhost-plugin-x") {
+		t.Fatalf("missing plugin: %v", err)
+	}
+	_, err = host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory"), SHA256: strings.Repeat("ab", 32)}})
+	if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("checksum mismatch: %v", err)
+	}
+	_, err = host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory"), Settings: map[string]string{"bogus": "1"}}})
+	if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), "bogus") {
+		t.Fatalf("unknown setting: %v", err)
+	}
+}
