@@ -5,12 +5,15 @@ PLUGINS   := memory sqlite
 PROTOS    := $(shell find . -name '*.proto' -not -path './.git/*')
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build plugins test run proto verify-proto bench lint vet fmt clean services
+.PHONY: all build plugins policies test run proto verify-proto bench lint vet fmt clean
 
 all: build
 
-build: plugins
+build: plugins policies
 	$(GO) build -o $(BIN)/kvhost ./cmd/kvhost
+
+policies:
+	@GO=$(GO) ./policies/build.sh $(BIN)/policies >/dev/null
 
 plugins:
 	@mkdir -p $(BIN)
