@@ -27,9 +27,14 @@ func (s *Store) Get(ctx context.Context, key string) (pluginapi.Entry, error) {
 	if err := s.checkOpen(); err != nil {
 		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, err)
 	}
+	if err := ctx.Err(); err != nil {
+		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, err)
+	}
+	growStack()
 	e := pluginapi.Entry{Key: key}
 	var exp int64
-	err := s.rs.get.QueryRowContext(ctx, sql.Named("key", key), sql.Named("now", s.now().UnixMilli())).
+	// One key is bounded work: see txn.ctx for why it is not cancellable.
+	err := s.rs.get.QueryRowContext(context.WithoutCancel(ctx), sql.Named("key", key), sql.Named("now", s.now().UnixMilli())).
 		Scan(&e.Value, &e.Version, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, pluginapi.ErrNotFound)
@@ -54,6 +59,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry,
 	if len(keys) == 0 {
 		return out, nil
 	}
+	growStack()
 	arg, err := json.Marshal(keys)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: get-many: %w: %v", pluginapi.ErrInternal, err)
@@ -123,15 +129,18 @@ func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.
 	if end == 1 {
 		args = append(args, sql.Named("hi", hi))
 	}
+	growStack()
 	rows, err := s.rs.list[end][after][keysOnly].QueryContext(ctx, args...)
 	if err != nil {
 		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 	}
 	defer rows.Close()
-	var res pluginapi.ListResult
-	res.Entries = make([]pluginapi.Entry, 0, min(req.Limit, 256))
+	var (
+		res pluginapi.ListResult
+		acc entries
+	)
 	for rows.Next() {
-		if len(res.Entries) == req.Limit {
+		if acc.n == req.Limit {
 			res.More = true
 			break
 		}
@@ -146,11 +155,12 @@ func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.
 			return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 		}
 		e.ExpiresAt = msTime(exp)
-		res.Entries = append(res.Entries, e)
+		acc.add(e)
 	}
 	if err := rows.Err(); err != nil {
 		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 	}
+	res.Entries = acc.all()
 	return res, nil
 }
 
@@ -168,6 +178,7 @@ func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
 		st = s.rs.count[1]
 		args = append(args, sql.Named("hi", hi))
 	}
+	growStack()
 	var n int64
 	if err := st.QueryRowContext(ctx, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: count %q: %w", prefix, mapErr(err))
@@ -181,8 +192,43 @@ func (s *Store) Stats(ctx context.Context) (pluginapi.Stats, error) {
 		return pluginapi.Stats{}, fmt.Errorf("sqlite: stats: %w", err)
 	}
 	st := pluginapi.Stats{Backend: Name, Version: Version}
+	growStack()
 	if err := s.rs.stats.QueryRowContext(ctx, sql.Named("now", s.now().UnixMilli())).Scan(&st.Keys, &st.Bytes); err != nil {
 		return pluginapi.Stats{}, fmt.Errorf("sqlite: stats: %w", mapErr(err))
 	}
 	return st, nil
+}
+
+// entries accumulates a page of unknown size in chunks, so that a long
+// page is copied once at the end instead of on every doubling, and a short
+// one does not pay for a large limit.
+type entries struct {
+	full [][]pluginapi.Entry
+	cur  []pluginapi.Entry
+	n    int
+}
+
+func (a *entries) add(e pluginapi.Entry) {
+	if len(a.cur) == cap(a.cur) {
+		if a.cur != nil {
+			a.full = append(a.full, a.cur)
+		}
+		a.cur = make([]pluginapi.Entry, 0, min(max(2*cap(a.cur), 64), 4096))
+	}
+	a.cur = append(a.cur, e)
+	a.n++
+}
+
+func (a *entries) all() []pluginapi.Entry {
+	if len(a.full) == 0 {
+		if a.cur == nil {
+			return []pluginapi.Entry{}
+		}
+		return a.cur
+	}
+	out := make([]pluginapi.Entry, 0, a.n)
+	for _, c := range a.full {
+		out = append(out, c...)
+	}
+	return append(out, a.cur...)
 }

@@ -18,8 +18,14 @@ import (
 // see its own earlier changes; its version counter and events take effect
 // only when it commits.
 type txn struct {
-	s       *Store
+	s *Store
+	// ctx is for statements whose work is bounded (one key): it cannot be
+	// cancelled, because the driver pays for a cancellable context with a
+	// goroutine per statement, which costs more than such a statement.
+	// scan is the caller's context, for statements over many rows, which
+	// it can interrupt; callers check it between bounded statements.
 	ctx     context.Context
+	scan    context.Context
 	now     time.Time
 	nowMs   int64
 	version int64 // the last version stamped, committed as last_version
@@ -43,9 +49,11 @@ func (s *Store) update(ctx context.Context, fn func(t *txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	growStack()
 	now := s.now()
-	t := &txn{s: s, ctx: ctx, now: now, nowMs: now.UnixMilli(), version: s.lastVersion, watched: s.hub.Subscribers() > 0}
-	if _, err := s.ws.begin.ExecContext(ctx); err != nil {
+	t := &txn{s: s, ctx: context.WithoutCancel(ctx), scan: ctx, now: now, nowMs: now.UnixMilli(),
+		version: s.lastVersion, watched: s.hub.Subscribers() > 0}
+	if _, err := s.ws.begin.ExecContext(t.ctx); err != nil {
 		return mapErr(err)
 	}
 	if err := fn(t); err != nil {
@@ -53,7 +61,7 @@ func (s *Store) update(ctx context.Context, fn func(t *txn) error) error {
 		return err
 	}
 	if t.version != s.lastVersion {
-		if _, err := s.ws.setVersion.ExecContext(ctx, sql.Named("version", t.version)); err != nil {
+		if _, err := s.ws.setVersion.ExecContext(t.ctx, sql.Named("version", t.version)); err != nil {
 			s.rollback()
 			return mapErr(err)
 		}
@@ -226,7 +234,7 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int64, error) 
 			args = append(args, sql.Named("hi", hi))
 		}
 		if !t.watched {
-			res, err := s.ws.deletePrefix[end][0].ExecContext(ctx, args...)
+			res, err := s.ws.deletePrefix[end][0].ExecContext(t.scan, args...)
 			if err != nil {
 				return mapErr(err)
 			}
@@ -252,7 +260,7 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int64, error) 
 
 // collect runs a DELETE ... RETURNING key, version and gathers its rows.
 func (t *txn) collect(st *sql.Stmt, args ...any) ([]pluginapi.Event, error) {
-	rows, err := st.QueryContext(t.ctx, args...)
+	rows, err := st.QueryContext(t.scan, args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -285,7 +293,7 @@ func (s *Store) Increment(ctx context.Context, key string, delta int64) (plugina
 			expMs   int64
 			n       int64
 		)
-		err := s.ws.liveRow.QueryRowContext(ctx, sql.Named("key", key), sql.Named("now", t.nowMs)).Scan(&old, &version, &expMs)
+		err := s.ws.liveRow.QueryRowContext(t.ctx, sql.Named("key", key), sql.Named("now", t.nowMs)).Scan(&old, &version, &expMs)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -301,7 +309,7 @@ func (s *Store) Increment(ctx context.Context, key string, delta int64) (plugina
 		}
 		value := []byte(strconv.FormatInt(sum, 10))
 		v := t.version + 1
-		if _, err := s.ws.upsert.ExecContext(ctx, sql.Named("key", key), sql.Named("value", value), sql.Named("version", v),
+		if _, err := s.ws.upsert.ExecContext(t.ctx, sql.Named("key", key), sql.Named("value", value), sql.Named("version", v),
 			sql.Named("expires_at", expMs), sql.Named("now", t.nowMs)); err != nil {
 			return mapErr(err)
 		}
@@ -333,7 +341,7 @@ func (s *Store) RefreshTTL(ctx context.Context, req pluginapi.RefreshRequest) (p
 			condVersion = req.Cond.Version
 		}
 		var v int64
-		err := s.ws.refresh.QueryRowContext(ctx, sql.Named("key", req.Key), sql.Named("cond", condVersion),
+		err := s.ws.refresh.QueryRowContext(t.ctx, sql.Named("key", req.Key), sql.Named("cond", condVersion),
 			sql.Named("now", t.nowMs), sql.Named("expires_at", expMs)).Scan(&v)
 		if errors.Is(err, sql.ErrNoRows) {
 			cur, err := t.liveVersion(req.Key)
@@ -372,6 +380,9 @@ func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpRe
 	}
 	err := s.update(ctx, func(t *txn) error {
 		for i, op := range ops {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			var err error
 			switch op.Kind {
 			case pluginapi.OpPut:

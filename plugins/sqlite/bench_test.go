@@ -1,0 +1,459 @@
+package sqlite
+
+// Benchmarks of the issue's table, each measured three or four ways in one
+// run so the ratios mean something:
+//
+//	ping    a no-op RPC to the plugin: the go-plugin round trip, the floor
+//	plugin  the operation through the real plugin binary over go-plugin
+//	store   the same operation on the library in-process (no wire)
+//	raw     the same work as plain SQL on database/sql, same schema and pragmas
+//
+// Run them with, for example:
+//
+//	go test -run '^$' -bench . -benchtime 2s ./plugins/sqlite/
+//
+// docs/PERFORMANCE.md records the figures.
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kvhost/kvhost/internal/testbin"
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+var benchValue = bytes.Repeat([]byte("v"), 100)
+
+// benchEnv is one dataset in three copies: behind the plugin binary, in an
+// in-process Store, and in a raw database with the same schema.
+type benchEnv struct {
+	plugin *pluginapi.Plugin
+	store  *Store
+	raw    *sql.DB
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	b.Helper()
+	dir := b.TempDir()
+	p, err := pluginapi.Start(context.Background(), pluginapi.StartConfig{
+		Path:     testbin.Plugin(b, "sqlite"),
+		Settings: map[string]string{"path": filepath.Join(dir, "plugin.db")},
+		Logger:   hclog.NewNullLogger(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Kill)
+	s, err := New(context.Background(), Config{Path: filepath.Join(dir, "store.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return &benchEnv{plugin: p, store: s, raw: openRaw(b, filepath.Join(dir, "raw.db"))}
+}
+
+// openRaw opens a database the way a hand-written SQLite program would,
+// with the Store's schema and pragmas but none of its code.
+func openRaw(b *testing.B, path string) *sql.DB {
+	b.Helper()
+	dsn := (&Store{cfg: Config{}.withDefaults(), path: path}).dsn(false)
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `PRAGMA journal_mode = WAL`); err != nil {
+		b.Fatal(err)
+	}
+	if err := migrations[0](ctx, db); err != nil {
+		b.Fatal(err)
+	}
+	return db
+}
+
+// rawInsert is the raw side's bulk insert: one transaction, one prepared
+// statement.
+func rawInsert(b *testing.B, db *sql.DB, keys []string, expiresAt int64) {
+	b.Helper()
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO kv (key, value, version, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	for i, k := range keys {
+		if _, err := st.ExecContext(ctx, k, benchValue, int64(i+1), expiresAt, now, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st.Close()
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// load puts keys into all three copies, in batches of 1000.
+func (e *benchEnv) load(b *testing.B, keys []string, ttl time.Duration) {
+	b.Helper()
+	ctx := context.Background()
+	for chunk := range slices.Chunk(keys, pluginapi.MaxBatchOps) {
+		ops := make([]pluginapi.Op, len(chunk))
+		for i, k := range chunk {
+			ops[i] = pluginapi.PutOp(k, benchValue, ttl, pluginapi.Condition{})
+		}
+		if _, err := e.plugin.Batch(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.store.Batch(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+		var exp int64
+		if ttl > 0 {
+			exp = pluginapi.ExpiryAt(time.Now(), ttl).UnixMilli()
+		}
+		rawInsert(b, e.raw, chunk, exp)
+	}
+}
+
+// keys10K is 100 prefixes of 100 keys each: p00/k0000 .. p99/k9999.
+func keys10K() []string {
+	keys := make([]string, 0, 10000)
+	for p := range 100 {
+		for k := range 100 {
+			keys = append(keys, fmt.Sprintf("p%02d/k%04d", p, p*100+k))
+		}
+	}
+	return keys
+}
+
+// latencies records per-op durations and reports their p50 and p99.
+type latencies []time.Duration
+
+func (l *latencies) time(start time.Time) { *l = append(*l, time.Since(start)) }
+
+// percentiles returns p50 and p99 in microseconds.
+func (l latencies) percentiles() (p50, p99 float64) {
+	if len(l) == 0 {
+		return 0, 0
+	}
+	slices.Sort(l)
+	pct := func(p float64) float64 {
+		return float64(l[min(len(l)-1, int(float64(len(l))*p))].Nanoseconds()) / 1e3
+	}
+	return pct(0.50), pct(0.99)
+}
+
+func (l latencies) report(b *testing.B) {
+	p50, p99 := l.percentiles()
+	b.ReportMetric(p50, "p50-us")
+	b.ReportMetric(p99, "p99-us")
+}
+
+func BenchmarkPointGet(b *testing.B) {
+	e := newBenchEnv(b)
+	keys := keys10K()
+	e.load(b, keys, 0)
+	ctx := context.Background()
+	run := func(name string, op func(key string) error) {
+		b.Run(name, func(b *testing.B) {
+			lat := make(latencies, 0, b.N)
+			i := 0
+			for b.Loop() {
+				start := time.Now()
+				if err := op(keys[(i*7919)%len(keys)]); err != nil {
+					b.Fatal(err)
+				}
+				lat.time(start)
+				i++
+			}
+			lat.report(b)
+		})
+	}
+	// ping and get alternate in one loop so that both see the same load
+	// on the machine, and their ratio is reported directly.
+	b.Run("plugin-vs-ping", func(b *testing.B) {
+		ping := make(latencies, 0, b.N)
+		get := make(latencies, 0, b.N)
+		i := 0
+		for b.Loop() {
+			start := time.Now()
+			if err := e.plugin.Ping(ctx); err != nil {
+				b.Fatal(err)
+			}
+			ping.time(start)
+			start = time.Now()
+			if _, err := e.plugin.Get(ctx, keys[(i*7919)%len(keys)]); err != nil {
+				b.Fatal(err)
+			}
+			get.time(start)
+			i++
+		}
+		pp50, pp99 := ping.percentiles()
+		gp50, gp99 := get.percentiles()
+		b.ReportMetric(pp50, "ping-p50-us")
+		b.ReportMetric(pp99, "ping-p99-us")
+		b.ReportMetric(gp50, "get-p50-us")
+		b.ReportMetric(gp99, "get-p99-us")
+		b.ReportMetric(gp50/pp50, "p50-ratio")
+		b.ReportMetric(gp99/pp99, "p99-ratio")
+	})
+	run("ping", func(string) error { return e.plugin.Ping(ctx) })
+	run("plugin", func(k string) error { _, err := e.plugin.Get(ctx, k); return err })
+	run("store", func(k string) error { _, err := e.store.Get(ctx, k); return err })
+	st, err := e.raw.PrepareContext(ctx, `SELECT value, version, expires_at FROM kv WHERE key = ? AND (expires_at = 0 OR expires_at > ?)`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	run("raw", func(k string) error {
+		var v []byte
+		var ver, exp int64
+		return st.QueryRowContext(ctx, k, time.Now().UnixMilli()).Scan(&v, &ver, &exp)
+	})
+}
+
+// rawList is the raw side of a list: the same range scan, rows scanned
+// into entries.
+func rawList(ctx context.Context, st *sql.Stmt, lo, hi string, limit int) ([]pluginapi.Entry, error) {
+	rows, err := st.QueryContext(ctx, lo, hi, time.Now().UnixMilli(), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []pluginapi.Entry
+	for rows.Next() {
+		var e pluginapi.Entry
+		var exp int64
+		if err := rows.Scan(&e.Key, &e.Value, &e.Version, &exp); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func benchList(b *testing.B, prefix string, want int) {
+	e := newBenchEnv(b)
+	e.load(b, keys10K(), 0)
+	ctx := context.Background()
+	req := pluginapi.ListRequest{Prefix: prefix, Limit: pluginapi.MaxListLimit}
+	run := func(name string, op func() (int, error)) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				n, err := op()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n != want {
+					b.Fatalf("listed %d, want %d", n, want)
+				}
+			}
+		})
+	}
+	run("plugin", func() (int, error) { r, err := e.plugin.List(ctx, req); return len(r.Entries), err })
+	run("store", func() (int, error) { r, err := e.store.List(ctx, req); return len(r.Entries), err })
+	st, err := e.raw.PrepareContext(ctx, `SELECT key, value, version, expires_at FROM kv
+		WHERE key >= ? AND key < ? AND (expires_at = 0 OR expires_at > ?) ORDER BY key LIMIT ?`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	hi := pluginapi.PrefixEnd(prefix)
+	if hi == "" {
+		hi = "\U0010FFFF\U0010FFFF" // above every key of the dataset
+	}
+	run("raw", func() (int, error) { r, err := rawList(ctx, st, prefix, hi, req.Limit); return len(r), err })
+}
+
+func BenchmarkListPrefix100(b *testing.B) { benchList(b, "p42/", 100) }
+
+func BenchmarkListAll10K(b *testing.B) { benchList(b, "", 10000) }
+
+func BenchmarkStats100K(b *testing.B) {
+	e := newBenchEnv(b)
+	keys := make([]string, 100_000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("stats/%06d", i)
+	}
+	e.load(b, keys, 0)
+	ctx := context.Background()
+	want := int64(len(keys))
+	run := func(name string, op func() (pluginapi.Stats, error)) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				st, err := op()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if st.Keys != want {
+					b.Fatalf("stats counted %d keys, want %d", st.Keys, want)
+				}
+			}
+		})
+	}
+	run("plugin", func() (pluginapi.Stats, error) { return e.plugin.Stats(ctx) })
+	run("store", func() (pluginapi.Stats, error) { return e.store.Stats(ctx) })
+	st, err := e.raw.PrepareContext(ctx, `SELECT count(*), coalesce(sum(octet_length(key) + length(value)), 0) FROM kv
+		WHERE expires_at = 0 OR expires_at > ?`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	run("raw", func() (pluginapi.Stats, error) {
+		var s pluginapi.Stats
+		err := st.QueryRowContext(ctx, time.Now().UnixMilli()).Scan(&s.Keys, &s.Bytes)
+		return s, err
+	})
+}
+
+func BenchmarkBatchInsert1K(b *testing.B) {
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	round := 0
+	nextKeys := func() []string {
+		round++
+		keys := make([]string, pluginapi.MaxBatchOps)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("batch/%06d/%04d", round, i)
+		}
+		return keys
+	}
+	ops := func(keys []string) []pluginapi.Op {
+		ops := make([]pluginapi.Op, len(keys))
+		for i, k := range keys {
+			ops[i] = pluginapi.PutOp(k, benchValue, 0, pluginapi.Condition{})
+		}
+		return ops
+	}
+	run := func(name string, op func(keys []string) error) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				keys := nextKeys()
+				b.StartTimer()
+				if err := op(keys); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	run("plugin", func(keys []string) error { _, err := e.plugin.Batch(ctx, ops(keys)); return err })
+	run("store", func(keys []string) error { _, err := e.store.Batch(ctx, ops(keys)); return err })
+	run("raw", func(keys []string) error { rawInsert(b, e.raw, keys, 0); return nil })
+}
+
+func BenchmarkCleanup1KExpired(b *testing.B) {
+	e := newBenchEnv(b)
+	e.load(b, keys10K(), 0) // live keys cleanup must leave alone
+	ctx := context.Background()
+	round := 0
+	expiringKeys := func() []string {
+		round++
+		keys := make([]string, 1000)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("exp/%06d/%04d", round, i)
+		}
+		return keys
+	}
+	// setup writes 1K keys with a 1ms TTL, waits out their PUT events and
+	// their expiry; then cleanup runs, timed, until every EXPIRE event has
+	// reached the watcher.
+	backend := func(name string, be interface {
+		pluginapi.Backend
+		pluginapi.Watcher
+		pluginapi.Expirer
+	}) {
+		b.Run(name, func(b *testing.B) {
+			w, err := be.Watch(ctx, "exp/")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer w.Close()
+			recv := func(typ pluginapi.EventType, n int) {
+				for range n {
+					ev, err := w.Recv()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if ev.Type != typ {
+						b.Fatalf("event %v, want %v", ev.Type, typ)
+					}
+				}
+			}
+			for b.Loop() {
+				b.StopTimer()
+				keys := expiringKeys()
+				ops := make([]pluginapi.Op, len(keys))
+				for i, k := range keys {
+					ops[i] = pluginapi.PutOp(k, benchValue, time.Millisecond, pluginapi.Condition{})
+				}
+				if _, err := be.Batch(ctx, ops); err != nil {
+					b.Fatal(err)
+				}
+				recv(pluginapi.EventPut, len(keys))
+				time.Sleep(3 * time.Millisecond)
+				b.StartTimer()
+				n, err := be.CleanupExpired(ctx, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n != int64(len(keys)) {
+					b.Fatalf("cleanup removed %d, want %d", n, len(keys))
+				}
+				recv(pluginapi.EventExpire, len(keys))
+			}
+		})
+	}
+	backend("plugin", e.plugin)
+	backend("store", e.store)
+	b.Run("raw", func(b *testing.B) {
+		st, err := e.raw.PrepareContext(ctx, `DELETE FROM kv WHERE key IN (
+			SELECT key FROM kv WHERE expires_at > 0 AND expires_at <= ? ORDER BY expires_at LIMIT 1000) RETURNING key, version`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		for b.Loop() {
+			b.StopTimer()
+			rawInsert(b, e.raw, expiringKeys(), time.Now().UnixMilli()+1)
+			time.Sleep(3 * time.Millisecond)
+			b.StartTimer()
+			tx, err := e.raw.BeginTx(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, time.Now().UnixMilli())
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			for rows.Next() {
+				var ev pluginapi.Event
+				if err := rows.Scan(&ev.Key, &ev.Version); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			rows.Close()
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			if n != 1000 {
+				b.Fatalf("raw cleanup removed %d", n)
+			}
+		}
+	})
+}
