@@ -3,12 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -424,4 +434,54 @@ func TestCLIErrors(t *testing.T) {
 			fails(t, tt.code, tt.want, tt.args...)
 		})
 	}
+}
+
+func TestCLITLS(t *testing.T) {
+	cert, caFile := selfSigned(t)
+	addr := cliServer(t, server.Options{Anonymous: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	t.Setenv("KVHOST_ADDR", addr)
+
+	ok(t, "put", "k", "over tls", "--tls-ca", caFile)
+	if out := ok(t, "get", "k", "--tls-ca", caFile); out != "over tls" {
+		t.Fatalf("get over TLS printed %q", out)
+	}
+	// Loopback defaults to plaintext, which a TLS server does not speak;
+	// --tls with the system's roots does not trust a private CA.
+	fails(t, exitFailure, []string{"unavailable"}, "get", "k")
+	fails(t, exitFailure, []string{"unavailable", "certificate"}, "get", "k", "--tls")
+	empty := filepath.Join(t.TempDir(), "empty.pem")
+	if err := os.WriteFile(empty, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, exitFailure, []string{"holds no PEM certificate"}, "get", "k", "--tls-ca", empty)
+}
+
+// selfSigned makes a certificate for 127.0.0.1 that is its own CA, and
+// writes the CA's PEM to a file.
+func selfSigned(t *testing.T) (tls.Certificate, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "kvhost test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, caFile
 }
