@@ -271,9 +271,9 @@ func instant(t time.Time) *time.Time {
 
 // display shows a key or value on one line of human output: as itself
 // when it is printable UTF-8, Go-quoted otherwise (so a tab or newline
-// inside cannot break the line apart).
+// inside cannot break the line apart, and an empty value shows as "").
 func display(b []byte) string {
-	if utf8.Valid(b) && strings.IndexFunc(string(b), func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) < 0 {
+	if len(b) > 0 && utf8.Valid(b) && strings.IndexFunc(string(b), func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
 		return string(b)
 	}
 	return strconv.Quote(string(b))

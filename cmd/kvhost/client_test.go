@@ -215,6 +215,15 @@ func TestCLIGetPutDel(t *testing.T) {
 		t.Fatalf("del -o json = %v", js)
 	}
 	fails(t, exitNotFound, []string{`kvhost: key "greeting" not found`}, "get", "greeting")
+
+	// An empty value is a value, and list shows it as "".
+	ok(t, "put", "empty", "")
+	if out := ok(t, "get", "empty"); out != "" {
+		t.Fatalf("get of an empty value printed %q", out)
+	}
+	if out := ok(t, "list", "empty"); out != "empty\t\"\"\n" {
+		t.Fatalf("list of an empty value printed %q", out)
+	}
 }
 
 func TestCLITTL(t *testing.T) {
