@@ -49,6 +49,9 @@ type Config struct {
 
 	// now is the clock; tests set it. time.Now when nil.
 	now func() time.Time
+	// withoutRowID creates the kv table WITHOUT ROWID, for the benchmark
+	// that compares layouts.
+	withoutRowID bool
 }
 
 func (c Config) withDefaults() Config {

@@ -31,8 +31,9 @@
 //
 // One table, kv, holds key TEXT PRIMARY KEY (the BINARY collation compares
 // bytes, the contract's order), value BLOB, version, expires_at, created_at
-// and updated_at (unix milliseconds; expires_at 0 means never), WITHOUT
-// ROWID. A partial index on expires_at > 0 serves cleanup. The table
+// and updated_at (unix milliseconds; expires_at 0 means never); point gets
+// and prefix scans are searches and range scans on the primary key index,
+// never LIKE. A partial index on expires_at > 0 serves cleanup. The table
 // kvhost_meta holds schema_version and last_version, the backend-wide
 // version counter: every put takes the next version, so a key deleted and
 // recreated, or a store reopened, never reuses one.

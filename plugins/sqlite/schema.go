@@ -26,8 +26,14 @@ const SchemaVersion = 1
 const metaTable = "kvhost_meta"
 
 // migrations[i] takes a database from schema version i to i+1.
-var migrations = []func(ctx context.Context, c execer) error{
-	0: func(ctx context.Context, c execer) error {
+// withoutRowID is only for BenchmarkLayout, which measures the choice of
+// an ordinary rowid table.
+var migrations = []func(ctx context.Context, c execer, withoutRowID bool) error{
+	0: func(ctx context.Context, c execer, withoutRowID bool) error {
+		layout := ""
+		if withoutRowID {
+			layout = " WITHOUT ROWID"
+		}
 		for _, stmt := range []string{
 			`CREATE TABLE ` + metaTable + ` (
 				name  TEXT PRIMARY KEY NOT NULL,
@@ -35,10 +41,12 @@ var migrations = []func(ctx context.Context, c execer) error{
 			) WITHOUT ROWID`,
 			`INSERT INTO ` + metaTable + ` (name, value) VALUES ('schema_version', 0), ('last_version', 0)`,
 			// The key is TEXT with the default BINARY collation, which
-			// compares bytes: the contract's order. WITHOUT ROWID keeps
-			// each row in the primary key's b-tree, so a point get is one
-			// b-tree search and a prefix scan reads rows in key order
-			// (see docs/PERFORMANCE.md for the measurement).
+			// compares bytes: the contract's order. The table keeps its
+			// rowid: new rows append to the table and only the key index,
+			// whose entries are small, takes random inserts. WITHOUT ROWID
+			// made a batch of 1K random keys into 100K about twice as
+			// slow, for no gain on gets or scans (BenchmarkLayout,
+			// docs/PERFORMANCE.md).
 			`CREATE TABLE kv (
 				key        TEXT PRIMARY KEY NOT NULL,
 				value      BLOB NOT NULL,
@@ -46,7 +54,7 @@ var migrations = []func(ctx context.Context, c execer) error{
 				expires_at INTEGER NOT NULL DEFAULT 0, -- unix ms, 0 = never
 				created_at INTEGER NOT NULL,          -- unix ms
 				updated_at INTEGER NOT NULL           -- unix ms
-			) WITHOUT ROWID`,
+			)` + layout,
 			// Only keys with a TTL are indexed: cleanup finds the expired
 			// ones without reading the rest.
 			`CREATE INDEX kv_expires_at ON kv (expires_at) WHERE expires_at > 0`,
@@ -148,7 +156,7 @@ func inspect(ctx context.Context, c execer, path string) (int, error) {
 
 // migrate brings the database from version from to SchemaVersion in one
 // transaction: a crash mid-way leaves the old version intact.
-func migrate(ctx context.Context, conn *sql.Conn, from int, path string) error {
+func migrate(ctx context.Context, conn *sql.Conn, from int, path string, withoutRowID bool) error {
 	if from == SchemaVersion {
 		return nil
 	}
@@ -158,7 +166,7 @@ func migrate(ctx context.Context, conn *sql.Conn, from int, path string) error {
 	}
 	defer tx.Rollback()
 	for v := from; v < SchemaVersion; v++ {
-		if err := migrations[v](ctx, tx); err != nil {
+		if err := migrations[v](ctx, tx, withoutRowID); err != nil {
 			return fmt.Errorf("sqlite: migrate %s from schema version %d to %d: %w", path, v, v+1, mapErr(err))
 		}
 	}

@@ -154,7 +154,7 @@ func (s *Store) open(ctx context.Context) error {
 	if _, err := s.w.ExecContext(ctx, `PRAGMA journal_size_limit = 67108864`); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", s.path, mapErr(err))
 	}
-	if err := migrate(ctx, s.w, version, s.path); err != nil {
+	if err := migrate(ctx, s.w, version, s.path, s.cfg.withoutRowID); err != nil {
 		return err
 	}
 	if err := s.w.QueryRowContext(ctx, `SELECT value FROM `+metaTable+` WHERE name = 'last_version'`).Scan(&s.lastVersion); err != nil {
