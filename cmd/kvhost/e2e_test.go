@@ -56,7 +56,12 @@ var (
 
 // startServer runs kvhost serve with the given config text (data under a
 // temp dir) and waits until it serves.
-func startServer(t *testing.T, config string) *server {
+func startServer(t *testing.T, config string) *server { return startServerTB(t, config) }
+
+// startServerB starts a server for a benchmark and returns its address.
+func startServerB(b *testing.B, config string) string { return startServerTB(b, config).addr }
+
+func startServerTB(t testing.TB, config string) *server {
 	t.Helper()
 	bin := kvhostBin(t)
 	s := &server{dir: t.TempDir(), pidChanged: make(chan struct{}, 8)}
@@ -449,5 +454,17 @@ func TestBadInput(t *testing.T) {
 	}
 	if n, _ := c.Count(ctx, ""); n != 1 {
 		t.Fatalf("refused writes stored something: %d keys", n)
+	}
+}
+
+func TestPluginVerify(t *testing.T) {
+	bin := kvhostBin(t)
+	out, err := exec.CommandContext(t.Context(), bin, "plugin", "verify", testbin.Plugin(t, "sqlite"), "--set", "path={tmp}/kv.db", "--run", "Keys|Batch", "-v").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: Conformance/BatchAtomic") {
+		t.Fatalf("plugin verify on the sqlite plugin: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(t.Context(), bin, "plugin", "verify", "/nonexistent/plugin").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "/nonexistent/plugin") {
+		t.Fatalf("plugin verify on a missing binary: %v\n%s", err, out)
 	}
 }

@@ -62,7 +62,7 @@ func runVerify(path string, settings map[string]string, verbose bool, run string
 	testing.Init()
 	_ = flag.Set("test.v", fmt.Sprint(verbose))
 	if run != "" {
-		_ = flag.Set("test.run", "Conformance/"+run)
+		_ = flag.Set("test.run", "Conformance/("+run+")")
 	}
 	_ = flag.CommandLine.Parse(nil) // the suite's flags are set above; kvhost's own were parsed by cobra
 	tests := []testing.InternalTest{{
