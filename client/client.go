@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"time"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	kv "github.com/kvhost/kvhost/api/kvhostv1"
 	"github.com/kvhost/kvhost/pluginapi"
@@ -108,6 +110,10 @@ func New(addr string, opts ...Option) (*Client, error) {
 	}
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
+		// Pings on an otherwise quiet connection notice a dead server
+		// (and keep NATs open) under a long idle watch; the server
+		// permits this rate.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(pluginapi.MaxMessageSize),
 			grpc.MaxCallSendMsgSize(pluginapi.MaxMessageSize),

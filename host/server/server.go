@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/kvhost/kvhost/api/kvhostv1"
@@ -99,6 +100,10 @@ func New(store *host.Store, opts Options) (*Server, error) {
 		grpc.ChainStreamInterceptor(s.streamAuth),
 		grpc.MaxRecvMsgSize(pluginapi.MaxMessageSize),
 		grpc.MaxSendMsgSize(pluginapi.MaxMessageSize),
+		// Clients ping every 30s under idle watches; allow that, and ping
+		// idle clients ourselves so a vanished watcher is noticed.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	}
 	if opts.TLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
