@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,9 @@ type writeStmts struct {
 	upsert, insertAbsent, updateVersion *sql.Stmt
 	liveVersion, liveRow                *sql.Stmt
 	del, refresh                        *sql.Stmt
+	// upsertRows[n] stores n rows in one statement, for runs of
+	// unconditional puts in a batch (see txn.putRun).
+	upsertRows map[int]*sql.Stmt
 	// deletePrefix[end][returning]
 	deletePrefix [2][2]*sql.Stmt
 	cleanup      *sql.Stmt
@@ -186,10 +190,30 @@ func (s *Store) prepareWrites(ctx context.Context) error {
 		return nil
 	}
 	ws := &s.ws
-	const insert = `INSERT INTO kv (key, value, version, expires_at, created_at, updated_at)
-		VALUES (:key, :value, :version, :expires_at, :now, :now) ON CONFLICT (key) DO UPDATE SET
+	const (
+		insertInto = `INSERT INTO kv (key, value, version, expires_at, created_at, updated_at) VALUES `
+		onConflict = ` ON CONFLICT (key) DO UPDATE SET
 		value = excluded.value, version = excluded.version, expires_at = excluded.expires_at, updated_at = excluded.updated_at,
 		created_at = CASE WHEN kv.expires_at <> 0 AND kv.expires_at <= excluded.updated_at THEN excluded.created_at ELSE kv.created_at END`
+		insert = insertInto + `(:key, :value, :version, :expires_at, :now, :now)` + onConflict
+	)
+	ws.upsertRows = map[int]*sql.Stmt{}
+	for _, n := range upsertRunSizes {
+		var q strings.Builder
+		q.WriteString(insertInto)
+		for i := range n {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?)")
+		}
+		q.WriteString(onConflict)
+		var st *sql.Stmt
+		if err := p(&st, q.String()); err != nil {
+			return err
+		}
+		ws.upsertRows[n] = st
+	}
 	errs := []error{
 		p(&ws.begin, `BEGIN IMMEDIATE`),
 		p(&ws.commit, `COMMIT`),

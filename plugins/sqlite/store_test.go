@@ -393,3 +393,54 @@ func TestLargeValue(t *testing.T) {
 		t.Fatalf("big value round trip: %v", err)
 	}
 }
+
+// TestBatchRuns covers the multi-row path of a batch: a long run of
+// unconditional puts where keys repeat, with a conditional op in the
+// middle, must act exactly as the ops one by one.
+func TestBatchRuns(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	s := openStore(t, Config{now: clk.now})
+	mustPut(t, s, "k03", "old", time.Millisecond)
+	clk.advance(time.Second) // k03 is expired: created anew by the batch
+	w, err := s.Watch(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var ops []pluginapi.Op
+	for i := range 150 {
+		ttl := time.Duration(0)
+		if i%3 == 0 {
+			ttl = time.Hour
+		}
+		ops = append(ops, pluginapi.PutOp(fmt.Sprintf("k%02d", i%20), []byte(fmt.Sprint(i)), ttl, pluginapi.Condition{}))
+		if i == 100 {
+			ops = append(ops, pluginapi.PutOp("new", nil, 0, pluginapi.IfAbsent()))
+		}
+	}
+	res, err := s.Batch(ctx, ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]int{}
+	for i, op := range ops {
+		if i > 0 && res[i].Version != res[i-1].Version+1 {
+			t.Fatalf("op %d version %d after %d", i, res[i].Version, res[i-1].Version)
+		}
+		if (op.TTL > 0) != !res[i].ExpiresAt.IsZero() {
+			t.Fatalf("op %d expiry %v for ttl %v", i, res[i].ExpiresAt, op.TTL)
+		}
+		last[op.Key] = i
+		ev, err := w.Recv()
+		if err != nil || ev.Key != op.Key || string(ev.Value) != string(op.Value) || ev.Version != res[i].Version {
+			t.Fatalf("event %d = %+v, %v", i, ev, err)
+		}
+	}
+	for k, i := range last {
+		e, err := s.Get(ctx, k)
+		if err != nil || string(e.Value) != string(ops[i].Value) || e.Version != res[i].Version || e.ExpiresAt != res[i].ExpiresAt {
+			t.Fatalf("%s = %+v %v, want op %d", k, e, err, i)
+		}
+	}
+}

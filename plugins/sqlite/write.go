@@ -379,9 +379,17 @@ func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpRe
 		return results, nil
 	}
 	err := s.update(ctx, func(t *txn) error {
-		for i, op := range ops {
+		for i := 0; i < len(ops); i++ {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			op := ops[i]
+			if run := unconditionalPuts(ops[i:]); run >= upsertRunSizes[len(upsertRunSizes)-1] {
+				if err := t.putRun(ops[i:i+run], results[i:i+run]); err != nil {
+					return fmt.Errorf("ops %d to %d: %w", i, i+run-1, err)
+				}
+				i += run - 1
+				continue
 			}
 			var err error
 			switch op.Kind {
@@ -404,6 +412,73 @@ func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpRe
 		return nil, fmt.Errorf("sqlite: batch of %d ops: %w", len(ops), err)
 	}
 	return results, nil
+}
+
+// upsertRunSizes are the row counts of the multi-row upserts, largest
+// first. A run of unconditional puts in a batch goes through them: one
+// statement per up to 64 rows costs about a third less than a statement
+// per row (BenchmarkBatchInsert1K), with the same effect, since SQLite
+// applies the rows in order and a later row's conflict sees an earlier one.
+var upsertRunSizes = []int{64, 8}
+
+// unconditionalPuts is how many ops from the first are puts without a
+// condition.
+func unconditionalPuts(ops []pluginapi.Op) int {
+	n := 0
+	for n < len(ops) && ops[n].Kind == pluginapi.OpPut && ops[n].Cond.Kind == pluginapi.CondNone {
+		n++
+	}
+	return n
+}
+
+// putRun stores a run of unconditional puts with multi-row upserts, and
+// the rest of the run, shorter than the smallest size, one by one.
+func (t *txn) putRun(ops []pluginapi.Op, results []pluginapi.OpResult) error {
+	args := make([]any, 0, 6*upsertRunSizes[0])
+	for len(ops) > 0 {
+		n, st := 0, (*sql.Stmt)(nil)
+		for _, size := range upsertRunSizes {
+			if len(ops) >= size {
+				n, st = size, t.s.ws.upsertRows[size]
+				break
+			}
+		}
+		if st == nil {
+			for i, op := range ops {
+				var err error
+				if results[i], err = t.put(op.Key, op.Value, op.TTL, op.Cond, -1); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		args = args[:0]
+		for i, op := range ops[:n] {
+			value := op.Value
+			if value == nil {
+				value = []byte{}
+			}
+			exp := pluginapi.ExpiryAt(t.now, op.TTL)
+			var expMs int64
+			if !exp.IsZero() {
+				expMs = exp.UnixMilli()
+			}
+			v := t.version + 1 + int64(i)
+			args = append(args, op.Key, value, v, expMs, t.nowMs, t.nowMs)
+			results[i] = pluginapi.OpResult{Version: v, ExpiresAt: exp}
+		}
+		if _, err := st.ExecContext(t.ctx, args...); err != nil {
+			return mapErr(err)
+		}
+		for _, op := range ops[:n] {
+			t.version++
+			if t.watched {
+				t.emit(pluginapi.EventPut, op.Key, bytes.Clone(op.Value), t.version)
+			}
+		}
+		ops, results = ops[n:], results[n:]
+	}
+	return nil
 }
 
 // CleanupExpired removes up to limit expired keys (DefaultCleanupBatch when
