@@ -1,0 +1,253 @@
+package policy_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvhost/kvhost/host/policy"
+	wt "github.com/kvhost/kvhost/host/policy/internal/wasmtest"
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+func TestEmptyChainAllows(t *testing.T) {
+	e := newEngine(t, nil)
+	d, err := eval(t, e, policy.Request{Op: policy.OpPut, Key: "k", TTL: time.Second})
+	if err != nil || !d.Allow || d.TTL != time.Second {
+		t.Fatal(describe(d, err))
+	}
+}
+
+func TestDenialNamesPolicyAndReason(t *testing.T) {
+	e := newEngine(t, nil)
+	dir := t.TempDir()
+	mustLoad(t, e, policy.Spec{Name: "gate", Path: writeWasm(t, dir, "gate.wasm", handModule(nil, denyRecord("closed", "the gate is closed")))})
+	d, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: "a"})
+	if d.Allow || d.Policy != "gate" || d.Reason != "the gate is closed" || d.Code != "closed" {
+		t.Fatal(describe(d, err))
+	}
+	if !errors.Is(err, policy.ErrDenied) || !errors.Is(err, pluginapi.ErrPermissionDenied) {
+		t.Fatalf("err %v does not wrap ErrDenied and ErrPermissionDenied", err)
+	}
+	if want := `kvhost: permission denied: policy "gate": the gate is closed`; err.Error() != want {
+		t.Fatalf("err = %q, want %q", err, want)
+	}
+	var de *policy.DeniedError
+	if !errors.As(err, &de) || de.Policy != "gate" {
+		t.Fatalf("err %v is not a *DeniedError for gate", err)
+	}
+}
+
+func TestTTLRewriteFeedsTheNextPolicy(t *testing.T) {
+	e := newEngine(t, nil)
+	dir := t.TempDir()
+	mustLoad(t, e,
+		policy.Spec{Name: "rewrite", Path: writeWasm(t, dir, "r.wasm", handModule(nil, ttlRecord(90*time.Second)))},
+		policy.Spec{Name: "echo", Path: built(t, "host/policy/testdata/misbehave")},
+	)
+	d, err := eval(t, e, policy.Request{Op: policy.OpPut, Key: "echo/x", TTL: time.Hour})
+	if err == nil || !strings.Contains(d.Reason, "ttl=1m30s") {
+		t.Fatalf("the second policy did not see the rewritten TTL: %s", describe(d, err))
+	}
+	d, err = eval(t, e, policy.Request{Op: policy.OpPut, Key: "other", TTL: time.Hour})
+	if err != nil || !d.Allow || d.TTL != 90*time.Second || !d.TTLRewritten || d.Policy != "rewrite" {
+		t.Fatal(describe(d, err))
+	}
+}
+
+func TestRequestReachesThePolicy(t *testing.T) {
+	e := newEngine(t, nil)
+	mustLoad(t, e, policy.Spec{Name: "echo", Path: built(t, "host/policy/testdata/misbehave")})
+	now := time.UnixMilli(1_700_000_000_123)
+	d, _ := eval(t, e, policy.Request{Op: policy.OpDeletePrefix, Key: "echo/p", Principal: "alice", Tenant: "t1",
+		TTL: 1500 * time.Millisecond, ValueLen: 7, Now: now, InBatch: true})
+	want := "op=delete_prefix key=echo/p principal=alice tenant=t1 ttl=1.5s len=7 now=1700000000123 batch=true"
+	if d.Reason != want {
+		t.Fatalf("reason = %q, want %q", d.Reason, want)
+	}
+	// Value bytes reach a policy that declared it needs them.
+	d, err := eval(t, e, policy.Request{Op: policy.OpPut, Key: "value/x", Value: []byte("this is forbidden")})
+	if d.Allow || d.Code != "bad_value" {
+		t.Fatal(describe(d, err))
+	}
+}
+
+// failClosed checks that a misbehaving module fails closed with a clear
+// error, then that the engine still serves.
+func failClosed(t *testing.T, e *policy.Engine, key string, kind policy.FailureKind, mention string) {
+	t.Helper()
+	start := time.Now()
+	d, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: key})
+	var fe *policy.FailureError
+	if d.Allow || !errors.As(err, &fe) || fe.Kind != kind || !errors.Is(err, policy.ErrPolicyFailed) {
+		t.Fatalf("%s: want a %v failure, got %s", key, kind, describe(d, err))
+	}
+	if !strings.Contains(err.Error(), mention) {
+		t.Fatalf("%s: error %q does not mention %q", key, err, mention)
+	}
+	t.Logf("%s: %v after %v", key, err, time.Since(start).Round(time.Millisecond))
+	for i := 0; i < 3; i++ {
+		if d, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: "fine"}); err != nil || !d.Allow {
+			t.Fatalf("after %s the engine does not serve: %s", key, describe(d, err))
+		}
+	}
+}
+
+func TestMisbehavingModulesFailClosed(t *testing.T) {
+	e := newEngine(t, nil)
+	dir := t.TempDir()
+	bin := handModule(wt.Cat(
+		onKey('l', spin),
+		onKey('t', wt.Unreachable),
+		onKey('m', growForever),
+	), nil)
+	// 1 page + 4 x 16 reaches the limit exactly. Growing is slow on a busy
+	// machine, hence a long deadline for this module.
+	mustLoad(t, e, policy.Spec{Name: "hand", Path: writeWasm(t, dir, "hand.wasm", bin), PoolSize: 2, MemoryLimitPages: 65, Timeout: 5 * time.Second})
+	failClosed(t, e, "trap", policy.FailTrap, "unreachable")
+	failClosed(t, e, "memory", policy.FailOutOfMemory, "memory limit of 65 pages")
+	mustLoad(t, e, policy.Spec{Name: "hand", Path: writeWasm(t, dir, "hand.wasm", bin), PoolSize: 2})
+	failClosed(t, e, "loop", policy.FailTimeout, "10ms deadline")
+}
+
+func TestMisbehavingGoPolicyFailsClosed(t *testing.T) {
+	e := newEngine(t, nil)
+	mustLoad(t, e, policy.Spec{Name: "gopolicy", Path: built(t, "host/policy/testdata/misbehave"), MemoryLimitPages: 256, Timeout: 50 * time.Millisecond})
+	failClosed(t, e, "loop/1", policy.FailTimeout, "50ms deadline")
+	failClosed(t, e, "panic/1", policy.FailCrash, "panic: policy bug on panic/1")
+	mustLoad(t, e, policy.Spec{Name: "gopolicy", Path: built(t, "host/policy/testdata/misbehave"), MemoryLimitPages: 256, Timeout: 5 * time.Second})
+	failClosed(t, e, "alloc/1", policy.FailOutOfMemory, "memory limit")
+}
+
+func TestDeadlineIsPrompt(t *testing.T) {
+	e := newEngine(t, nil)
+	dir := t.TempDir()
+	mustLoad(t, e, policy.Spec{Name: "spin", Timeout: 20 * time.Millisecond, Path: writeWasm(t, dir, "s.wasm", handModule(onKey('l', spin), nil))})
+	start := time.Now()
+	_, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: "loop"})
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("the loop was allowed")
+	}
+	// 20ms deadline; a generous bound for -race and a busy machine.
+	if took > 500*time.Millisecond {
+		t.Fatalf("the loop ran for %v", took)
+	}
+}
+
+func TestFailOpen(t *testing.T) {
+	e := newEngine(t, nil)
+	dir := t.TempDir()
+	mustLoad(t, e, policy.Spec{Name: "buggy", FailOpen: true, Path: writeWasm(t, dir, "b.wasm", handModule(onKey('t', wt.Unreachable), nil))})
+	d, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: "trap"})
+	if err != nil || !d.Allow {
+		t.Fatalf("fail-open policy refused: %s", describe(d, err))
+	}
+}
+
+func TestMissingExportRefused(t *testing.T) {
+	e := newEngine(t, nil)
+	dir := t.TempDir()
+	funcs := wt.PolicyFuncs(wt.I64Const(0))
+	bin := wt.Module{MemoryPages: 1, Funcs: funcs[:3]}.Encode()
+	err := e.Load(context.Background(), []policy.Spec{{Name: "partial", Path: writeWasm(t, dir, "p.wasm", bin)}})
+	if !errors.Is(err, policy.ErrInvalidPolicy) || !strings.Contains(err.Error(), "missing export kvhost_evaluate (i32) -> (i64)") {
+		t.Fatalf("err = %v", err)
+	}
+	// A wrong signature and a foreign import are named too.
+	funcs[3].Results = []byte{wt.I32}
+	funcs[3].Body = wt.I32Const(0)
+	bin = wt.Module{MemoryPages: 1, Funcs: funcs, Imports: []wt.Import{{Module: "env", Name: "open"}}}.Encode()
+	err = e.Load(context.Background(), []policy.Spec{{Name: "wrong", Path: writeWasm(t, dir, "w.wasm", bin)}})
+	for _, want := range []string{"export kvhost_evaluate is (i32) -> (i32)", "imports env.open"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want mention of %q", err, want)
+		}
+	}
+	if d, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: "a"}); err != nil || !d.Allow {
+		t.Fatalf("the engine stopped serving: %s", describe(d, err))
+	}
+}
+
+func TestInitFailureRefused(t *testing.T) {
+	e := newEngine(t, nil)
+	err := e.Load(context.Background(), []policy.Spec{{Name: "cfg", Path: built(t, "host/policy/testdata/misbehave"), Config: []byte(`{"fail_init":"rule 3 is nonsense"}`)}})
+	if !errors.Is(err, policy.ErrInvalidPolicy) || !strings.Contains(err.Error(), "rule 3 is nonsense") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestAuditModeLogsButAllows(t *testing.T) {
+	logs := &syncBuffer{}
+	e := newEngine(t, logs)
+	dir := t.TempDir()
+	mustLoad(t, e,
+		policy.Spec{Name: "strict", Mode: policy.Audit, Path: writeWasm(t, dir, "s.wasm", handModule(nil, denyRecord("nope", "strict says no")))},
+		policy.Spec{Name: "shorten", Mode: policy.Audit, Path: writeWasm(t, dir, "t.wasm", handModule(nil, ttlRecord(time.Second)))},
+		policy.Spec{Name: "broken", Mode: policy.Audit, Path: writeWasm(t, dir, "b.wasm", handModule(onKey('t', wt.Unreachable), nil))},
+	)
+	d, err := eval(t, e, policy.Request{Op: policy.OpPut, Key: "trap", TTL: time.Hour})
+	if err != nil || !d.Allow || d.TTL != time.Hour || d.TTLRewritten {
+		t.Fatalf("audit mode enforced: %s", describe(d, err))
+	}
+	out := logs.String()
+	for _, want := range []string{"audit: would deny", "strict says no", "audit: would rewrite TTL", "evaluation failed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestGuestLogIsRateLimited(t *testing.T) {
+	logs := &syncBuffer{}
+	e := newEngine(t, logs)
+	mustLoad(t, e, policy.Spec{Name: "chatty", Path: built(t, "host/policy/testdata/misbehave")})
+	if _, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: "log/1"}); err != nil {
+		t.Fatal(err)
+	}
+	n := strings.Count(logs.String(), "log line")
+	if n == 0 || n > 60 {
+		t.Fatalf("%d of 100 log lines got through; want some, at most the burst", n)
+	}
+}
+
+func TestConcurrentEvaluationsWithFailures(t *testing.T) {
+	e := newEngine(t, nil)
+	dir := t.TempDir()
+	mustLoad(t, e, policy.Spec{Name: "mix", PoolSize: 2, Timeout: 5 * time.Millisecond,
+		Path: writeWasm(t, dir, "m.wasm", handModule(wt.Cat(onKey('l', spin), onKey('t', wt.Unreachable)), nil))})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				key := "ok"
+				switch (g + i) % 10 {
+				case 0:
+					key = "loop"
+				case 5:
+					key = "trap"
+				}
+				d, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: key})
+				if key == "ok" && (err != nil || !d.Allow) {
+					errs <- err
+					return
+				}
+				if key != "ok" && d.Allow {
+					errs <- errors.New(key + " was allowed")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
