@@ -28,7 +28,8 @@ func mapErr(err error) error {
 			return err
 		}
 	}
-	if errors.Is(err, sql.ErrConnDone) || err.Error() == "sql: database is closed" {
+	// database/sql's errors for a use racing with Close.
+	if msg := err.Error(); errors.Is(err, sql.ErrConnDone) || msg == "sql: database is closed" || msg == "sql: statement is closed" {
 		return fmt.Errorf("%w: %v", pluginapi.ErrClosed, err)
 	}
 	var se *sqlite.Error

@@ -444,3 +444,46 @@ func TestBatchRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseWhileBusy closes the store under concurrent reads and writes:
+// every call fails cleanly with ErrClosed or succeeds, none panics or
+// reports an internal error.
+func TestCloseWhileBusy(t *testing.T) {
+	s := openStore(t, Config{})
+	ctx := context.Background()
+	mustPut(t, s, "k", "v", 0)
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				var err error
+				switch (g + i) % 4 {
+				case 0:
+					_, err = s.Get(ctx, "k")
+				case 1:
+					_, err = s.Put(ctx, pluginapi.PutRequest{Key: fmt.Sprintf("k%d", i), Value: []byte("v")})
+				case 2:
+					_, err = s.List(ctx, pluginapi.ListRequest{})
+				case 3:
+					_, err = s.Stats(ctx)
+				}
+				if err != nil {
+					if !errors.Is(err, pluginapi.ErrClosed) {
+						errs <- err
+					}
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("call racing with Close: %v", err)
+	}
+}
