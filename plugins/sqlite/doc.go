@@ -51,6 +51,12 @@
 // has passed is invisible to every read and condition at once, before
 // CleanupExpired removes its row.
 //
+// Where the contract leaves a choice: every put, increment and batch put
+// takes its own version (a batch of n puts uses n consecutive versions);
+// deletes take none. A row whose expiry has passed stays until
+// CleanupExpired removes it and emits EXPIRE: Delete and DeletePrefix
+// treat it as absent and leave it, and a put over it starts the key anew.
+//
 // A lock file, <path>.lock, held with flock, refuses a second Store on the
 // same file, in this process or another: watch events come from the one
 // writer, so SQLite here is single-node. The kernel drops the lock when the
