@@ -249,27 +249,30 @@ func (c *Client) Close() error {
 }
 
 type clientStream struct {
-	st     pb.Backend_WatchClient
-	ctx    context.Context
-	cancel context.CancelFunc
-	closed atomic.Bool
+	st      pb.Backend_WatchClient
+	ctx     context.Context
+	cancel  context.CancelFunc
+	closed  atomic.Bool
+	pending []*pb.Event // received, not yet returned
 }
 
 func (s *clientStream) Recv() (Event, error) {
-	m, err := s.st.Recv()
-	if err != nil {
-		if s.closed.Load() {
-			return Event{}, ErrClosed
+	for len(s.pending) == 0 {
+		m, err := s.st.Recv()
+		if err != nil {
+			if s.closed.Load() {
+				return Event{}, ErrClosed
+			}
+			if errors.Is(err, io.EOF) {
+				return Event{}, fmt.Errorf("%w: watch stream ended by the backend", ErrUnavailable)
+			}
+			return Event{}, wireErr(s.ctx, err)
 		}
-		if errors.Is(err, io.EOF) {
-			return Event{}, fmt.Errorf("%w: watch stream ended by the backend", ErrUnavailable)
-		}
-		return Event{}, wireErr(s.ctx, err)
+		s.pending = m.Events
 	}
-	if m.Event == nil {
-		return Event{}, fmt.Errorf("%w: watch message without an event", ErrInternal)
-	}
-	return eventFromPB(m.Event), nil
+	ev := s.pending[0]
+	s.pending = s.pending[1:]
+	return eventFromPB(ev), nil
 }
 
 func (s *clientStream) Close() error {

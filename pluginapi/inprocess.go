@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -16,7 +17,7 @@ import (
 // backend and stops the server. It is for tests and benchmarks.
 func ServeInProcess(ctx context.Context, open OpenFunc) (*Client, error) {
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 	p := &GRPCPlugin{Open: open}
 	if err := p.GRPCServer(nil, srv); err != nil {
 		return nil, err

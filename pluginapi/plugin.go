@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -96,7 +97,11 @@ func Serve(open OpenFunc) {
 			1: {PluginName: p},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
+			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
+				// Reused handler goroutines keep their grown stacks:
+				// a backend's deep call paths (a SQL engine) pay for
+				// stack growth once, not on every call.
+				grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 			return plugin.DefaultGRPCServer(opts)
 		},
 		Logger: logger,

@@ -272,16 +272,30 @@ func (s *grpcServer) Watch(req *pb.WatchRequest, stream pb.Backend_WatchServer) 
 	if err := stream.Send(&pb.WatchResponse{Ready: true}); err != nil {
 		return err
 	}
+	br, _ := ws.(BatchReceiver)
+	batch := make([]Event, 0, watchBatch)
+	msg := &pb.WatchResponse{Events: make([]*pb.Event, 0, watchBatch)}
 	for {
 		ev, err := ws.Recv()
 		if err != nil {
 			return ToStatus(err)
 		}
-		if err := stream.Send(&pb.WatchResponse{Event: eventToPB(ev)}); err != nil {
+		batch = append(batch[:0], ev)
+		if br != nil {
+			batch = br.RecvMore(batch, watchBatch)
+		}
+		msg.Events = msg.Events[:0]
+		for _, ev := range batch {
+			msg.Events = append(msg.Events, eventToPB(ev))
+		}
+		if err := stream.Send(msg); err != nil {
 			return err
 		}
 	}
 }
+
+// watchBatch bounds how many events one watch message carries.
+const watchBatch = 256
 
 func (s *grpcServer) CleanupExpired(ctx context.Context, req *pb.CleanupExpiredRequest) (*pb.CleanupExpiredResponse, error) {
 	b, err := s.get()

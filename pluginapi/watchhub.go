@@ -110,6 +110,15 @@ func (h *WatchHub) endLocked(s *hubStream, err error) {
 	close(s.ch)
 }
 
+// BatchReceiver is implemented by watch streams that can hand over the
+// events already waiting without blocking; the plugin server then sends
+// them in one message. WatchHub's streams implement it.
+type BatchReceiver interface {
+	RecvMore(buf []Event, max int) []Event
+}
+
+var _ BatchReceiver = (*hubStream)(nil)
+
 type hubStream struct {
 	hub    *WatchHub
 	prefix string
@@ -124,6 +133,23 @@ func (s *hubStream) Recv() (Event, error) {
 		return Event{}, s.err // happens-after the write: close(ch) follows it
 	}
 	return ev, nil
+}
+
+// RecvMore appends to buf the events already waiting, up to max, without
+// blocking. The plugin server uses it to send events in batches.
+func (s *hubStream) RecvMore(buf []Event, max int) []Event {
+	for len(buf) < max {
+		select {
+		case ev, ok := <-s.ch:
+			if !ok {
+				return buf // Recv reports the end
+			}
+			buf = append(buf, ev)
+		default:
+			return buf
+		}
+	}
+	return buf
 }
 
 func (s *hubStream) Close() error {

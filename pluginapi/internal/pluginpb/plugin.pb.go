@@ -1786,7 +1786,7 @@ func (x *WatchRequest) GetPrefix() string {
 type WatchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ready         bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
-	Event         *Event                 `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	Events        []*Event               `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1828,9 +1828,9 @@ func (x *WatchResponse) GetReady() bool {
 	return false
 }
 
-func (x *WatchResponse) GetEvent() *Event {
+func (x *WatchResponse) GetEvents() []*Event {
 	if x != nil {
-		return x.Event
+		return x.Events
 	}
 	return nil
 }
@@ -2276,10 +2276,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\rBatchResponse\x124\n" +
 	"\aresults\x18\x01 \x03(\v2\x1a.kvhost.plugin.v1.OpResultR\aresults\"&\n" +
 	"\fWatchRequest\x12\x16\n" +
-	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"T\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"V\n" +
 	"\rWatchResponse\x12\x14\n" +
-	"\x05ready\x18\x01 \x01(\bR\x05ready\x12-\n" +
-	"\x05event\x18\x02 \x01(\v2\x17.kvhost.plugin.v1.EventR\x05event\"\xc9\x01\n" +
+	"\x05ready\x18\x01 \x01(\bR\x05ready\x12/\n" +
+	"\x06events\x18\x02 \x03(\v2\x17.kvhost.plugin.v1.EventR\x06events\"\xc9\x01\n" +
 	"\x05Event\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.kvhost.plugin.v1.Event.TypeR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -2396,7 +2396,7 @@ var file_plugin_proto_depIdxs = []int32{
 	5,  // 12: kvhost.plugin.v1.Op.condition:type_name -> kvhost.plugin.v1.Condition
 	29, // 13: kvhost.plugin.v1.BatchRequest.ops:type_name -> kvhost.plugin.v1.Op
 	30, // 14: kvhost.plugin.v1.BatchResponse.results:type_name -> kvhost.plugin.v1.OpResult
-	35, // 15: kvhost.plugin.v1.WatchResponse.event:type_name -> kvhost.plugin.v1.Event
+	35, // 15: kvhost.plugin.v1.WatchResponse.events:type_name -> kvhost.plugin.v1.Event
 	2,  // 16: kvhost.plugin.v1.Event.type:type_name -> kvhost.plugin.v1.Event.Type
 	6,  // 17: kvhost.plugin.v1.Backend.Open:input_type -> kvhost.plugin.v1.OpenRequest
 	8,  // 18: kvhost.plugin.v1.Backend.Info:input_type -> kvhost.plugin.v1.InfoRequest

@@ -67,8 +67,10 @@ type BackendClient interface {
 	Increment(ctx context.Context, in *IncrementRequest, opts ...grpc.CallOption) (*IncrementResponse, error)
 	RefreshTTL(ctx context.Context, in *RefreshTTLRequest, opts ...grpc.CallOption) (*RefreshTTLResponse, error)
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
-	// Watch streams events. The first message has ready=true and no event:
-	// from then on every committed change under the prefix is sent.
+	// Watch streams events. The first message has ready=true and no events:
+	// from then on every committed change under the prefix is sent, in
+	// commit order, several to a message when they come faster than they
+	// are sent.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	CleanupExpired(ctx context.Context, in *CleanupExpiredRequest, opts ...grpc.CallOption) (*CleanupExpiredResponse, error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
@@ -271,8 +273,10 @@ type BackendServer interface {
 	Increment(context.Context, *IncrementRequest) (*IncrementResponse, error)
 	RefreshTTL(context.Context, *RefreshTTLRequest) (*RefreshTTLResponse, error)
 	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
-	// Watch streams events. The first message has ready=true and no event:
-	// from then on every committed change under the prefix is sent.
+	// Watch streams events. The first message has ready=true and no events:
+	// from then on every committed change under the prefix is sent, in
+	// commit order, several to a message when they come faster than they
+	// are sent.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	CleanupExpired(context.Context, *CleanupExpiredRequest) (*CleanupExpiredResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
