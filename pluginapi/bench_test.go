@@ -1,0 +1,81 @@
+package pluginapi_test
+
+import (
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kvhost/kvhost/internal/testbin"
+	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/memory"
+)
+
+// BenchmarkWire measures the plugin wire itself: a no-op Ping and a point
+// Get on the memory backend, in-process gRPC versus a real go-plugin
+// subprocess with and without AutoMTLS. p50/p99 are per call.
+func BenchmarkWire(b *testing.B) {
+	type target struct {
+		name string
+		open func(b *testing.B) *pluginapi.Client
+	}
+	start := func(mtls bool) func(b *testing.B) *pluginapi.Client {
+		return func(b *testing.B) *pluginapi.Client {
+			p, err := pluginapi.Start(b.Context(), pluginapi.StartConfig{
+				Path: testbin.Plugin(b, "memory"), DisableMTLS: !mtls,
+				Logger: hclog.NewNullLogger(),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(p.Kill)
+			return p.Client
+		}
+	}
+	targets := []target{
+		{"inprocess", func(b *testing.B) *pluginapi.Client {
+			c, err := pluginapi.ServeInProcess(b.Context(), memory.Open)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Open(b.Context(), nil); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = c.Close() })
+			return c
+		}},
+		{"plugin-mtls", start(true)},
+		{"plugin-plaintext", start(false)},
+	}
+	for _, tg := range targets {
+		b.Run(tg.name+"/ping", func(b *testing.B) {
+			c := tg.open(b)
+			measure(b, func() error { return c.Ping(b.Context()) })
+		})
+		b.Run(tg.name+"/get", func(b *testing.B) {
+			c := tg.open(b)
+			if _, err := c.Put(b.Context(), pluginapi.PutRequest{Key: "actor/1", Value: []byte("node-1:pid-4242")}); err != nil {
+				b.Fatal(err)
+			}
+			measure(b, func() error { _, err := c.Get(b.Context(), "actor/1"); return err })
+		})
+	}
+}
+
+func measure(b *testing.B, op func() error) {
+	b.Helper()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+}
