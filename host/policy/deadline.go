@@ -29,10 +29,10 @@ type instanceKey struct{}
 
 var errDeadline = errors.New("policy deadline exceeded")
 
-// check implements the instrumentation's import: abort once the deadline
+// deadlineCheck implements the instrumentation's import: abort once the deadline
 // of the running evaluation has passed. It runs on the evaluating
 // goroutine, so the instance's fields need no synchronisation.
-func check(ctx context.Context, _ api.Module, _ []uint64) {
+func deadlineCheck(ctx context.Context, _ api.Module, _ []uint64) {
 	in, _ := ctx.Value(instanceKey{}).(*instance)
 	if in == nil || in.deadline == 0 {
 		return

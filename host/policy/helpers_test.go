@@ -154,3 +154,5 @@ func eval(tb testing.TB, e *policy.Engine, req policy.Request) (policy.Decision,
 func describe(d policy.Decision, err error) string {
 	return fmt.Sprintf("decision %+v, err %v", d, err)
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

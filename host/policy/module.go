@@ -61,6 +61,9 @@ type policySet struct {
 
 	pool chan *instance
 	live atomic.Int32 // instances alive, in the pool or in use
+	// starved is set while replacing a discarded instance fails: with
+	// no live instance left, evaluations fail at once instead of waiting.
+	starved atomic.Bool
 
 	m        setMetrics
 	logLimit *limiter
@@ -134,7 +137,7 @@ func (e *Engine) buildSet(ctx context.Context, spec Spec, wasm, config []byte) (
 		WithParameterNames("level", "ptr", "len").
 		Export("log").
 		NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(check), nil, nil).
+		WithGoModuleFunction(api.GoModuleFunc(deadlineCheck), nil, nil).
 		Export(wasmguard.ImportName).
 		Instantiate(ctx)
 	if err != nil {
@@ -478,7 +481,7 @@ func (p *policySet) acquire(ctx context.Context) (*instance, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-t.C:
-			if p.live.Load() == 0 {
+			if p.live.Load() == 0 && p.starved.Load() {
 				return nil, &FailureError{Policy: p.spec.Name, Kind: FailUnavailable, Detail: "no instance could be started; see the log"}
 			}
 		}
@@ -509,6 +512,7 @@ func (p *policySet) replace() {
 	for {
 		in, err := p.newInstance(p.stopCtx, false)
 		if err == nil {
+			p.starved.Store(false)
 			p.mu.Lock()
 			if p.closed {
 				p.mu.Unlock()
@@ -519,6 +523,7 @@ func (p *policySet) replace() {
 			p.mu.Unlock()
 			return
 		}
+		p.starved.Store(true)
 		p.engine.log.Error("policy: cannot replace a failed instance", "policy", p.spec.Name, "err", err, "retry_in", backoff)
 		select {
 		case <-p.stopCtx.Done():
