@@ -131,7 +131,7 @@ func BenchmarkBareCall(b *testing.B) {
 				var err error
 				switch {
 				case v.perCall:
-					c, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+					c, cancel := context.WithTimeout(ctx, time.Second)
 					err = eval.CallWithStack(c, stack)
 					cancel()
 				case v.closeOnDone:
@@ -186,6 +186,41 @@ func BenchmarkEvaluate(b *testing.B) {
 			lat.report(b)
 		})
 	}
+}
+
+// BenchmarkChainAdds is the measure: the same operation with no
+// policy and with the chain of all three, interleaved in one loop so that
+// both see the same machine, and the difference of their medians.
+func BenchmarkChainAdds(b *testing.B) {
+	none, chain := newEngine(b, nil), newEngine(b, nil)
+	mustLoad(b, chain, exampleSpecs(b)...)
+	ctx := context.Background()
+	for i := 0; i < 1000; i++ {
+		chain.Evaluate(ctx, benchReq)
+	}
+	without := make(timings, 0, b.N)
+	with := make(timings, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		none.Evaluate(ctx, benchReq)
+		mid := time.Now()
+		d, err := chain.Evaluate(ctx, benchReq)
+		end := time.Now()
+		without = append(without, mid.Sub(start))
+		with = append(with, end.Sub(mid))
+		if err != nil || !d.Allow {
+			b.Fatal(describe(d, err))
+		}
+	}
+	b.StopTimer()
+	slices.Sort(without)
+	slices.Sort(with)
+	p50 := func(t timings) float64 { return float64(t[len(t)/2].Nanoseconds()) }
+	b.ReportMetric(p50(without), "p50-none-ns")
+	b.ReportMetric(p50(with), "p50-chain-ns")
+	b.ReportMetric(p50(with)-p50(without), "p50-added-ns")
+	b.ReportMetric(float64(with[len(with)*99/100].Nanoseconds()), "p99-chain-ns")
 }
 
 func BenchmarkEvaluateParallel(b *testing.B) {

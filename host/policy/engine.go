@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
@@ -325,20 +324,22 @@ func (e *Engine) Evaluate(ctx context.Context, req Request) (Decision, error) {
 	if len(c.sets) == 0 {
 		return dec, nil
 	}
+	t := monoNow()
 	if req.Now.IsZero() {
-		req.Now = time.Now()
+		req.Now = wallAt(t)
 	}
 	if req.ValueLen == 0 {
 		req.ValueLen = len(req.Value)
 	}
 	for _, p := range c.sets {
-		ans, err := p.evaluate(ctx, &req)
+		var ans answer
+		var err error
+		ans, t, err = p.evaluate(ctx, &req, t)
 		if err != nil {
 			var fe *FailureError
 			if !errors.As(err, &fe) {
 				return Decision{Policy: p.spec.Name}, err
 			}
-			p.m.fail.Inc()
 			e.metrics.failures.WithLabelValues(p.spec.Name, fe.Kind.String()).Inc()
 			if p.failLog.allow() {
 				e.log.Error("policy: evaluation failed", "policy", p.spec.Name, "kind", fe.Kind.String(), "detail", fe.detail(),
@@ -350,10 +351,7 @@ func (e *Engine) Evaluate(ctx context.Context, req Request) (Decision, error) {
 			return Decision{Policy: p.spec.Name, Reason: fe.Error(), TTL: req.TTL}, fe
 		}
 		switch ans.verdict {
-		case verdictAllow:
-			p.m.allow.Inc()
 		case verdictAllowTTL:
-			p.m.allow.Inc()
 			if p.spec.Mode == Audit {
 				if p.failLog.allow() {
 					e.log.Info("policy: audit: would rewrite TTL", "policy", p.spec.Name, "op", req.Op.String(), "key", req.Key, "ttl", req.TTL, "new_ttl", ans.ttl)
@@ -363,7 +361,6 @@ func (e *Engine) Evaluate(ctx context.Context, req Request) (Decision, error) {
 			req.TTL = ans.ttl
 			dec.TTL, dec.TTLRewritten, dec.Policy = ans.ttl, true, p.spec.Name
 		case verdictDeny:
-			p.m.deny.Inc()
 			p.countDenial(ans.code)
 			reason := ans.reason
 			if reason == "" {

@@ -334,7 +334,7 @@ var errGuardTimeout = errors.New("deadline exceeded")
 
 // guard runs fn under a deadline.
 func (in *instance) guard(timeout time.Duration, fn func() error) error {
-	in.arm(time.Now(), timeout)
+	in.arm(monoNow(), timeout)
 	err := fn()
 	if in.disarm() {
 		return errGuardTimeout
@@ -445,33 +445,36 @@ func firstLine(s string) string {
 	return sanitize(s, 512)
 }
 
-// evaluate runs one evaluation on a pooled instance.
-func (p *policySet) evaluate(ctx context.Context, req *Request) (answer, error) {
-	in, err := p.acquire(ctx)
-	if err != nil {
-		return answer{}, err
+// evaluate runs one evaluation on a pooled instance. start is the
+// monotonic time the evaluation begins (the previous policy's end, so
+// that a chain reads the clock once per policy); it returns its end.
+func (p *policySet) evaluate(ctx context.Context, req *Request, start int64) (answer, int64, error) {
+	var in *instance
+	select {
+	case in = <-p.pool:
+	default:
+		var err error
+		if in, err = p.acquire(ctx); err != nil {
+			return answer{}, monoNow(), err
+		}
+		start = monoNow() // the wait is not the policy's time
 	}
-	start := time.Now()
 	in.arm(start, p.spec.Timeout)
 	ans, err := in.evaluate(req, p.wantValue)
 	fired := in.disarm()
-	p.m.latency.Observe(time.Since(start).Seconds())
+	end := monoNow()
+	p.m.latency.Observe(float64(end-start) / 1e9)
 	if err == nil && !fired {
 		p.pool <- in
-		return ans, nil
+		return ans, end, nil
 	}
 	fe := in.failure(err, fired)
 	p.discard(in, true)
-	return answer{}, fe
+	return answer{}, end, fe
 }
 
-// acquire takes an instance from the pool, waiting while all are busy.
+// acquire waits for an instance while all are busy.
 func (p *policySet) acquire(ctx context.Context) (*instance, error) {
-	select {
-	case in := <-p.pool:
-		return in, nil
-	default:
-	}
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {

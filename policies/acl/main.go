@@ -15,7 +15,7 @@ func init() {
 		list, err = access.Parse(cfg)
 		return err
 	})
-	sdk.Handle(func(req sdk.Request) sdk.Decision { return list.Evaluate(req) })
+	sdk.Handle(func(req sdk.Request) sdk.Decision { return list.Evaluate(&req) })
 }
 
 func main() {}

@@ -15,7 +15,7 @@ func init() {
 		v, err = validate.Parse(cfg)
 		return err
 	})
-	sdk.Handle(func(req sdk.Request) sdk.Decision { return v.Evaluate(req) })
+	sdk.Handle(func(req sdk.Request) sdk.Decision { return v.Evaluate(&req) })
 }
 
 func main() {}

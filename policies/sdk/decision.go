@@ -24,11 +24,17 @@ const (
 )
 
 // Decision is a policy's answer. The zero Decision allows.
+//
+// It is two words so that returning it copies registers: in wasm a
+// larger struct is copied with memory.copy, a call into the host.
 type Decision struct {
-	verdict uint8
-	ttl     time.Duration
-	code    string
-	reason  string
+	// ttl is the rewritten TTL plus one, 0 when there is none.
+	ttl    time.Duration
+	denial *denial
+}
+
+type denial struct {
+	code, reason string
 }
 
 // Allow lets the operation proceed unchanged.
@@ -36,7 +42,7 @@ func Allow() Decision { return Decision{} }
 
 // Deny refuses the operation. The reason reaches the caller, prefixed by
 // the policy's name, so say what rule was broken and how to comply.
-func Deny(reason string) Decision { return Decision{verdict: VerdictDeny, reason: reason} }
+func Deny(reason string) Decision { return Decision{denial: &denial{reason: reason}} }
 
 // Denyf is Deny with formatting.
 func Denyf(format string, args ...any) Decision { return Deny(fmt.Sprintf(format, args...)) }
@@ -48,40 +54,68 @@ func AllowWithTTL(ttl time.Duration) Decision {
 	if ttl < 0 {
 		ttl = 0
 	}
-	return Decision{verdict: VerdictAllowTTL, ttl: ttl}
+	return Decision{ttl: ttl + 1}
 }
 
 // WithCode attaches a short machine-readable code (such as
-// "key_too_long") to a decision. The host counts denials by policy and
+// "key_too_long") to a denial. The host counts denials by policy and
 // code, so codes should come from a small fixed set; the reason carries
 // the details.
 func (d Decision) WithCode(code string) Decision {
-	d.code = code
+	if d.denial != nil {
+		d.denial = &denial{code: code, reason: d.denial.reason}
+	}
 	return d
 }
 
+func (d Decision) verdict() uint8 {
+	switch {
+	case d.denial != nil:
+		return VerdictDeny
+	case d.ttl > 0:
+		return VerdictAllowTTL
+	}
+	return VerdictAllow
+}
+
 // Allowed reports whether the decision lets the operation proceed.
-func (d Decision) Allowed() bool { return d.verdict != VerdictDeny }
+func (d Decision) Allowed() bool { return d.denial == nil }
 
 // Reason returns the denial reason.
-func (d Decision) Reason() string { return d.reason }
+func (d Decision) Reason() string {
+	if d.denial == nil {
+		return ""
+	}
+	return d.denial.reason
+}
 
-// Code returns the decision's code.
-func (d Decision) Code() string { return d.code }
+// Code returns the denial's code.
+func (d Decision) Code() string {
+	if d.denial == nil {
+		return ""
+	}
+	return d.denial.code
+}
 
 // TTL returns the rewritten TTL and whether there is one.
-func (d Decision) TTL() (time.Duration, bool) { return d.ttl, d.verdict == VerdictAllowTTL }
+func (d Decision) TTL() (time.Duration, bool) {
+	if d.denial != nil || d.ttl == 0 {
+		return 0, false
+	}
+	return d.ttl - 1, true
+}
 
 // String describes the decision for test failures.
 func (d Decision) String() string {
-	switch d.verdict {
+	switch d.verdict() {
 	case VerdictDeny:
-		if d.code != "" {
-			return fmt.Sprintf("deny[%s]: %s", d.code, d.reason)
+		if d.Code() != "" {
+			return fmt.Sprintf("deny[%s]: %s", d.Code(), d.Reason())
 		}
-		return "deny: " + d.reason
+		return "deny: " + d.Reason()
 	case VerdictAllowTTL:
-		return fmt.Sprintf("allow with ttl %v", d.ttl)
+		ttl, _ := d.TTL()
+		return fmt.Sprintf("allow with ttl %v", ttl)
 	}
 	return "allow"
 }
@@ -89,7 +123,8 @@ func (d Decision) String() string {
 // AppendDecision appends the answer record for d to dst. A plain Allow
 // needs no record: the evaluate export returns 0 for it.
 func AppendDecision(dst []byte, d Decision) []byte {
-	code, reason := d.code, d.reason
+	code, reason := d.Code(), d.Reason()
+	ttl, _ := d.TTL()
 	if len(code) > MaxCodeLen {
 		code = code[:MaxCodeLen]
 	}
@@ -98,10 +133,10 @@ func AppendDecision(dst []byte, d Decision) []byte {
 	}
 	var h [AnswerHeaderSize]byte
 	h[0] = AnswerVersion
-	h[1] = d.verdict
+	h[1] = d.verdict()
 	h[2] = byte(len(code))
 	binary.LittleEndian.PutUint32(h[4:], uint32(len(reason)))
-	binary.LittleEndian.PutUint64(h[8:], uint64(ttlMillis(d.ttl)))
+	binary.LittleEndian.PutUint64(h[8:], uint64(ttlMillis(ttl)))
 	dst = append(dst, h[:]...)
 	dst = append(dst, code...)
 	return append(dst, reason...)

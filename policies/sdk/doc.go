@@ -33,6 +33,13 @@
 // (DecodeRequest, AppendDecision) is ordinary portable Go, so a policy's
 // logic can be tested natively with go test by building Requests directly.
 //
+// A handler should not allocate on its common path: in a Go policy one
+// heap allocation costs about as much as the rest of an evaluation. So
+// the Request's strings share memory with the SDK's request buffer and
+// are valid until the handler returns (copy with strings.Clone to keep
+// them), Allow and AllowWithTTL do not allocate, and only denials, which
+// build a reason, usually do.
+//
 // Inside the sandbox there is no filesystem, network, real clock or real
 // randomness: time.Now and math/rand see a deterministic fake. Use
 // Request.Now, the host's clock at the time of the operation.

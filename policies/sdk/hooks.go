@@ -12,6 +12,10 @@ const (
 )
 
 var (
+	// current is the request being evaluated; a package variable so that
+	// the record decodes in place (in wasm, every struct copy is a
+	// memmove through the host).
+	current   Request
 	handler   func(Request) Decision
 	configure func([]byte) error
 	features  int32
@@ -50,12 +54,11 @@ func initPolicy(config []byte) error {
 // record and returns the answer record appended to dst, or nil for a
 // plain allow.
 func evaluateRecord(dst, record []byte) []byte {
-	req, err := DecodeRequest(record)
-	if err != nil {
+	if err := decodeRequest(&current, record, false); err != nil {
 		return AppendDecision(dst, Deny(fmt.Sprintf("policy could not read the request: %v", err)).WithCode("sdk_bad_request"))
 	}
-	d := handler(req)
-	if d.verdict == VerdictAllow {
+	d := handler(current)
+	if d == (Decision{}) {
 		return nil
 	}
 	return AppendDecision(dst, d)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 )
 
 // Op is the storage operation a request is about. The numbering is part
@@ -47,8 +48,14 @@ func (o Op) IsPrefixOp() bool {
 	return o == OpList || o == OpCount || o == OpWatch || o == OpDeletePrefix
 }
 
-// Request is one operation the host asks the policy about. Its strings
-// are the policy's own copies and may be kept.
+// Request is one operation the host asks the policy about.
+//
+// In the request a handler receives, Key, Principal, Tenant and Value
+// share memory with the SDK's request buffer, which the next request
+// overwrites: they are valid until the handler returns. To keep one (in
+// a map, a global, a goroutine), copy it with strings.Clone or
+// bytes.Clone. This saves an allocation per request, which in a Go
+// policy costs more than the rest of a typical evaluation.
 type Request struct {
 	Op Op
 	// Key is the key, or the prefix for a prefix operation.
@@ -88,15 +95,23 @@ var ErrBadRecord = errors.New("sdk: malformed request record")
 
 // DecodeRequest decodes a request record. Strings are copied out of b.
 func DecodeRequest(b []byte) (Request, error) {
+	var req Request
+	err := decodeRequest(&req, b, true)
+	return req, err
+}
+
+// decodeRequest decodes a record into req; without copy the strings
+// alias b.
+func decodeRequest(req *Request, b []byte, copy bool) error {
 	if len(b) < RecordHeaderSize {
-		return Request{}, fmt.Errorf("%w: %d bytes, header needs %d", ErrBadRecord, len(b), RecordHeaderSize)
+		return fmt.Errorf("%w: %d bytes, header needs %d", ErrBadRecord, len(b), RecordHeaderSize)
 	}
 	if b[0] != RecordVersion {
-		return Request{}, fmt.Errorf("%w: version %d, want %d", ErrBadRecord, b[0], RecordVersion)
+		return fmt.Errorf("%w: version %d, want %d", ErrBadRecord, b[0], RecordVersion)
 	}
 	hdr := int(binary.LittleEndian.Uint16(b[2:]))
 	if hdr < RecordHeaderSize || hdr > len(b) {
-		return Request{}, fmt.Errorf("%w: header length %d", ErrBadRecord, hdr)
+		return fmt.Errorf("%w: header length %d", ErrBadRecord, hdr)
 	}
 	flags := binary.LittleEndian.Uint32(b[4:])
 	ttl := int64(binary.LittleEndian.Uint64(b[8:]))
@@ -106,33 +121,40 @@ func DecodeRequest(b []byte) (Request, error) {
 	prinLen := uint64(binary.LittleEndian.Uint32(b[32:]))
 	tenLen := uint64(binary.LittleEndian.Uint32(b[36:]))
 	if ttl < 0 || ttl > int64(1<<63-1)/int64(time.Millisecond) {
-		return Request{}, fmt.Errorf("%w: ttl %d ms", ErrBadRecord, ttl)
+		return fmt.Errorf("%w: ttl %d ms", ErrBadRecord, ttl)
 	}
 	want := uint64(hdr) + keyLen + prinLen + tenLen
 	if flags&FlagValueIncluded != 0 {
 		want += valueLen
 	}
 	if want != uint64(len(b)) {
-		return Request{}, fmt.Errorf("%w: %d bytes, fields need %d", ErrBadRecord, len(b), want)
+		return fmt.Errorf("%w: %d bytes, fields need %d", ErrBadRecord, len(b), want)
 	}
-	req := Request{
-		Op:       Op(b[1]),
-		ValueLen: int(valueLen),
-		TTL:      time.Duration(ttl) * time.Millisecond,
-		InBatch:  flags&FlagInBatch != 0,
-	}
+	req.Op = Op(b[1])
+	req.ValueLen = int(valueLen)
+	req.TTL = time.Duration(ttl) * time.Millisecond
+	req.InBatch = flags&FlagInBatch != 0
+	req.Now = time.Time{}
 	if now != 0 {
 		req.Now = time.UnixMilli(now)
 	}
-	// One allocation for all strings: the record buffer is reused by the
-	// next request, the copy is the policy's to keep.
-	rest := string(b[hdr : uint64(hdr)+keyLen+prinLen+tenLen])
+	req.Value = nil
+	strs := b[hdr : uint64(hdr)+keyLen+prinLen+tenLen]
+	var rest string
+	if copy {
+		rest = string(strs) // one allocation for the three strings
+	} else if len(strs) > 0 {
+		rest = unsafe.String(unsafe.SliceData(strs), len(strs))
+	}
 	req.Key = rest[:keyLen]
 	req.Principal = rest[keyLen : keyLen+prinLen]
 	req.Tenant = rest[keyLen+prinLen:]
 	if flags&FlagValueIncluded != 0 {
 		off := uint64(hdr) + keyLen + prinLen + tenLen
-		req.Value = append([]byte(nil), b[off:off+valueLen]...)
+		req.Value = b[off : off+valueLen : off+valueLen]
+		if copy {
+			req.Value = append([]byte(nil), req.Value...)
+		}
 	}
-	return req, nil
+	return nil
 }

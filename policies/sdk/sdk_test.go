@@ -113,3 +113,24 @@ func TestHooks(t *testing.T) {
 		t.Fatalf("garbage answered %q", ans)
 	}
 }
+
+func TestEvaluateDoesNotAllocate(t *testing.T) {
+	Handle(func(r Request) Decision {
+		if r.TTL > 0 {
+			return AllowWithTTL(r.TTL * 2)
+		}
+		return Allow()
+	})
+	allow := record(OpPut, "key", "alice", "acme", []byte("v"), 0, 1, FlagValueIncluded)
+	rewrite := record(OpPut, "key", "alice", "acme", nil, 1000, 1, 0)
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() {
+		evaluateRecord(buf[:0], allow)
+		evaluateRecord(buf[:0], rewrite)
+	}); n != 0 {
+		t.Fatalf("%v allocations per request", n)
+	}
+	if ans := evaluateRecord(nil, rewrite); ans == nil || ans[1] != VerdictAllowTTL || binary.LittleEndian.Uint64(ans[8:]) != 2000 {
+		t.Fatalf("rewrite answered % x", ans)
+	}
+}

@@ -15,7 +15,7 @@ func init() {
 		rules, err = ttl.Parse(cfg)
 		return err
 	})
-	sdk.Handle(func(req sdk.Request) sdk.Decision { return rules.Evaluate(req) })
+	sdk.Handle(func(req sdk.Request) sdk.Decision { return rules.Evaluate(&req) })
 }
 
 func main() {}

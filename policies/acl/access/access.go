@@ -24,19 +24,24 @@ const (
 
 // Needed returns the permission an operation needs.
 func Needed(op sdk.Op) string {
+	p, _ := needed(op)
+	return p
+}
+
+func needed(op sdk.Op) (string, uint8) {
 	switch op {
 	case sdk.OpGet:
-		return PermRead
+		return PermRead, bitRead
 	case sdk.OpPut, sdk.OpIncrement, sdk.OpRefreshTTL:
-		return PermWrite
+		return PermWrite, bitWrite
 	case sdk.OpDelete, sdk.OpDeletePrefix:
-		return PermDelete
+		return PermDelete, bitDelete
 	case sdk.OpList, sdk.OpCount:
-		return PermList
+		return PermList, bitList
 	case sdk.OpWatch:
-		return PermWatch
+		return PermWatch, bitWatch
 	}
-	return PermAdmin
+	return PermAdmin, bitAdmin
 }
 
 // Rule grants operations under prefixes to principals.
@@ -60,21 +65,109 @@ type Config struct {
 	Rules []Rule `json:"rules"`
 }
 
-// List is a compiled Config.
+// List is a compiled Config. Evaluating it does not allocate unless it
+// denies.
 type List struct {
 	byPrincipal map[string][]*rule
-	anyone      []*rule // "*"
-	named       []*rule // "@authenticated"
-	anonymous   []*rule // "@anonymous"
+	// few is byPrincipal as a slice when it is small: in a Go policy a
+	// short scan is cheaper than hashing.
+	few       []principalRules
+	anyone    []*rule // "*"
+	named     []*rule // "@authenticated"
+	anonymous []*rule // "@anonymous"
+}
+
+type principalRules struct {
+	name  string
+	rules []*rule
 }
 
 type rule struct {
 	tenants  []string
-	prefixes []string
-	perms    map[string]bool
+	prefixes []template
+	perms    uint8 // bit per permission; admin grants all
 }
 
-var validPerms = map[string]bool{PermRead: true, PermWrite: true, PermDelete: true, PermList: true, PermWatch: true, PermAdmin: true}
+const (
+	bitRead uint8 = 1 << iota
+	bitWrite
+	bitDelete
+	bitList
+	bitWatch
+	bitAdmin
+)
+
+var permBits = map[string]uint8{PermRead: bitRead, PermWrite: bitWrite, PermDelete: bitDelete, PermList: bitList, PermWatch: bitWatch, PermAdmin: bitAdmin}
+
+// template is a prefix, possibly with {principal} and {tenant} in it,
+// split into parts so that matching needs no string building.
+type template struct {
+	parts []part
+}
+
+type part struct {
+	lit string
+	sub int // 0: lit; subPrincipal or subTenant
+}
+
+const (
+	subPrincipal = 1
+	subTenant    = 2
+)
+
+func compileTemplate(p string) (template, error) {
+	var t template
+	for p != "" {
+		i := strings.IndexByte(p, '{')
+		if i < 0 {
+			t.parts = append(t.parts, part{lit: p})
+			break
+		}
+		if i > 0 {
+			t.parts = append(t.parts, part{lit: p[:i]})
+		}
+		switch {
+		case strings.HasPrefix(p[i:], "{principal}"):
+			t.parts = append(t.parts, part{sub: subPrincipal})
+			p = p[i+len("{principal}"):]
+		case strings.HasPrefix(p[i:], "{tenant}"):
+			t.parts = append(t.parts, part{sub: subTenant})
+			p = p[i+len("{tenant}"):]
+		default:
+			return t, errors.New("only {principal} and {tenant} may be substituted")
+		}
+	}
+	for _, p := range t.parts {
+		if strings.Contains(p.lit, "}") {
+			return t, errors.New("only {principal} and {tenant} may be substituted")
+		}
+	}
+	return t, nil
+}
+
+// covers reports whether key (or a prefix operation's prefix) lies under
+// the template, for this caller. A placeholder for an empty principal or
+// tenant matches nothing.
+func (t *template) covers(key, principal, tenant string) bool {
+	for _, p := range t.parts {
+		s := p.lit
+		switch p.sub {
+		case subPrincipal:
+			if s = principal; s == "" {
+				return false
+			}
+		case subTenant:
+			if s = tenant; s == "" {
+				return false
+			}
+		}
+		if !strings.HasPrefix(key, s) {
+			return false
+		}
+		key = key[len(s):]
+	}
+	return true
+}
 
 // New compiles cfg.
 func New(cfg Config) (*List, error) {
@@ -89,22 +182,23 @@ func New(cfg Config) (*List, error) {
 		if len(r.Operations) == 0 {
 			return nil, fmt.Errorf("acl: rule %d: no operations", i)
 		}
-		cr := &rule{tenants: r.Tenants, prefixes: r.Prefixes, perms: map[string]bool{}}
+		cr := &rule{tenants: r.Tenants}
 		for _, op := range r.Operations {
-			switch {
-			case op == "*":
-				cr.perms[PermAdmin] = true
-			case validPerms[op]:
-				cr.perms[op] = true
-			default:
+			if op == "*" {
+				op = PermAdmin
+			}
+			bit, ok := permBits[op]
+			if !ok {
 				return nil, fmt.Errorf("acl: rule %d: unknown operation %q (want read, write, delete, list, watch, admin or *)", i, op)
 			}
+			cr.perms |= bit
 		}
 		for _, p := range r.Prefixes {
-			rest := strings.NewReplacer("{principal}", "", "{tenant}", "").Replace(p)
-			if strings.ContainsAny(rest, "{}") {
-				return nil, fmt.Errorf("acl: rule %d: prefix %q: only {principal} and {tenant} may be substituted", i, p)
+			t, err := compileTemplate(p)
+			if err != nil {
+				return nil, fmt.Errorf("acl: rule %d: prefix %q: %v", i, p, err)
 			}
+			cr.prefixes = append(cr.prefixes, t)
 		}
 		for _, p := range r.Principals {
 			switch p {
@@ -121,7 +215,24 @@ func New(cfg Config) (*List, error) {
 			}
 		}
 	}
+	if len(l.byPrincipal) <= 16 {
+		for name, rules := range l.byPrincipal {
+			l.few = append(l.few, principalRules{name, rules})
+		}
+	}
 	return l, nil
+}
+
+func (l *List) rulesOf(principal string) []*rule {
+	if l.few == nil && len(l.byPrincipal) > 0 {
+		return l.byPrincipal[principal]
+	}
+	for i := range l.few {
+		if l.few[i].name == principal {
+			return l.few[i].rules
+		}
+	}
+	return nil
 }
 
 // Parse decodes a JSON configuration.
@@ -137,20 +248,17 @@ func Parse(data []byte) (*List, error) {
 }
 
 // Evaluate decides one request.
-func (l *List) Evaluate(req sdk.Request) sdk.Decision {
-	perm := Needed(req.Op)
-	groups := [][]*rule{l.anyone}
-	if req.Principal == "" {
-		groups = append(groups, l.anonymous)
-	} else {
-		groups = append(groups, l.named, l.byPrincipal[req.Principal])
+func (l *List) Evaluate(req *sdk.Request) sdk.Decision {
+	perm, bit := needed(req.Op)
+	if grantsAny(l.anyone, req, bit) {
+		return sdk.Allow()
 	}
-	for _, g := range groups {
-		for _, r := range g {
-			if r.grants(req, perm) {
-				return sdk.Allow()
-			}
+	if req.Principal == "" {
+		if grantsAny(l.anonymous, req, bit) {
+			return sdk.Allow()
 		}
+	} else if grantsAny(l.named, req, bit) || grantsAny(l.rulesOf(req.Principal), req, bit) {
+		return sdk.Allow()
 	}
 	who := fmt.Sprintf("principal %q", req.Principal)
 	if req.Principal == "" {
@@ -165,23 +273,26 @@ func (l *List) Evaluate(req sdk.Request) sdk.Decision {
 	return sdk.Denyf("%s may not %s key %q (needs %s)", who, req.Op, req.Key, perm).WithCode("forbidden")
 }
 
-func (r *rule) grants(req sdk.Request, perm string) bool {
-	if !r.perms[perm] && !r.perms[PermAdmin] {
+func grantsAny(rules []*rule, req *sdk.Request, bit uint8) bool {
+	for _, r := range rules {
+		if r.grants(req, bit) {
+			return true
+		}
+	}
+	return false
+}
+
+// grants: for a prefix operation the whole range must be covered: listing
+// "app/" is not allowed by a grant on "app/users/".
+func (r *rule) grants(req *sdk.Request, bit uint8) bool {
+	if r.perms&(bit|bitAdmin) == 0 {
 		return false
 	}
 	if len(r.tenants) > 0 && !slices.Contains(r.tenants, req.Tenant) {
 		return false
 	}
-	for _, p := range r.prefixes {
-		if strings.Contains(p, "{") {
-			if (strings.Contains(p, "{principal}") && req.Principal == "") || (strings.Contains(p, "{tenant}") && req.Tenant == "") {
-				continue
-			}
-			p = strings.NewReplacer("{principal}", req.Principal, "{tenant}", req.Tenant).Replace(p)
-		}
-		// For a prefix operation the whole range must be covered: listing
-		// "app/" is not allowed by a grant on "app/users/".
-		if strings.HasPrefix(req.Key, p) {
+	for i := range r.prefixes {
+		if r.prefixes[i].covers(req.Key, req.Principal, req.Tenant) {
 			return true
 		}
 	}

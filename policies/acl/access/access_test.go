@@ -52,7 +52,7 @@ func TestACL(t *testing.T) {
 		{sdk.Request{Op: sdk.OpStats, Principal: "alice"}, false},
 		{sdk.Request{Op: sdk.OpDeletePrefix, Key: "anything", Principal: "root"}, true},
 	} {
-		d := l.Evaluate(tc.req)
+		d := l.Evaluate(&tc.req)
 		if d.Allowed() != tc.allow {
 			t.Errorf("%s %q by %q (tenant %q): got %v, want allow=%v", tc.req.Op, tc.req.Key, tc.req.Principal, tc.req.Tenant, d, tc.allow)
 		}
@@ -60,11 +60,11 @@ func TestACL(t *testing.T) {
 			t.Errorf("denial without code or reason: %v", d)
 		}
 	}
-	d := l.Evaluate(sdk.Request{Op: sdk.OpDelete, Key: "app/x", Principal: "alice"})
+	d := l.Evaluate(&sdk.Request{Op: sdk.OpDelete, Key: "app/x", Principal: "alice"})
 	if want := `principal "alice" may not delete key "app/x" (needs delete)`; d.Reason() != want {
 		t.Fatalf("reason %q, want %q", d.Reason(), want)
 	}
-	d = l.Evaluate(sdk.Request{Op: sdk.OpPut, Key: "app/x"})
+	d = l.Evaluate(&sdk.Request{Op: sdk.OpPut, Key: "app/x"})
 	if !strings.HasPrefix(d.Reason(), "an anonymous caller may not put") {
 		t.Fatalf("reason %q", d.Reason())
 	}
@@ -82,6 +82,18 @@ func TestBadConfig(t *testing.T) {
 	} {
 		if _, err := access.Parse([]byte(c)); err == nil {
 			t.Errorf("%q accepted", c)
+		}
+	}
+}
+
+func TestAllowDoesNotAllocate(t *testing.T) {
+	l, _ := access.Parse([]byte(cfg))
+	for _, req := range []sdk.Request{
+		{Op: sdk.OpPut, Key: "app/x", Principal: "alice"},
+		{Op: sdk.OpPut, Key: "users/dave/a", Principal: "dave"},
+	} {
+		if n := testing.AllocsPerRun(100, func() { l.Evaluate(&req) }); n != 0 {
+			t.Fatalf("%v allocations per allowed request", n)
 		}
 	}
 }

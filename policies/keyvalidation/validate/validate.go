@@ -6,7 +6,6 @@ package validate
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -122,7 +121,7 @@ func Parse(data []byte) (*Validator, error) {
 }
 
 // Evaluate decides one request.
-func (v *Validator) Evaluate(req sdk.Request) sdk.Decision {
+func (v *Validator) Evaluate(req *sdk.Request) sdk.Decision {
 	if req.Op == sdk.OpStats || req.Op == sdk.OpAdmin {
 		return sdk.Allow()
 	}
@@ -139,14 +138,12 @@ func (v *Validator) Evaluate(req sdk.Request) sdk.Decision {
 	if d, ok := v.checkChars(key, what); !ok {
 		return d
 	}
-	if !v.exempt[req.Principal] {
-		for _, r := range v.cfg.ReservedPrefixes {
-			if strings.HasPrefix(key, r) {
-				return sdk.Denyf("%s %q is under the reserved prefix %q", what, key, r).WithCode("reserved_prefix")
-			}
-			if req.Op == sdk.OpDeletePrefix && strings.HasPrefix(r, key) {
-				return sdk.Denyf("deleting prefix %q would delete keys under the reserved prefix %q", key, r).WithCode("reserved_prefix")
-			}
+	for _, r := range v.cfg.ReservedPrefixes {
+		if strings.HasPrefix(key, r) && !v.exempt[req.Principal] {
+			return sdk.Denyf("%s %q is under the reserved prefix %q", what, key, r).WithCode("reserved_prefix")
+		}
+		if req.Op == sdk.OpDeletePrefix && strings.HasPrefix(r, key) && !v.exempt[req.Principal] {
+			return sdk.Denyf("deleting prefix %q would delete keys under the reserved prefix %q", key, r).WithCode("reserved_prefix")
 		}
 	}
 	if len(v.cfg.AllowedPrefixes) > 0 && !v.allowedPlace(key, req.Op.IsPrefixOp()) {
@@ -159,34 +156,41 @@ func (v *Validator) Evaluate(req sdk.Request) sdk.Decision {
 }
 
 func (v *Validator) checkChars(key, what string) (sdk.Decision, bool) {
-	for i, r := range key {
-		ok := false
-		switch {
-		case r < utf8.RuneSelf:
-			ok = v.ascii[r]
-		case r == utf8.RuneError && !validAt(key, i):
+	// Bytes first: keys are nearly always ASCII, and in a Go policy every
+	// function call counts.
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c < utf8.RuneSelf {
+			if !v.ascii[c] {
+				return v.badChar(key, what, rune(c), i), false
+			}
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(key[i:])
+		if r == utf8.RuneError && size == 1 {
 			return sdk.Denyf("%s is not valid UTF-8 (byte %d)", what, i).WithCode("key_bad_character"), false
-		default:
-			ok = v.unicode && unicode.IsPrint(r)
 		}
-		if !ok {
-			return sdk.Denyf("%s %q has the character %q at byte %d; allowed: %s", what, key, r, i, v.classes).WithCode("key_bad_character"), false
+		if !v.unicode || !unicode.IsPrint(r) {
+			return v.badChar(key, what, r, i), false
 		}
+		i += size - 1
 	}
 	return sdk.Decision{}, true
 }
 
-func validAt(s string, i int) bool {
-	r, size := utf8.DecodeRuneInString(s[i:])
-	return !(r == utf8.RuneError && size == 1)
+func (v *Validator) badChar(key, what string, r rune, i int) sdk.Decision {
+	return sdk.Denyf("%s %q has the character %q at byte %d; allowed: %s", what, key, r, i, v.classes).WithCode("key_bad_character")
 }
 
 // allowedPlace: a key must sit under an allowed prefix; a prefix
 // operation may also name a broader prefix that still leads to one.
 func (v *Validator) allowedPlace(key string, isPrefix bool) bool {
-	return slices.ContainsFunc(v.cfg.AllowedPrefixes, func(p string) bool {
-		return strings.HasPrefix(key, p) || (isPrefix && strings.HasPrefix(p, key))
-	})
+	for _, p := range v.cfg.AllowedPrefixes {
+		if strings.HasPrefix(key, p) || (isPrefix && strings.HasPrefix(p, key)) {
+			return true
+		}
+	}
+	return false
 }
 
 func quoteList(l []string) string {

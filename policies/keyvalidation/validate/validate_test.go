@@ -49,7 +49,7 @@ func TestValidate(t *testing.T) {
 		{"stats has no key", sdk.Request{Op: sdk.OpStats}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := v.Evaluate(tc.req)
+			d := v.Evaluate(&tc.req)
 			if d.Code() != tc.code || d.Allowed() != (tc.code == "") {
 				t.Fatalf("got %v, want code %q", d, tc.code)
 			}
@@ -62,17 +62,17 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := v.Evaluate(sdk.Request{Op: sdk.OpPut, Key: "Any/Printable-ASCII_key:1"}); !d.Allowed() {
+	if d := v.Evaluate(&sdk.Request{Op: sdk.OpPut, Key: "Any/Printable-ASCII_key:1"}); !d.Allowed() {
 		t.Fatal(d)
 	}
-	if d := v.Evaluate(sdk.Request{Op: sdk.OpPut, Key: "tab\tkey"}); d.Allowed() {
+	if d := v.Evaluate(&sdk.Request{Op: sdk.OpPut, Key: "tab\tkey"}); d.Allowed() {
 		t.Fatal("control character allowed by default")
 	}
-	if d := v.Evaluate(sdk.Request{Op: sdk.OpPut, Key: strings.Repeat("k", 1025)}); d.Code() != "key_too_long" {
+	if d := v.Evaluate(&sdk.Request{Op: sdk.OpPut, Key: strings.Repeat("k", 1025)}); d.Code() != "key_too_long" {
 		t.Fatal(d)
 	}
 	u, _ := validate.Parse([]byte(`{"character_classes":["unicode","lower"]}`))
-	if d := u.Evaluate(sdk.Request{Op: sdk.OpPut, Key: "clé"}); !d.Allowed() {
+	if d := u.Evaluate(&sdk.Request{Op: sdk.OpPut, Key: "clé"}); !d.Allowed() {
 		t.Fatal(d)
 	}
 }
@@ -89,5 +89,15 @@ func TestBadConfig(t *testing.T) {
 		if _, err := validate.Parse([]byte(c)); err == nil {
 			t.Errorf("%s accepted", c)
 		}
+	}
+}
+
+// In a Go policy an allocation costs as much as the rest of an
+// evaluation: the allow path must not allocate.
+func TestAllowDoesNotAllocate(t *testing.T) {
+	v, _ := validate.Parse([]byte(cfg))
+	req := sdk.Request{Op: sdk.OpPut, Key: "app/users/42", Principal: "alice"}
+	if n := testing.AllocsPerRun(100, func() { v.Evaluate(&req) }); n != 0 {
+		t.Fatalf("%v allocations per allowed request", n)
 	}
 }

@@ -95,7 +95,7 @@ func (r *Rules) match(key string) *Rule {
 
 // Evaluate decides one request. Only put, refresh_ttl and increment are
 // governed; everything else is allowed.
-func (r *Rules) Evaluate(req sdk.Request) sdk.Decision {
+func (r *Rules) Evaluate(req *sdk.Request) sdk.Decision {
 	if req.Op != sdk.OpPut && req.Op != sdk.OpRefreshTTL && req.Op != sdk.OpIncrement {
 		return sdk.Allow()
 	}

@@ -49,7 +49,7 @@ func TestRules(t *testing.T) {
 		{"batch put governed", sdk.Request{Op: sdk.OpPut, Key: "node:a", InBatch: true}, want{false, 0, "ttl_required"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := r.Evaluate(tc.req)
+			d := r.Evaluate(&tc.req)
 			got, rewritten := d.TTL()
 			if !rewritten {
 				got = 0
@@ -75,6 +75,15 @@ func TestBadConfig(t *testing.T) {
 	} {
 		if _, err := ttl.Parse([]byte(c)); err == nil {
 			t.Errorf("%q accepted", c)
+		}
+	}
+}
+
+func TestAllowDoesNotAllocate(t *testing.T) {
+	r, _ := ttl.Parse([]byte(cfg))
+	for _, req := range []sdk.Request{{Op: sdk.OpPut, Key: "session:1"}, {Op: sdk.OpPut, Key: "node:1", TTL: time.Second}} {
+		if n := testing.AllocsPerRun(100, func() { r.Evaluate(&req) }); n != 0 {
+			t.Fatalf("%v allocations per allowed request", n)
 		}
 	}
 }
