@@ -1,0 +1,146 @@
+package policy_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kvhost/kvhost/host/policy"
+)
+
+func TestRunCasesReportsFailures(t *testing.T) {
+	e := newEngine(t, nil)
+	dir := t.TempDir()
+	mustLoad(t, e, policy.Spec{Name: "gate", Path: writeWasm(t, dir, "g.wasm", handModule(onKey('l', spin), denyRecord("shut", "the gate is shut")))})
+	cases := `
+cases:
+  - name: denied as expected
+    request: {op: get, key: a}
+    expect: {allow: false, policy: gate, code: shut, reason_contains: shut}
+  - name: wrongly expects allow
+    request: {op: get, key: a}
+    expect: {allow: true}
+  - name: wrong reason
+    request: {op: get, key: a}
+    expect: {allow: false, reason: "open"}
+  - name: a failure is expected
+    request: {op: get, key: loop}
+    expect: {failure: true, allow: false}
+`
+	rep, err := policy.RunCases(context.Background(), e, []byte(cases))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rep.Write(&out)
+	if rep.Passed != 2 || rep.Failed != 2 {
+		t.Fatalf("report:\n%s", out.String())
+	}
+	for _, want := range []string{
+		"ok   denied as expected",
+		`FAIL wrongly expects allow: denied by "gate" (the gate is shut), expected allow`,
+		`FAIL wrong reason: reason "the gate is shut", expected "open"`,
+		"2 passed, 2 failed",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestParseCasesRefusesMistakes(t *testing.T) {
+	for _, c := range []string{
+		"",
+		"cases: []",
+		"cases: [{request: {op: fly, key: a}, expect: {allow: true}}]",
+		"cases: [{request: {key: a}, expect: {allow: true}}]",
+		"cases: [{request: {op: get}}]",
+		"cases: [{request: {op: get}, expect: {allow: true, colour: red}}]",
+	} {
+		if _, err := policy.ParseCases([]byte(c)); err == nil {
+			t.Errorf("%q accepted", c)
+		}
+	}
+}
+
+func TestBench(t *testing.T) {
+	e := newEngine(t, nil)
+	mustLoad(t, e, policy.Spec{Name: "allow", Path: writeWasm(t, t.TempDir(), "a.wasm", handModule(nil, nil))})
+	res, err := policy.Bench(context.Background(), e, policy.BenchOptions{Duration: 50 * time.Millisecond, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Evaluations == 0 || res.Allowed != res.Evaluations || res.P50 <= 0 || res.P99 < res.P50 {
+		t.Fatalf("result %+v", res)
+	}
+	if !strings.Contains(res.String(), "per evaluation: p50") {
+		t.Fatal(res.String())
+	}
+}
+
+func TestSpecConfig(t *testing.T) {
+	var sc policy.SpecConfig
+	err := yaml.Unmarshal([]byte(`
+name: ttl
+path: policies/ttl.wasm
+mode: audit
+fail_open: true
+timeout: 25ms
+memory_limit_pages: 128
+pool_size: 3
+config:
+  rules:
+    - {prefix: "a:", max: 60s, required: true}
+`), &sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sc.Spec("/etc/kvhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "ttl" || s.Path != "/etc/kvhost/policies/ttl.wasm" || s.Mode != policy.Audit || !s.FailOpen ||
+		s.Timeout != 25*time.Millisecond || s.MemoryLimitPages != 128 || s.PoolSize != 3 {
+		t.Fatalf("spec %+v", s)
+	}
+	if want := `{"rules":[{"max":"60s","prefix":"a:","required":true}]}`; string(s.Config) != want {
+		t.Fatalf("config %s, want %s", s.Config, want)
+	}
+	if _, err := (policy.SpecConfig{Path: "x", Mode: "strict"}).Spec(""); err == nil {
+		t.Fatal("mode strict accepted")
+	}
+	j, err := policy.ConfigJSON([]byte("max_key_length: 10\nallowed_prefixes: [a/]\n"))
+	if err != nil || string(j) != `{"allowed_prefixes":["a/"],"max_key_length":10}` {
+		t.Fatalf("ConfigJSON: %s, %v", j, err)
+	}
+}
+
+func TestCloseWaitsAndRefuses(t *testing.T) {
+	e, err := policy.NewEngine(context.Background(), policy.Options{CacheDir: cacheDir, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustLoad(t, e, policy.Spec{Name: "spin", Path: writeWasm(t, t.TempDir(), "s.wasm", handModule(onKey('l', spin), nil)), Timeout: 200 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Evaluate(context.Background(), policy.Request{Op: policy.OpGet, Key: "loop"})
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if err := e.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("the runaway evaluation succeeded")
+	}
+	if _, err := e.Evaluate(context.Background(), policy.Request{Op: policy.OpGet, Key: "a"}); err == nil {
+		t.Fatal("evaluate after Close succeeded")
+	}
+	if err := e.Load(context.Background(), nil); err == nil {
+		t.Fatal("load after Close succeeded")
+	}
+}
