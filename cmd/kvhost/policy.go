@@ -2,24 +2,194 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/kvhost/kvhost/host"
 	"github.com/kvhost/kvhost/host/config"
+	"github.com/kvhost/kvhost/host/policy"
 )
 
-// newPolicyGuard builds the policy chain of the configuration; the policy
-// engine lands with the policy work (issue 5).
-func newPolicyGuard(_ context.Context, cfg *config.File, _ *slog.Logger, _ prometheus.Registerer) (host.Guard, func(), error) {
-	if len(cfg.Policies) > 0 {
-		return nil, func() {}, errPoliciesUnavailable
+// policyGuard puts the policy engine at the host's checkpoint.
+type policyGuard struct{ e *policy.Engine }
+
+func (g policyGuard) Check(ctx context.Context, c *host.Check) error {
+	op, err := policy.ParseOp(string(c.Op))
+	if err != nil {
+		return fmt.Errorf("policy guard: %w", err)
 	}
-	return nil, func() {}, nil
+	d, err := g.e.Evaluate(ctx, policy.Request{
+		Op: op, Key: c.Key, Value: c.Value, ValueLen: len(c.Value), TTL: c.TTL,
+		Principal: c.Identity.Principal, Tenant: c.Identity.Tenant,
+	})
+	if err != nil {
+		return err
+	}
+	c.TTL = d.TTL
+	return nil
 }
 
-var errPoliciesUnavailable = config.ErrInvalid
+// newPolicyGuard loads the configured policy chain, watches its files for
+// changes and reloads it on SIGHUP. With no policies it returns a nil
+// guard: operations pay nothing.
+func newPolicyGuard(ctx context.Context, cfg *config.File, log *slog.Logger, reg prometheus.Registerer) (host.Guard, func(), error) {
+	specs, err := cfg.PolicySpecs()
+	if err != nil || len(specs) == 0 {
+		return nil, func() {}, err
+	}
+	if err := os.MkdirAll(cfg.PolicyCacheDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("policy cache: %w", err)
+	}
+	e, err := policy.NewEngine(ctx, policy.Options{CacheDir: cfg.PolicyCacheDir, Logger: log, Metrics: reg})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.Load(ctx, specs); err != nil {
+		_ = e.Close(context.Background())
+		return nil, nil, err
+	}
+	wctx, stop := context.WithCancel(ctx)
+	go func() {
+		if err := e.Watch(wctx); err != nil {
+			log.Error("policy file watch stopped; reload with SIGHUP", "error", err)
+		}
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-hup:
+				if err := e.Reload(wctx); err != nil {
+					log.Error("policy reload refused; the running policies stay", "error", err)
+				} else {
+					log.Info("policies reloaded", "policies", e.Policies())
+				}
+			}
+		}
+	}()
+	log.Info("policies loaded", "policies", e.Policies())
+	return policyGuard{e}, func() {
+		signal.Stop(hup)
+		stop()
+		_ = e.Close(context.Background())
+	}, nil
+}
 
-func addPolicyCommands(*cobra.Command) {}
+func addPolicyCommands(root *cobra.Command) {
+	cmd := &cobra.Command{Use: "policy", Short: "Test and measure WebAssembly policies"}
+	var cfgPath string
+	load := func(ctx context.Context, wasm string) (*policy.Engine, error) {
+		var cfgJSON []byte
+		if cfgPath != "" {
+			data, err := os.ReadFile(cfgPath)
+			if err != nil {
+				return nil, err
+			}
+			if cfgJSON, err = policy.ConfigJSON(data); err != nil {
+				return nil, fmt.Errorf("policy config %s: %w", cfgPath, err)
+			}
+		}
+		e, err := policy.NewEngine(ctx, policy.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if err != nil {
+			return nil, err
+		}
+		if err := e.Load(ctx, []policy.Spec{{Path: wasm, Config: cfgJSON}}); err != nil {
+			_ = e.Close(ctx)
+			return nil, err
+		}
+		return e, nil
+	}
+	test := &cobra.Command{
+		Use:   "test POLICY.wasm CASES.yaml",
+		Short: "Run table-driven cases through a policy, with the engine the server uses",
+		Long: `Run table-driven cases through a policy, with the engine the server uses.
+
+CASES.yaml lists requests and the decisions expected of them:
+
+  defaults: {principal: alice, tenant: acme}
+  cases:
+    - name: sessions must expire
+      request: {op: put, key: "session:1"}
+      expect: {allow: false, policy: ttlrules, reason_contains: "TTL"}
+
+Exit status 0 when every case passes, 1 otherwise.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cases, err := os.ReadFile(args[1])
+			if err != nil {
+				return err
+			}
+			e, err := load(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			defer e.Close(context.Background())
+			rep, err := policy.RunCases(cmd.Context(), e, cases)
+			if err != nil {
+				return fmt.Errorf("cases %s: %w", args[1], err)
+			}
+			if err := rep.Write(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			if rep.Failed > 0 {
+				return fmt.Errorf("%d of %d cases failed", rep.Failed, rep.Failed+rep.Passed)
+			}
+			return nil
+		},
+	}
+	test.Flags().StringVar(&cfgPath, "config", "", "the policy's configuration (YAML or JSON)")
+	var dur time.Duration
+	var conc int
+	bench := &cobra.Command{
+		Use:   "bench POLICY.wasm [CASES.yaml]",
+		Short: "Measure the cost of one evaluation of a policy",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := load(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			defer e.Close(context.Background())
+			opts := policy.BenchOptions{Duration: dur, Concurrency: conc}
+			if len(args) == 2 {
+				data, err := os.ReadFile(args[1])
+				if err != nil {
+					return err
+				}
+				f, err := policy.ParseCases(data)
+				if err != nil {
+					return fmt.Errorf("cases %s: %w", args[1], err)
+				}
+				for _, c := range f.Cases {
+					req, err := f.Request(c)
+					if err != nil {
+						return err
+					}
+					opts.Requests = append(opts.Requests, req)
+				}
+			}
+			res, err := policy.Bench(cmd.Context(), e, opts)
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), res.String()+"\n")
+			return err
+		},
+	}
+	bench.Flags().StringVar(&cfgPath, "config", "", "the policy's configuration (YAML or JSON)")
+	bench.Flags().DurationVar(&dur, "duration", time.Second, "how long to measure")
+	bench.Flags().IntVar(&conc, "concurrency", 1, "concurrent evaluations")
+	cmd.AddCommand(test, bench)
+	root.AddCommand(cmd)
+}

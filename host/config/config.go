@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvhost/kvhost/host"
+	"github.com/kvhost/kvhost/host/policy"
 	"github.com/kvhost/kvhost/host/server"
 )
 
@@ -41,8 +42,15 @@ type File struct {
 	SlowThreshold time.Duration `yaml:"slow_threshold"`
 	// LogLevel: debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level"`
-	// Policies run on every operation, in order.
-	Policies []Policy `yaml:"policies"`
+	// Policies run on every operation, in order (see policy.SpecConfig).
+	Policies []policy.SpecConfig `yaml:"policies"`
+	// PolicyCacheDir keeps compiled policies across restarts (default
+	// DATA_DIR/policy-cache).
+	PolicyCacheDir string `yaml:"policy_cache_dir"`
+
+	// dir is the configuration file's directory: relative policy paths
+	// are resolved against it.
+	dir string
 }
 
 // Backend chooses the backend plugin.
@@ -73,24 +81,6 @@ type TLS struct {
 	KeyFile  string `yaml:"key_file"`
 }
 
-// Policy is one WebAssembly policy of the chain.
-type Policy struct {
-	// Name identifies the policy in denials, logs and metrics.
-	Name string `yaml:"name"`
-	// Path of the .wasm module.
-	Path string `yaml:"path"`
-	// Mode: enforce (default) or audit.
-	Mode string `yaml:"mode"`
-	// FailOpen lets operations through when the policy itself fails.
-	FailOpen bool `yaml:"fail_open"`
-	// Timeout per evaluation (default 10ms).
-	Timeout time.Duration `yaml:"timeout"`
-	// MemoryLimitMiB caps an instance's memory (default 16).
-	MemoryLimitMiB int `yaml:"memory_limit_mib"`
-	// Config is handed to the policy (as JSON) once per instance.
-	Config yaml.Node `yaml:"config"`
-}
-
 // Default is the configuration used when there is no file: SQLite under
 // ./data, loopback only, anonymous access.
 func Default() *File {
@@ -105,7 +95,7 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	f, err := Parse(data)
+	f, err := parse(data, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -115,9 +105,12 @@ func Load(path string) (*File, error) {
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid configuration")
 
-// Parse parses and validates configuration YAML.
-func Parse(data []byte) (*File, error) {
-	f := &File{}
+// Parse parses and validates configuration YAML; relative policy paths
+// stay relative to the working directory.
+func Parse(data []byte) (*File, error) { return parse(data, "") }
+
+func parse(data []byte, dir string) (*File, error) {
+	f := &File{dir: dir}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
@@ -156,17 +149,8 @@ func (f *File) applyDefaults() {
 	if f.LogLevel == "" {
 		f.LogLevel = "info"
 	}
-	for i := range f.Policies {
-		p := &f.Policies[i]
-		if p.Mode == "" {
-			p.Mode = "enforce"
-		}
-		if p.Timeout == 0 {
-			p.Timeout = 10 * time.Millisecond
-		}
-		if p.MemoryLimitMiB == 0 {
-			p.MemoryLimitMiB = 16
-		}
+	if f.PolicyCacheDir == "" {
+		f.PolicyCacheDir = filepath.Join(f.DataDir, "policy-cache")
 	}
 }
 
@@ -207,23 +191,35 @@ func (f *File) Validate() error {
 	default:
 		return bad("log_level %q: want debug, info, warn or error", f.LogLevel)
 	}
-	names := map[string]bool{}
-	for i, p := range f.Policies {
-		switch {
-		case p.Name == "":
-			return bad("policies[%d]: name is empty", i)
-		case names[p.Name]:
-			return bad("policies[%d]: name %q is used twice", i, p.Name)
-		case p.Path == "":
-			return bad("policy %q: path is empty", p.Name)
-		case p.Mode != "enforce" && p.Mode != "audit":
-			return bad("policy %q: mode %q: want enforce or audit", p.Name, p.Mode)
-		case p.Timeout < 0 || p.MemoryLimitMiB < 0:
-			return bad("policy %q: timeout and memory_limit_mib must not be negative", p.Name)
-		}
-		names[p.Name] = true
+	if _, err := f.PolicySpecs(); err != nil {
+		return err
 	}
 	return nil
+}
+
+// PolicySpecs returns the policy chain as engine specs, relative paths
+// resolved against the configuration file's directory.
+func (f *File) PolicySpecs() ([]policy.Spec, error) {
+	specs := make([]policy.Spec, 0, len(f.Policies))
+	names := map[string]bool{}
+	for i, sc := range f.Policies {
+		if sc.Name == "" {
+			return nil, fmt.Errorf("%w: policies[%d]: name is empty", ErrInvalid, i)
+		}
+		if names[sc.Name] {
+			return nil, fmt.Errorf("%w: policies[%d]: name %q is used twice", ErrInvalid, i, sc.Name)
+		}
+		names[sc.Name] = true
+		if sc.Timeout < 0 || sc.PoolSize < 0 {
+			return nil, fmt.Errorf("%w: policy %q: timeout and pool_size must not be negative", ErrInvalid, sc.Name)
+		}
+		spec, err := sc.Spec(f.dir)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
 }
 
 // Loopback reports whether the API listens on a loopback address only.

@@ -35,8 +35,9 @@ policies:
 	if f.Loopback() || f.Auth.Anonymous || f.Limits.MaxValueBytes != 4096 || f.RequestTimeout != 2*time.Second {
 		t.Fatalf("parsed %+v", f)
 	}
-	if p := f.Policies[0]; p.Mode != "enforce" || p.Timeout != 10*time.Millisecond || p.MemoryLimitMiB != 16 {
-		t.Fatalf("policy defaults: %+v", p)
+	specs, err := f.PolicySpecs()
+	if err != nil || len(specs) != 1 || string(specs[0].Config) != `{"max_key_length":64}` || specs[0].Path != "/p/keyvalidation.wasm" {
+		t.Fatalf("policy specs: %+v %v", specs, err)
 	}
 }
 

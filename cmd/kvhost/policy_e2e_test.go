@@ -1,0 +1,188 @@
+package main_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvhost/kvhost/client"
+	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/policies/policytest"
+)
+
+// copyFile copies src to dst through a temporary file and a rename, the
+// way a deploy tool replaces a file.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dst, data)
+}
+
+func writeFile(t *testing.T, dst string, data []byte) {
+	t.Helper()
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eventually retries check until it passes or 15s pass.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The three example policies, configured in the host's config file, on a
+// running kvhost with the SQLite backend.
+func TestPoliciesEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range policytest.Examples {
+		copyFile(t, policytest.Build(t, "policies/"+name), filepath.Join(dir, name+".wasm"))
+	}
+	aclConfig := filepath.Join(dir, "acl.yaml")
+	writeFile(t, aclConfig, []byte(`rules:
+  - {principals: [alice], prefixes: [""], operations: ["*"]}
+  - {principals: [bob], prefixes: ["app/"], operations: [read, list]}
+`))
+	s := startServer(t, `
+auth:
+  tokens:
+    - {token: tok-alice, principal: alice, tenant: acme}
+    - {token: tok-bob, principal: bob, tenant: acme}
+policies:
+  - name: keyvalidation
+    path: `+dir+`/keyvalidation.wasm
+    config:
+      max_key_length: 64
+      reserved_prefixes: ["sys/"]
+  - name: ttlrules
+    path: `+dir+`/ttlrules.wasm
+    config:
+      rules:
+        - {prefix: "session:", default: 1h, max: 24h, required: true}
+        - {prefix: "node:", max: 60s, required: true}
+  - name: acl
+    path: `+dir+`/acl.wasm
+    config_file: `+aclConfig+`
+`)
+	ctx := t.Context()
+	alice := s.client(t, "tok-alice")
+	bob := s.client(t, "tok-bob")
+
+	if _, err := alice.Put(ctx, "app/config", []byte("v1")); err != nil {
+		t.Fatalf("allowed put: %v", err)
+	}
+	denials := []struct {
+		name, policy string
+		err          error
+	}{}
+	deny := func(name, policy string, err error) {
+		denials = append(denials, struct {
+			name, policy string
+			err          error
+		}{name, policy, err})
+	}
+	_, err := alice.Put(ctx, "sys/secret", []byte("x"))
+	deny("reserved prefix", "keyvalidation", err)
+	_, err = alice.Put(ctx, strings.Repeat("k", 65), []byte("x"))
+	deny("key too long for the policy", "keyvalidation", err)
+	_, err = alice.Put(ctx, "session:1", []byte("x"), client.WithTTL(48*time.Hour))
+	deny("session ttl above 24h", "ttlrules", err)
+	_, err = alice.Put(ctx, "node:1", []byte("x"))
+	deny("node without ttl", "ttlrules", err)
+	_, err = bob.Put(ctx, "app/config", []byte("bob's"))
+	deny("bob may not write", "acl", err)
+	_, err = bob.Get(ctx, "other/x")
+	deny("bob may not read outside app/", "acl", err)
+	_, err = bob.Batch(ctx, []pluginapi.Op{pluginapi.PutOp("app/x", nil, 0, pluginapi.Condition{})})
+	deny("bob may not write in a batch", "acl", err)
+	_, err = bob.Watch(ctx, "")
+	deny("bob may not watch", "acl", err)
+	for _, d := range denials {
+		if !errors.Is(d.err, client.ErrPermissionDenied) || !strings.Contains(d.err.Error(), `"`+d.policy+`"`) {
+			t.Errorf("%s: %v, want permission denied naming policy %q and why", d.name, d.err, d.policy)
+		}
+	}
+	// ttlrules imposes a default TTL.
+	e, err := alice.Put(ctx, "session:2", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(e.ExpiresAt); left < 59*time.Minute || left > time.Hour+time.Minute {
+		t.Fatalf("session without a ttl got expiry in %v, want the policy's 1h default", left)
+	}
+	if e, err := bob.Get(ctx, "app/config"); err != nil || string(e.Value) != "v1" {
+		t.Fatalf("bob's allowed read: %+v %v", e, err)
+	}
+
+	// The acl's configuration changes on disk: bob may now write, without a restart.
+	writeFile(t, aclConfig, []byte(`rules:
+  - {principals: [alice], prefixes: [""], operations: ["*"]}
+  - {principals: [bob], prefixes: ["app/"], operations: [read, list, write]}
+`))
+	eventually(t, "bob writes after the acl change", func() error {
+		_, err := bob.Put(ctx, "app/config", []byte("bob's"))
+		return err
+	})
+
+	// A broken replacement module is refused; the running policy stays.
+	writeFile(t, filepath.Join(dir, "keyvalidation.wasm"), []byte("\x00asm\x01\x00\x00\x00garbage"))
+	eventually(t, "the broken module is reported", func() error {
+		if !strings.Contains(s.logText(), `refused; the running policies stay" policy=keyvalidation`) {
+			return errors.New("no log line yet")
+		}
+		return nil
+	})
+	if os.Getenv("KVHOST_E2E_LOG") != "" {
+		t.Log(s.logText())
+	}
+	if _, err := alice.Put(ctx, "sys/secret", []byte("x")); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("after a broken replacement, the old keyvalidation must still deny: %v", err)
+	}
+	if _, err := alice.Put(ctx, "app/ok", []byte("x")); err != nil {
+		t.Fatalf("after a broken replacement, the host must keep serving: %v", err)
+	}
+}
+
+// Audit mode: a denial is logged and counted, not enforced.
+func TestPolicyAuditMode(t *testing.T) {
+	dir := t.TempDir()
+	copyFile(t, policytest.Build(t, "policies/keyvalidation"), filepath.Join(dir, "keyvalidation.wasm"))
+	s := startServer(t, `
+auth: {anonymous: true}
+policies:
+  - name: keyvalidation
+    path: `+dir+`/keyvalidation.wasm
+    mode: audit
+    config: {reserved_prefixes: ["sys/"]}
+`)
+	c := s.client(t, "")
+	if _, err := c.Put(t.Context(), "sys/x", []byte("x")); err != nil {
+		t.Fatalf("audit mode enforced a denial: %v", err)
+	}
+	eventually(t, "audit denial logged", func() error {
+		if !strings.Contains(s.logText(), "audit") {
+			return errors.New("no audit line in the log")
+		}
+		return nil
+	})
+}
