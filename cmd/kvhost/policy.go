@@ -88,7 +88,7 @@ func newPolicyGuard(ctx context.Context, cfg *config.File, log *slog.Logger, reg
 
 func addPolicyCommands(root *cobra.Command) {
 	cmd := &cobra.Command{Use: "policy", Short: "Test and measure WebAssembly policies"}
-	var cfgPath string
+	var cfgPath, name string
 	load := func(ctx context.Context, wasm string) (*policy.Engine, error) {
 		var cfgJSON []byte
 		if cfgPath != "" {
@@ -104,7 +104,7 @@ func addPolicyCommands(root *cobra.Command) {
 		if err != nil {
 			return nil, err
 		}
-		if err := e.Load(ctx, []policy.Spec{{Path: wasm, Config: cfgJSON}}); err != nil {
+		if err := e.Load(ctx, []policy.Spec{{Name: name, Path: wasm, Config: cfgJSON}}); err != nil {
 			_ = e.Close(ctx)
 			return nil, err
 		}
@@ -149,6 +149,7 @@ Exit status 0 when every case passes, 1 otherwise.`,
 		},
 	}
 	test.Flags().StringVar(&cfgPath, "config", "", "the policy's configuration (YAML or JSON)")
+	test.Flags().StringVar(&name, "name", "", "the policy's name in decisions (default: the file name without .wasm)")
 	var dur time.Duration
 	var conc int
 	bench := &cobra.Command{
@@ -188,6 +189,7 @@ Exit status 0 when every case passes, 1 otherwise.`,
 		},
 	}
 	bench.Flags().StringVar(&cfgPath, "config", "", "the policy's configuration (YAML or JSON)")
+	bench.Flags().StringVar(&name, "name", "", "the policy's name (default: the file name without .wasm)")
 	bench.Flags().DurationVar(&dur, "duration", time.Second, "how long to measure")
 	bench.Flags().IntVar(&conc, "concurrency", 1, "concurrent evaluations")
 	cmd.AddCommand(test, bench)

@@ -3,6 +3,7 @@ package main_test
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -185,4 +186,37 @@ policies:
 		}
 		return nil
 	})
+}
+
+func TestPolicyTestCommand(t *testing.T) {
+	bin := kvhostBin(t)
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "ttlrules.wasm")
+	copyFile(t, policytest.Build(t, "policies/ttlrules"), wasm)
+	writeFile(t, filepath.Join(dir, "ttl.yaml"), []byte("rules:\n  - {prefix: \"session:\", default: 1h, max: 24h, required: true}\n"))
+	writeFile(t, filepath.Join(dir, "good.yaml"), []byte(`cases:
+  - name: sessions get the default
+    request: {op: put, key: "session:1"}
+    expect: {allow: true, ttl: 1h}
+  - name: long sessions are refused
+    request: {op: put, key: "session:1", ttl: 48h}
+    expect: {allow: false, policy: ttlrules}
+`))
+	writeFile(t, filepath.Join(dir, "bad.yaml"), []byte(`cases:
+  - name: a wrong expectation
+    request: {op: put, key: "session:1", ttl: 48h}
+    expect: {allow: true}
+`))
+	out, err := exec.CommandContext(t.Context(), bin, "policy", "test", wasm, "--config", filepath.Join(dir, "ttl.yaml"), filepath.Join(dir, "good.yaml")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("policy test with passing cases: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(t.Context(), bin, "policy", "test", wasm, "--config", filepath.Join(dir, "ttl.yaml"), filepath.Join(dir, "bad.yaml")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "a wrong expectation") {
+		t.Fatalf("policy test with a failing case: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(t.Context(), bin, "policy", "bench", wasm, "--config", filepath.Join(dir, "ttl.yaml"), "--duration", "200ms").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "p50") {
+		t.Fatalf("policy bench: %v\n%s", err, out)
+	}
 }
