@@ -44,7 +44,8 @@ var optionalExports = []struct {
 
 const featureValue = 1 << 0
 
-// maxRequestBuffer bounds what a policy's request buffer may need.
+// maxAnswerLen bounds an answer record: header, code and 64 KiB of reason
+// (of which the host keeps maxReasonLen).
 const maxAnswerLen = answerHeaderSize + maxCodeLen + 64<<10
 
 // policySet is one loaded policy: its runtime, compiled module and pool

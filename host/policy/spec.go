@@ -74,7 +74,8 @@ type Spec struct {
 	// default 512 (32 MiB).
 	MemoryLimitPages uint32
 	// PoolSize is the number of instances, hence of concurrent
-	// evaluations; default GOMAXPROCS.
+	// evaluations; default GOMAXPROCS, at most 8 (a Go policy instance
+	// holds about 3.5 MiB, and an evaluation takes microseconds).
 	PoolSize int
 }
 
@@ -89,7 +90,7 @@ func (s Spec) withDefaults() Spec {
 		s.MemoryLimitPages = DefaultMemoryLimitPages
 	}
 	if s.PoolSize <= 0 {
-		s.PoolSize = runtime.GOMAXPROCS(0)
+		s.PoolSize = min(runtime.GOMAXPROCS(0), 8)
 	}
 	return s
 }
