@@ -248,7 +248,6 @@ func BenchmarkEvaluateParallel(b *testing.B) {
 	})
 }
 
-
 // BenchmarkLoad measures loading the chain of three: compiling (cold, an
 // empty compilation cache) or reading compiled code from the cache
 // (warm), then starting and warming two instances of each policy.
