@@ -31,6 +31,15 @@ const PluginName = "backend"
 // batches of several large values.
 const MaxMessageSize = 128 << 20
 
+// The plugin connection is a local socket with one peer: large flow-control
+// windows let a big reply (a 10K-key list page) flow without waiting for
+// window updates from the other process, and larger buffers mean fewer
+// system calls.
+const (
+	windowSize = 16 << 20
+	bufferSize = 256 << 10
+)
+
 // Handshake is the go-plugin handshake. The cookie is not security: it only
 // stops a plugin binary from being run by hand by mistake.
 var Handshake = plugin.HandshakeConfig{
@@ -101,7 +110,9 @@ func Serve(open OpenFunc) {
 				// Reused handler goroutines keep their grown stacks:
 				// a backend's deep call paths (a SQL engine) pay for
 				// stack growth once, not on every call.
-				grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+				grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+				grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize),
+				grpc.ReadBufferSize(bufferSize), grpc.WriteBufferSize(bufferSize))
 			return plugin.DefaultGRPCServer(opts)
 		},
 		Logger: logger,
@@ -169,6 +180,8 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 		StartTimeout:     cfg.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+			grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize),
+			grpc.WithReadBufferSize(bufferSize), grpc.WithWriteBufferSize(bufferSize),
 		},
 	}
 	if cfg.SHA256 != "" {
