@@ -36,7 +36,7 @@ const MaxMessageSize = 128 << 20
 // window updates from the other process, and larger buffers mean fewer
 // system calls.
 const (
-	windowSize = 16 << 20
+	windowSize = 4 << 20
 	bufferSize = 256 << 10
 )
 

@@ -986,16 +986,18 @@ func (s *suite) testWatchOverflow(t *testing.T) {
 	}
 	defer ws.Close()
 	// Nobody reads while writers go on: writers must not block, and the
-	// watcher must end with ErrWatchOverflow rather than skip events.
+	// watcher must end with ErrWatchOverflow rather than skip events. The
+	// events must outgrow every buffer on the way, the backend's and a
+	// wire's flow-control windows alike: 60 MB of them.
 	const batches, per = 60, 1000
-	value := bytes.Repeat([]byte("v"), 100)
+	value := bytes.Repeat([]byte("v"), 1000)
 	var versions []int64
 	done := make(chan error, 1)
 	go func() {
-		for i := range batches {
+		for range batches {
 			ops := make([]pluginapi.Op, per)
 			for j := range ops {
-				ops[j] = pluginapi.PutOp(fmt.Sprintf("k/%02d/%04d", i, j), value, 0, pluginapi.Condition{})
+				ops[j] = pluginapi.PutOp(fmt.Sprintf("k/%04d", j), value, 0, pluginapi.Condition{})
 			}
 			res, err := b.Batch(ctx, ops)
 			if err != nil {
@@ -1013,23 +1015,37 @@ func (s *suite) testWatchOverflow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(60 * time.Second):
+	case <-time.After(120 * time.Second):
 		t.Fatal("writers blocked behind a watcher that does not read")
 	}
-	n := 0
-	for {
-		ev, err := ws.Recv()
-		if err != nil {
-			wantErr(t, fmt.Sprintf("watch after %d events", n), err, pluginapi.ErrWatchOverflow)
-			break
-		}
-		if n >= len(versions) || ev.Version != versions[n] {
-			t.Fatalf("event %d has version %d, want %d: events were skipped or reordered", n, ev.Version, versions[min(n, len(versions)-1)])
-		}
-		n++
+	type result struct {
+		n   int
+		err error
 	}
-	if n == len(versions) {
-		t.Fatalf("the watcher got all %d events and then overflowed: it should have buffered less", n)
+	drained := make(chan result, 1)
+	go func() {
+		n := 0
+		for {
+			ev, err := ws.Recv()
+			if err != nil {
+				drained <- result{n, err}
+				return
+			}
+			if n >= len(versions) || ev.Version != versions[n] {
+				drained <- result{n, fmt.Errorf("event %d has version %d, want %d: events were skipped or reordered", n, ev.Version, versions[min(n, len(versions)-1)])}
+				return
+			}
+			n++
+		}
+	}()
+	select {
+	case r := <-drained:
+		wantErr(t, fmt.Sprintf("watch after %d of %d events", r.n, len(versions)), r.err, pluginapi.ErrWatchOverflow)
+		if r.n == len(versions) {
+			t.Fatalf("the watcher got all %d events and then overflowed: it should have buffered less", r.n)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("a watcher that fell %d events behind neither overflowed nor caught up", len(versions))
 	}
 }
 
