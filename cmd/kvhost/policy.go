@@ -37,13 +37,17 @@ func (g policyGuard) Check(ctx context.Context, c *host.Check) error {
 	return nil
 }
 
-// newPolicyGuard loads the configured policy chain, watches its files for
-// changes and reloads it on SIGHUP. With no policies it returns a nil
-// guard: operations pay nothing.
-func newPolicyGuard(ctx context.Context, cfg *config.File, log *slog.Logger, reg prometheus.Registerer) (host.Guard, func(), error) {
+// newPolicyGuard loads the configured policy chain and watches its files
+// (modules and config_file files) for changes. On SIGHUP it reads the
+// configuration file at cfgPath again and loads its policies section, so
+// inline policy configuration, new policies and removed ones take effect
+// without a restart; a section that does not load is refused and the
+// running chain stays. The engine runs even with no policies (an empty
+// chain costs tens of nanoseconds), so that SIGHUP can add some.
+func newPolicyGuard(ctx context.Context, cfg *config.File, cfgPath string, log *slog.Logger, reg prometheus.Registerer) (host.Guard, func(), error) {
 	specs, err := cfg.PolicySpecs()
-	if err != nil || len(specs) == 0 {
-		return nil, func() {}, err
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := os.MkdirAll(cfg.PolicyCacheDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("policy cache: %w", err)
@@ -70,7 +74,7 @@ func newPolicyGuard(ctx context.Context, cfg *config.File, log *slog.Logger, reg
 			case <-wctx.Done():
 				return
 			case <-hup:
-				if err := e.Reload(wctx); err != nil {
+				if err := reloadPolicies(wctx, e, cfgPath); err != nil {
 					log.Error("policy reload refused; the running policies stay", "error", err)
 				} else {
 					log.Info("policies reloaded", "policies", e.Policies())
@@ -84,6 +88,23 @@ func newPolicyGuard(ctx context.Context, cfg *config.File, log *slog.Logger, reg
 		stop()
 		_ = e.Close(context.Background())
 	}, nil
+}
+
+// reloadPolicies loads the policies section of the configuration file
+// again, or, without a file, re-reads the running policies' files.
+func reloadPolicies(ctx context.Context, e *policy.Engine, cfgPath string) error {
+	if cfgPath == "" {
+		return e.Reload(ctx)
+	}
+	f, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	specs, err := f.PolicySpecs()
+	if err != nil {
+		return err
+	}
+	return e.Load(ctx, specs)
 }
 
 func addPolicyCommands(root *cobra.Command) {

@@ -2,10 +2,12 @@ package main_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,5 +220,48 @@ func TestPolicyTestCommand(t *testing.T) {
 	out, err = exec.CommandContext(t.Context(), bin, "policy", "bench", wasm, "--config", filepath.Join(dir, "ttl.yaml"), "--duration", "200ms").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "p50") {
 		t.Fatalf("policy bench: %v\n%s", err, out)
+	}
+}
+
+// SIGHUP reads the configuration file again: a policy added to it takes
+// effect without a restart, and a broken policies section is refused.
+func TestPolicySIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "keyvalidation.wasm")
+	copyFile(t, policytest.Build(t, "policies/keyvalidation"), wasm)
+	s := startServer(t, "auth: {anonymous: true}\n")
+	c := s.client(t, "")
+	ctx := t.Context()
+	if _, err := c.Put(ctx, "sys/x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(s.dir, "kvhost.yaml")
+	base, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfgPath, append(base, []byte("policies:\n  - {name: keys, path: "+wasm+", config: {reserved_prefixes: [\"sys/\"]}}\n")...))
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the policy added by SIGHUP denies", func() error {
+		_, err := c.Put(ctx, "sys/x", []byte("2"))
+		if !errors.Is(err, client.ErrPermissionDenied) {
+			return fmt.Errorf("put sys/x: %v", err)
+		}
+		return nil
+	})
+	writeFile(t, cfgPath, append(base, []byte("policies:\n  - {name: keys, path: "+dir+"/missing.wasm}\n")...))
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the broken section is refused", func() error {
+		if !strings.Contains(s.logText(), "policy reload refused") {
+			return errors.New("no refusal logged")
+		}
+		return nil
+	})
+	if _, err := c.Put(ctx, "sys/x", []byte("3")); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("after a refused reload the running policy must stay: %v", err)
 	}
 }

@@ -45,7 +45,7 @@ With a config file, anonymous access is off unless the file turns it on.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg)
+			return serve(ctx, cfg, cfgPath)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
@@ -58,7 +58,7 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-func serve(ctx context.Context, cfg *config.File) error {
+func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
 	pluginPath, err := cfg.PluginPath()
@@ -86,7 +86,7 @@ func serve(ctx context.Context, cfg *config.File) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := host.NewMetrics(reg)
 
-	guard, closeGuard, err := newPolicyGuard(ctx, cfg, log, reg)
+	guard, closeGuard, err := newPolicyGuard(ctx, cfg, cfgPath, log, reg)
 	if err != nil {
 		return err
 	}
