@@ -1,10 +1,9 @@
 package host_test
 
 import (
-	"sort"
 	"testing"
-	"time"
 
+	"github.com/kvhost/kvhost/internal/latency"
 	"github.com/kvhost/kvhost/pluginapi"
 )
 
@@ -17,15 +16,11 @@ func BenchmarkStoreGet(b *testing.B) {
 	if _, err := st.Put(ctx, pluginapi.PutRequest{Key: "actor/1", Value: []byte("node-1")}); err != nil {
 		b.Fatal(err)
 	}
-	lat := make([]time.Duration, 0, b.N)
+	lat := latency.New(b.N)
 	for b.Loop() {
-		t0 := time.Now()
-		if _, err := st.Get(ctx, "actor/1"); err != nil {
+		if err := lat.Time(func() error { _, err := st.Get(ctx, "actor/1"); return err }); err != nil {
 			b.Fatal(err)
 		}
-		lat = append(lat, time.Since(t0))
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	lat.Report(b)
 }

@@ -1,12 +1,11 @@
 package pluginapi_test
 
 import (
-	"sort"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/kvhost/kvhost/internal/latency"
 	"github.com/kvhost/kvhost/internal/testbin"
 	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/kvhost/kvhost/plugins/memory"
@@ -65,17 +64,13 @@ func BenchmarkWire(b *testing.B) {
 
 func measure(b *testing.B, op func() error) {
 	b.Helper()
-	lat := make([]time.Duration, 0, b.N)
+	lat := latency.New(b.N)
 	b.ResetTimer()
 	for b.Loop() {
-		t0 := time.Now()
-		if err := op(); err != nil {
+		if err := lat.Time(op); err != nil {
 			b.Fatal(err)
 		}
-		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	lat.Report(b)
 }

@@ -2,13 +2,13 @@ package main_test
 
 import (
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kvhost/kvhost/client"
+	"github.com/kvhost/kvhost/internal/latency"
 )
 
 // End-to-end figures: Go client -> kvhost (gRPC, auth, limits, tenancy)
@@ -25,15 +25,6 @@ func benchServer(b *testing.B) *client.Client {
 	}
 	b.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-func report(b *testing.B, lat []time.Duration) {
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	if len(lat) == 0 {
-		return
-	}
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
 
 func benchOps(b *testing.B, workers int, op func(c *client.Client, i int) error) {
@@ -65,7 +56,7 @@ func benchOps(b *testing.B, workers int, op func(c *client.Client, i int) error)
 	}
 	wg.Wait()
 	b.StopTimer()
-	report(b, lat)
+	latency.Report(b, lat)
 }
 
 func BenchmarkE2EGet(b *testing.B) {

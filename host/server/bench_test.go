@@ -4,13 +4,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sort"
 	"testing"
-	"time"
 
 	"github.com/kvhost/kvhost/client"
 	"github.com/kvhost/kvhost/host"
 	"github.com/kvhost/kvhost/host/server"
+	"github.com/kvhost/kvhost/internal/latency"
 	"github.com/kvhost/kvhost/internal/testbin"
 )
 
@@ -45,15 +44,11 @@ func BenchmarkServerGet(b *testing.B) {
 	if _, err := c.Put(ctx, "actor/1", []byte("node-1")); err != nil {
 		b.Fatal(err)
 	}
-	lat := make([]time.Duration, 0, b.N)
+	lat := latency.New(b.N)
 	for b.Loop() {
-		t0 := time.Now()
-		if _, err := c.Get(ctx, "actor/1"); err != nil {
+		if err := lat.Time(func() error { _, err := c.Get(ctx, "actor/1"); return err }); err != nil {
 			b.Fatal(err)
 		}
-		lat = append(lat, time.Since(t0))
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	lat.Report(b)
 }
