@@ -38,6 +38,8 @@ type Check struct {
 	Value    []byte
 	TTL      time.Duration
 	Identity Identity
+	// InBatch is set for the ops of a batch.
+	InBatch bool
 }
 
 // Guard is the checkpoint every operation passes before it reaches the
@@ -560,7 +562,7 @@ func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpRe
 			err = fmt.Errorf("batch op %d: %w", i, err)
 			break
 		}
-		c := &Check{Key: o.Key, Value: o.Value, TTL: o.TTL, Identity: id}
+		c := &Check{Key: o.Key, Value: o.Value, TTL: o.TTL, Identity: id, InBatch: true}
 		switch o.Kind {
 		case pluginapi.OpPut:
 			c.Op = OpPut

@@ -28,7 +28,7 @@ func (g policyGuard) Check(ctx context.Context, c *host.Check) error {
 	}
 	d, err := g.e.Evaluate(ctx, policy.Request{
 		Op: op, Key: c.Key, Value: c.Value, ValueLen: len(c.Value), TTL: c.TTL,
-		Principal: c.Identity.Principal, Tenant: c.Identity.Tenant,
+		Principal: c.Identity.Principal, Tenant: c.Identity.Tenant, InBatch: c.InBatch,
 	})
 	if err != nil {
 		return err
