@@ -236,13 +236,10 @@ func (s *Store) identity(ctx context.Context) (Identity, error) {
 }
 
 func (s *Store) checkKey(key string) error {
-	if err := pluginapi.ValidateKey(key); err != nil {
-		return err
-	}
 	if len(key) > s.limits.MaxKeyBytes {
 		return fmt.Errorf("%w: key is %d bytes, more than the %d allowed", pluginapi.ErrInvalidArgument, len(key), s.limits.MaxKeyBytes)
 	}
-	return nil
+	return pluginapi.ValidateKey(key)
 }
 
 func (s *Store) checkPrefix(prefix string) error {

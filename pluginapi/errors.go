@@ -13,7 +13,9 @@ import (
 
 // Sentinel errors. Every error a backend returns is, or wraps, one of these,
 // and each keeps its identity across the plugin wire: errors.Is works on
-// the host side exactly as it does inside the backend.
+// the host side exactly as it does inside the backend. (ErrClosed is the
+// one refinement that does not cross: it arrives as the ErrUnavailable it
+// wraps.)
 var (
 	ErrNotFound         = errors.New("kvhost: key not found")
 	ErrConflict         = errors.New("kvhost: condition failed")
@@ -24,7 +26,9 @@ var (
 	ErrTooLarge         = errors.New("kvhost: too large")
 	ErrPermissionDenied = errors.New("kvhost: permission denied")
 	ErrUnauthenticated  = errors.New("kvhost: unauthenticated")
-	ErrClosed           = errors.New("kvhost: closed")
+	// ErrClosed wraps ErrUnavailable: across the wire it arrives as
+	// ErrUnavailable, the identity a caller acts on (retry elsewhere or later).
+	ErrClosed = fmt.Errorf("%w: closed", ErrUnavailable)
 	ErrInternal         = errors.New("kvhost: internal error")
 )
 
@@ -73,7 +77,6 @@ var errorCodes = []struct {
 	{ErrPermissionDenied, codes.PermissionDenied},
 	{ErrUnauthenticated, codes.Unauthenticated},
 	{context.Canceled, codes.Canceled},
-	{ErrClosed, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{ErrInternal, codes.Internal},
 }

@@ -37,6 +37,13 @@ func TestErrorTableRoundTrip(t *testing.T) {
 	}
 }
 
+func TestClosedArrivesAsUnavailable(t *testing.T) {
+	back := pluginapi.FromStatus(pluginapi.ToStatus(fmt.Errorf("memory: %w", pluginapi.ErrClosed)))
+	if !errors.Is(back, pluginapi.ErrUnavailable) || errors.Is(back, context.Canceled) {
+		t.Fatalf("ErrClosed came back as %v, want ErrUnavailable", back)
+	}
+}
+
 func TestConflictErrorCrossesTheWire(t *testing.T) {
 	in := &pluginapi.ConflictError{Key: "lock", CurrentVersion: 42, OpIndex: 3}
 	back := pluginapi.FromStatus(pluginapi.ToStatus(fmt.Errorf("batch: %w", in)))

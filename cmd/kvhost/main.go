@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -24,8 +25,26 @@ func main() {
 	root.AddCommand(serveCommand(), pluginCommand())
 	addClientCommands(root)
 	addPolicyCommands(root)
+	// A wrong command line (an unknown command or flag anywhere) exits 2,
+	// like the client commands' own usage errors.
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError(cmd, "unknown command %q", args[0])
+		}
+		return nil
+	}
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError(cmd, "%v", err) })
+	for _, c := range root.Commands() {
+		if c.Name() == "serve" || c.Name() == "plugin" || c.Name() == "policy" {
+			for _, sub := range append([]*cobra.Command{c}, c.Commands()...) {
+				sub.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError(cmd, "%v", err) })
+			}
+		}
+	}
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "kvhost:", err)
+		// Sentinel messages already start with "kvhost: "; say it once.
+		fmt.Fprintln(os.Stderr, "kvhost:", strings.TrimPrefix(err.Error(), "kvhost: "))
 		var ec exitCoder
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())

@@ -1,6 +1,8 @@
 // Package config reads kvhost's configuration file: YAML, strict (an
-// unknown field is an error naming it and its line), with defaults that
-// make the zero file a working loopback server on the SQLite backend.
+// unknown field is an error naming it and its line), with defaults for
+// every field: a file that only says how callers authenticate (auth) is a
+// working loopback server on the SQLite backend. Without any file, kvhost
+// uses Default: the same, with anonymous access.
 package config
 
 import (
@@ -34,7 +36,8 @@ type File struct {
 	Auth    Auth        `yaml:"auth"`
 	TLS     TLS         `yaml:"tls"`
 	Limits  host.Limits `yaml:"limits"`
-	// RequestTimeout bounds every unary call (default 10s).
+	// RequestTimeout bounds every unary call, whatever deadline the client
+	// sent (default 10s).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// CleanupInterval: how often expired keys are removed (default 1s).
 	CleanupInterval time.Duration `yaml:"cleanup_interval"`

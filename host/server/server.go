@@ -43,8 +43,9 @@ type Options struct {
 	AnonymousIdentity host.Identity
 	// TLS, when set, is used on the gRPC listener.
 	TLS *tls.Config
-	// RequestTimeout bounds every unary call that carries no shorter
-	// deadline (default 10s).
+	// RequestTimeout bounds every unary call, whatever deadline the
+	// client asked for; a client's shorter deadline still applies
+	// (default 10s).
 	RequestTimeout time.Duration
 	// Logger (slog.Default when nil).
 	Logger *slog.Logger
@@ -167,11 +168,10 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 	if err != nil {
 		return nil, err
 	}
-	if _, has := ctx.Deadline(); !has {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
-		defer cancel()
-	}
+	// The configured timeout bounds every call; a client's shorter
+	// deadline still wins (a context keeps the earlier of two deadlines).
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
 	resp, err := handler(ctx, req)
 	return resp, pluginapi.ToStatus(err)
 }
