@@ -265,3 +265,57 @@ func TestPolicySIGHUP(t *testing.T) {
 		t.Fatalf("after a refused reload the running policy must stay: %v", err)
 	}
 }
+
+// Misbehaving policies on a running kvhost: a loop, a panic and unbounded
+// allocation each fail the operation closed with an error naming the
+// policy and what happened, and the host keeps serving; a module without
+// the ABI's exports is refused at start with an error naming what is
+// missing.
+func TestMisbehavingPolicies(t *testing.T) {
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "misbehave.wasm")
+	copyFile(t, policytest.Build(t, "host/policy/testdata/misbehave"), wasm)
+	s := startServer(t, `
+auth: {anonymous: true}
+policies:
+  - name: misbehave
+    path: `+wasm+`
+    timeout: 2s
+    memory_limit_pages: 256
+    pool_size: 1
+`)
+	c := s.client(t, "")
+	ctx := t.Context()
+	for _, tc := range []struct{ key, want string }{
+		{"loop/x", "deadline"},
+		{"panic/x", "misbehave"},
+		{"alloc/x", "misbehave"},
+	} {
+		_, err := c.Put(ctx, tc.key, []byte("v"))
+		if !errors.Is(err, client.ErrInternal) || !strings.Contains(err.Error(), `policy "misbehave"`) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("put %s: %v, want a fail-closed error naming the policy and %q", tc.key, err, tc.want)
+		}
+		eventually(t, "the host keeps serving after "+tc.key, func() error {
+			_, err := c.Put(ctx, "ok/"+tc.key, []byte("v"))
+			return err
+		})
+	}
+	res, err := c.List(ctx, "", client.KeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range res.Entries {
+		if !strings.HasPrefix(e.Key, "ok/") {
+			t.Errorf("a put refused by a failing policy stored %q", e.Key)
+		}
+	}
+
+	empty := filepath.Join(dir, "empty.wasm")
+	writeFile(t, empty, []byte("\x00asm\x01\x00\x00\x00"))
+	cfg := filepath.Join(dir, "bad.yaml")
+	writeFile(t, cfg, []byte("listen: 127.0.0.1:0\nmetrics_listen: \"\"\ndata_dir: "+dir+"/data\nauth: {anonymous: true}\npolicies:\n  - {name: empty, path: "+empty+"}\n"))
+	out, err := exec.CommandContext(ctx, kvhostBin(t), "serve", "--config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "kvhost_evaluate") {
+		t.Fatalf("a module without the ABI's exports: %v\n%s", err, out)
+	}
+}
