@@ -3,9 +3,12 @@ package main_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -182,12 +185,24 @@ policies:
 	if _, err := c.Put(t.Context(), "sys/x", []byte("x")); err != nil {
 		t.Fatalf("audit mode enforced a denial: %v", err)
 	}
+	if e, err := c.Get(t.Context(), "sys/x"); err != nil || string(e.Value) != "x" {
+		t.Fatalf("audit mode: the put was not applied: %+v %v", e, err)
+	}
 	eventually(t, "audit denial logged", func() error {
-		if !strings.Contains(s.logText(), "audit") {
-			return errors.New("no audit line in the log")
+		if !strings.Contains(s.logText(), `msg="policy: audit: would deny" policy=keyvalidation`) || !strings.Contains(s.logText(), "sys/x") {
+			return errors.New("no audit denial of sys/x in the log")
 		}
 		return nil
 	})
+	resp, err := http.Get("http://" + s.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`kvhost_policy_denials_total\{[^}]*mode="audit"[^}]*policy="keyvalidation"[^}]*\} [1-9]`).Match(body) {
+		t.Fatalf("audit denial not counted in /metrics:\n%s", grepLines(string(body), "denials"))
+	}
 }
 
 func TestPolicyTestCommand(t *testing.T) {
@@ -318,4 +333,14 @@ policies:
 	if err == nil || !strings.Contains(string(out), "kvhost_evaluate") {
 		t.Fatalf("a module without the ABI's exports: %v\n%s", err, out)
 	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
