@@ -137,24 +137,43 @@ func TestGuardSeesEveryOperation(t *testing.T) {
 	if err != nil || e.ExpiresAt.IsZero() {
 		t.Fatalf("guard's TTL was not applied: %+v %v", e, err)
 	}
-	denied := []error{}
-	_, err = st.Get(ctx, "secret/x")
-	denied = append(denied, err)
-	_, err = st.List(ctx, pluginapi.ListRequest{Prefix: "secret/"})
-	denied = append(denied, err)
-	_, err = st.Watch(ctx, "secret/")
-	denied = append(denied, err)
-	_, err = st.Batch(ctx, []pluginapi.Op{pluginapi.PutOp("ok", nil, 0, pluginapi.Condition{}), pluginapi.DeleteOp("secret/y", pluginapi.Condition{})})
-	denied = append(denied, err)
-	_, err = st.GetMany(ctx, []string{"a", "secret/z"})
-	denied = append(denied, err)
-	for i, err := range denied {
-		if !errors.Is(err, pluginapi.ErrPermissionDenied) {
-			t.Fatalf("denied op %d: %v", i, err)
+	if g.calls.Load() != 1 {
+		t.Fatalf("one put made %d guard calls", g.calls.Load())
+	}
+	ops := map[string]func() error{
+		"get":           func() error { _, err := st.Get(ctx, "secret/x"); return err },
+		"get-many":      func() error { _, err := st.GetMany(ctx, []string{"a", "secret/z"}); return err },
+		"put":           func() error { _, err := st.Put(ctx, pluginapi.PutRequest{Key: "secret/x"}); return err },
+		"delete":        func() error { _, err := st.Delete(ctx, "secret/x", pluginapi.Condition{}); return err },
+		"list":          func() error { _, err := st.List(ctx, pluginapi.ListRequest{Prefix: "secret/"}); return err },
+		"count":         func() error { _, err := st.Count(ctx, "secret/"); return err },
+		"delete-prefix": func() error { _, err := st.DeletePrefix(ctx, "secret/"); return err },
+		"increment":     func() error { _, err := st.Increment(ctx, "secret/n", 1); return err },
+		"refresh-ttl":   func() error { _, err := st.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "secret/x"}); return err },
+		"watch":         func() error { _, err := st.Watch(ctx, "secret/"); return err },
+		"batch": func() error {
+			_, err := st.Batch(ctx, []pluginapi.Op{pluginapi.PutOp("ok", nil, 0, pluginapi.Condition{}), pluginapi.DeleteOp("secret/y", pluginapi.Condition{})})
+			return err
+		},
+	}
+	for name, op := range ops {
+		before := g.calls.Load()
+		if err := op(); !errors.Is(err, pluginapi.ErrPermissionDenied) {
+			t.Errorf("%s under secret/: %v, want the guard's denial", name, err)
+		}
+		if g.calls.Load() == before {
+			t.Errorf("%s did not reach the guard", name)
 		}
 	}
 	if _, err := st.Get(ctx, "ok"); !errors.Is(err, pluginapi.ErrNotFound) {
 		t.Fatalf("a batch with a denied op applied its other op: %v", err)
+	}
+	before := g.calls.Load()
+	if _, err := st.Stats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if g.calls.Load() != before+1 {
+		t.Fatal("stats did not reach the guard")
 	}
 }
 
