@@ -97,6 +97,14 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("sqlite: %w: create directory for %s: %w", pluginapi.ErrUnavailable, path, err)
 	}
+	// The lock file is named after the database's real path, so a symlink
+	// to the database (or to its directory) takes the same lock. A hard
+	// link still names another path: do not hard-link databases.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	} else if dir, derr := filepath.EvalSymlinks(filepath.Dir(path)); derr == nil {
+		path = filepath.Join(dir, filepath.Base(path))
+	}
 	if err := checkFile(path); err != nil {
 		return nil, err
 	}
