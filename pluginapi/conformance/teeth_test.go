@@ -27,6 +27,8 @@ func TestSuiteHasTeeth(t *testing.T) {
 		{"reuses-versions", []string{"NoABA"}},
 		{"underscore-wildcard", []string{"LiteralPrefixes"}},
 		{"half-batch", []string{"BatchAtomic"}},
+		{"drops-events", []string{"Watch"}},
+		{"ignores-cleanup-limit", []string{"CleanupExpired"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.broken, func(t *testing.T) {
@@ -149,4 +151,42 @@ func (b *brokenBackend) Batch(ctx context.Context, ops []pluginapi.Op) ([]plugin
 		out[i] = res[0]
 	}
 	return out, nil
+}
+
+// The broken backend keeps the memory backend's watch and cleanup, so the
+// suite's watch and cleanup tests run against it too.
+
+func (b *brokenBackend) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream, error) {
+	ws, err := b.Backend.(pluginapi.Watcher).Watch(ctx, prefix)
+	if err != nil || b.how != "drops-events" {
+		return ws, err
+	}
+	return &droppingStream{WatchStream: ws}, nil
+}
+
+func (b *brokenBackend) CleanupExpired(ctx context.Context, limit int) (int64, error) {
+	if b.how == "ignores-cleanup-limit" {
+		limit = 0 // removes everything expired in one go
+	}
+	return b.Backend.(pluginapi.Expirer).CleanupExpired(ctx, limit)
+}
+
+// droppingStream loses every third event: the kind of bug a watch
+// implementation with a lossy buffer has.
+type droppingStream struct {
+	pluginapi.WatchStream
+	n int
+}
+
+func (d *droppingStream) Recv() (pluginapi.Event, error) {
+	for {
+		ev, err := d.WatchStream.Recv()
+		if err != nil {
+			return ev, err
+		}
+		d.n++
+		if d.n%3 != 0 {
+			return ev, nil
+		}
+	}
 }
