@@ -37,6 +37,11 @@ Exit status 0 means the plugin passed every test.`,
 			if err != nil {
 				return err
 			}
+			if fi, err := os.Stat(path); err != nil {
+				return fmt.Errorf("plugin %s: %w", path, err)
+			} else if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+				return fmt.Errorf("plugin %s is not an executable file", path)
+			}
 			settings := map[string]string{}
 			for _, s := range sets {
 				k, v, ok := strings.Cut(s, "=")

@@ -284,6 +284,16 @@ func (s *suite) testKeys(t *testing.T) {
 		wantErr(t, "delete with "+name+" key", err, pluginapi.ErrInvalidArgument)
 		_, err = b.Increment(ctxOf(t), k, 1)
 		wantErr(t, "increment with "+name+" key", err, pluginapi.ErrInvalidArgument)
+		_, err = b.RefreshTTL(ctxOf(t), pluginapi.RefreshRequest{Key: k, TTL: time.Second})
+		wantErr(t, "refresh ttl with "+name+" key", err, pluginapi.ErrInvalidArgument)
+		_, err = b.GetMany(ctxOf(t), []string{"a", k})
+		wantErr(t, "get-many with "+name+" key", err, pluginapi.ErrInvalidArgument)
+		if k != "" { // an empty prefix is valid: it lists everything
+			_, err = b.List(ctxOf(t), pluginapi.ListRequest{Prefix: k})
+			wantErr(t, "list with "+name+" prefix", err, pluginapi.ErrInvalidArgument)
+			_, err = b.Count(ctxOf(t), k)
+			wantErr(t, "count with "+name+" prefix", err, pluginapi.ErrInvalidArgument)
+		}
 	}
 	_, err := b.Put(ctxOf(t), pluginapi.PutRequest{Key: "neg", TTL: -time.Second})
 	wantErr(t, "put with negative ttl", err, pluginapi.ErrInvalidArgument)
