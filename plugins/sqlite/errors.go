@@ -28,23 +28,24 @@ func mapErr(err error) error {
 			return err
 		}
 	}
-	// database/sql's errors for a use racing with Close.
+	// database/sql's errors for a use racing with Close. The package does
+	// not export these two, so their text is the only handle on them.
 	if msg := err.Error(); errors.Is(err, sql.ErrConnDone) || msg == "sql: database is closed" || msg == "sql: statement is closed" {
-		return fmt.Errorf("%w: %v", pluginapi.ErrClosed, err)
+		return fmt.Errorf("%w: %w", pluginapi.ErrClosed, err)
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_TOOBIG:
-			return fmt.Errorf("%w: %v", pluginapi.ErrTooLarge, err)
+			return fmt.Errorf("%w: %w", pluginapi.ErrTooLarge, err)
 		case sqlite3.SQLITE_INTERRUPT:
-			return fmt.Errorf("%w: %v", context.Canceled, err)
+			return fmt.Errorf("%w: %w", context.Canceled, err)
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
 			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB,
 			sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_PERM, sqlite3.SQLITE_NOLFS,
 			sqlite3.SQLITE_AUTH:
-			return fmt.Errorf("%w: %v", pluginapi.ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", pluginapi.ErrUnavailable, err)
 		}
 	}
-	return fmt.Errorf("%w: %v", pluginapi.ErrInternal, err)
+	return fmt.Errorf("%w: %w", pluginapi.ErrInternal, err)
 }
