@@ -138,6 +138,33 @@ func TestDeadlineIsPrompt(t *testing.T) {
 	}
 }
 
+// Work per step is weighed (docs/RATIONALE.md, "Policy deadlines"): loops
+// of bulk memory instructions over megabytes, or with a long straight-line
+// body, are stopped close to the deadline. Each paid one step per
+// iteration before, and ran for 0.5-10 s past a 10 ms deadline.
+func TestHeavyLoopsMeetTheDeadline(t *testing.T) {
+	const mib = 1 << 20
+	e := newEngine(t, nil)
+	dir := t.TempDir()
+	bin := wt.Module{MemoryPages: 64, Funcs: wt.PolicyFuncs(wt.Cat(
+		onKey('b', wt.Loop(wt.I32Const(0), wt.I32Const(7), wt.I32Const(4*mib), wt.MemoryFill, wt.Br(0))),
+		onKey('c', wt.Loop(wt.I32Const(2*mib), wt.I32Const(0), wt.I32Const(2*mib), wt.MemoryCopy, wt.Br(0))),
+		onKey('s', wt.Loop(wt.StraightLine(60000), wt.Br(0))),
+		wt.I64Const(0),
+	))}.Encode()
+	const deadline = 10 * time.Millisecond
+	mustLoad(t, e, policy.Spec{Name: "heavy", Path: writeWasm(t, dir, "heavy.wasm", bin), Timeout: deadline})
+	for _, key := range []string{"blank", "copy", "straight"} {
+		start := time.Now()
+		failClosed(t, e, key, policy.FailTimeout, "10ms deadline")
+		// A regression guard, not a timing assertion: 20 times the
+		// deadline leaves room for -race and a busy machine.
+		if took := time.Since(start); took > 20*deadline {
+			t.Errorf("%s: a %v deadline stopped the policy only after %v", key, deadline, took)
+		}
+	}
+}
+
 func TestFailOpen(t *testing.T) {
 	e := newEngine(t, nil)
 	dir := t.TempDir()

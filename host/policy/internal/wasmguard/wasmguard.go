@@ -1,27 +1,41 @@
 // Package wasmguard rewrites a WebAssembly module so that the host can
 // hold it to a deadline without wazero's per-call watchdog goroutine.
 //
-// Instrument adds a mutable i32 global, the countdown, and an imported
-// function, the check (ImportModule.ImportName, type () -> ()). At the
-// entry of every function and at the head of every loop it inserts
+// Instrument adds two mutable i32 globals, the countdown and a scratch,
+// and an imported function, the check (ImportModule.ImportName, type
+// () -> ()). At the entry of every function and at the head of every loop
+// it inserts a charge of the work that may follow before the next charge:
 //
-//	countdown = countdown - 1
-//	if countdown == 0 {
+//	countdown = countdown - cost
+//	if countdown <= 0 {
 //		countdown = Interval
 //		call check
 //	}
 //
+// The cost of a function entry or a loop head is weighed by the code it
+// covers: one step plus one per InstrsPerStep instructions of the
+// function's (or loop's) own body, nested loops excluded, since they
+// charge for themselves. Within one iteration control only moves forward
+// until the loop branches back to its head, so an iteration executes each
+// of those instructions at most once: a loop with a long straight-line
+// body pays for all of it on every iteration. Bulk instructions, whose
+// work grows with an operand (memory.fill, memory.copy, memory.init and
+// the table bulk operations), are charged by that length just before they
+// run: one step per BytesPerStep bytes (elements count as 8 bytes), plus
+// one.
+//
 // Any execution that does not terminate iterates a loop or calls
-// functions without end, so it calls the check every Interval steps. The
-// host's check compares the clock with the evaluation's deadline and
-// aborts the call (by panicking) once it has passed.
+// functions without end, so it calls the check at least every Interval
+// steps of work. The host's check compares the clock with the
+// evaluation's deadline and aborts the call (by panicking) once it has
+// passed.
 //
 // Why a call back into Go rather than a flag that a watchdog goroutine
 // sets: compiled wasm is not preemptible by the Go scheduler. With every P
 // running a runaway instance, no watchdog goroutine would ever be
 // scheduled. The check is a Go function call, so it is also a preemption
 // point, and it needs no other goroutine at all. Between checks the cost
-// is a decrement and a branch (docs/RATIONALE.md, "Policy deadlines").
+// is a subtraction and a branch (docs/RATIONALE.md, "Policy deadlines").
 //
 // Adding an import shifts the index of every function the module defines
 // by one, so Instrument renumbers calls, ref.func, exports, element
@@ -44,15 +58,31 @@ const (
 	ImportName   = "__kvhost_check"
 )
 
-// Interval is the number of function entries and loop iterations between
-// two calls of the check: a tight loop reaches it in tens of
-// microseconds, an ordinary policy evaluation rarely within one request.
+// Interval is the number of steps between two calls of the check. A step
+// is one loop iteration or function entry of up to InstrsPerStep
+// instructions, or BytesPerStep bytes of a bulk memory operation: a few
+// nanoseconds of work, so that the check runs every few tens of
+// microseconds of busy code, and an ordinary policy evaluation rarely
+// reaches it.
 const Interval = 10000
+
+// Weights of a step.
+const (
+	// InstrsPerStep instructions of a loop's or function's body add one
+	// step to its charge.
+	InstrsPerStep = 1 << instrShift
+	// BytesPerStep bytes of a bulk memory operation cost one step.
+	BytesPerStep = 1 << byteShift
+
+	instrShift = 8
+	byteShift  = 10
+)
 
 // Stats says what Instrument did.
 type Stats struct {
 	Functions int // functions given an entry check
 	Loops     int // loops given a header check
+	Bulk      int // bulk memory and table instructions given a charge
 }
 
 // Section ids.
@@ -81,8 +111,11 @@ type section struct {
 type rewriter struct {
 	importedFuncs uint32 // functions imported by the original module
 	globals       uint32 // globals of the original module
-	check         []byte // the inserted instructions
+	countdown     uint32 // our globals
+	scratch       uint32
+	check         uint32 // our import
 	st            Stats
+	costs         []uint32 // per function being copied: entry, then each loop
 }
 
 func (w *rewriter) shift(f uint32) uint32 {
@@ -145,15 +178,16 @@ func Instrument(bin []byte) ([]byte, Stats, error) {
 			return nil, Stats{}, fmt.Errorf("section %d: %w", s.id, err)
 		}
 	}
-	countdown := w.globals   // our global, after the module's
-	check := w.importedFuncs // our import, after the module's
-	w.check = checkCode(countdown, check)
+	w.countdown = w.globals // our globals, after the module's
+	w.scratch = w.globals + 1
+	w.check = w.importedFuncs // our import, after the module's
 
 	newType := []byte{0x60, 0x00, 0x00}
 	newImport := appendName(appendName(nil, ImportModule), ImportName)
 	newImport = binary.AppendUvarint(append(newImport, 0x00), uint64(types))
 	newGlobal := append([]byte{0x7f, 0x01, 0x41}, sleb(Interval)...)
 	newGlobal = append(newGlobal, 0x0b)
+	newGlobal = append(newGlobal, 0x7f, 0x01, 0x41, 0x00, 0x0b) // the scratch
 
 	var out []section
 	have := map[byte]bool{}
@@ -161,7 +195,11 @@ func Instrument(bin []byte) ([]byte, Stats, error) {
 	insertMissing := func(before int) {
 		for _, id := range []byte{secType, secImport, secGlobal} {
 			if !have[id] && before > order[id] {
-				out = append(out, section{id, append([]byte{0x01}, added[id]...)})
+				n := byte(0x01)
+				if id == secGlobal {
+					n = 0x02
+				}
+				out = append(out, section{id, append([]byte{n}, added[id]...)})
 				have[id] = true
 			}
 		}
@@ -199,7 +237,7 @@ func Instrument(bin []byte) ([]byte, Stats, error) {
 	}
 	insertMissing(1 << 30)
 
-	res := make([]byte, 0, len(bin)+(w.st.Functions+w.st.Loops)*len(w.check)+64)
+	res := make([]byte, 0, len(bin)+(w.st.Functions+w.st.Loops+w.st.Bulk)*checkSize+64)
 	res = append(res, bin[:8]...)
 	for _, s := range out {
 		res = append(res, s.id)
@@ -209,21 +247,51 @@ func Instrument(bin []byte) ([]byte, Stats, error) {
 	return res, w.st, nil
 }
 
-// checkCode is the inserted sequence.
-func checkCode(countdown, check uint32) []byte {
-	g := binary.AppendUvarint(nil, uint64(countdown))
-	var c []byte
-	c = append(append(c, 0x23), g...) // global.get $countdown
-	c = append(c, 0x41, 0x01, 0x6b)   // i32.const 1; i32.sub
+// checkSize bounds the length of one inserted sequence.
+const checkSize = 48
+
+// appendCharge appends the charge of cost steps and the check.
+func (w *rewriter) appendCharge(c []byte, cost uint32) []byte {
+	c = append(c, 0x23)                               // global.get $countdown
+	c = binary.AppendUvarint(c, uint64(w.countdown))  //
+	c = append(append(c, 0x41), sleb(int64(cost))...) // i32.const cost
+	c = append(c, 0x6b)                               // i32.sub
+	return w.appendTest(c)
+}
+
+// appendBulkCharge appends, before a bulk instruction whose length is on
+// top of the stack, the charge of that length and the check. shift turns
+// the length into steps.
+func (w *rewriter) appendBulkCharge(c []byte, shift int64) []byte {
+	s := binary.AppendUvarint(nil, uint64(w.scratch))
+	c = append(append(c, 0x24), s...)                // global.set $scratch
+	c = append(append(c, 0x23), s...)                // global.get $scratch (the operand again)
+	c = append(c, 0x23)                              // global.get $countdown
+	c = binary.AppendUvarint(c, uint64(w.countdown)) //
+	c = append(append(c, 0x23), s...)                // global.get $scratch
+	c = append(append(c, 0x41), sleb(shift)...)      // i32.const shift
+	c = append(c, 0x76, 0x6b, 0x41, 0x01, 0x6b)      // i32.shr_u; i32.sub; i32.const 1; i32.sub
+	return w.appendTest(c)
+}
+
+// appendTest stores the new countdown (on the stack) and calls the check
+// when it has run out. The countdown never falls below -2^31: it is
+// positive before a charge, and a charge is below 2^31.
+func (w *rewriter) appendTest(c []byte) []byte {
+	g := binary.AppendUvarint(nil, uint64(w.countdown))
 	c = append(append(c, 0x24), g...) // global.set $countdown
 	c = append(append(c, 0x23), g...) // global.get $countdown
-	c = append(c, 0x45, 0x04, 0x40)   // i32.eqz; if
+	c = append(c, 0x41, 0x01, 0x48)   // i32.const 1; i32.lt_s
+	c = append(c, 0x04, 0x40)         // if
 	c = append(append(c, 0x41), sleb(Interval)...)
-	c = append(append(c, 0x24), g...)          // global.set $countdown
-	c = append(c, 0x10)                        // call $check
-	c = binary.AppendUvarint(c, uint64(check)) //
-	return append(c, 0x0b)                     // end
+	c = append(append(c, 0x24), g...)            // global.set $countdown
+	c = append(c, 0x10)                          // call $check
+	c = binary.AppendUvarint(c, uint64(w.check)) //
+	return append(c, 0x0b)                       // end
 }
+
+// steps is the charge of a body of n instructions.
+func steps(n uint32) uint32 { return 1 + n>>instrShift }
 
 func sleb(v int64) []byte {
 	var out []byte
@@ -315,7 +383,7 @@ func (w *rewriter) globalSection(payload, newGlobal []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := binary.AppendUvarint(nil, uint64(n)+1)
+	out := binary.AppendUvarint(nil, uint64(n)+2) // ours: countdown and scratch
 	for i := uint32(0); i < n; i++ {
 		typ, err := r.bytes(2) // valtype, mutability
 		if err != nil {
@@ -504,7 +572,8 @@ func (w *rewriter) code(payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(payload)+int(n)*len(w.check)*2)
+	// n comes from the input: each function takes at least a byte.
+	out := make([]byte, 0, len(payload)+min(int(n), len(payload))*checkSize*2)
 	out = binary.AppendUvarint(out, uint64(n))
 	var body []byte
 	for i := uint32(0); i < n; i++ {
@@ -529,16 +598,16 @@ func (w *rewriter) code(payload []byte) ([]byte, error) {
 				return nil, fmt.Errorf("function %d: %w", i, err)
 			}
 		}
-		body = append(body[:0], b[:br.pos]...)
-		body = append(body, w.check...)
-		w.st.Functions++
 		instrStart := br.pos
-		if _, err := w.walk(&br, false); err != nil {
+		if err := w.weigh(&br); err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
 		if !br.done() {
 			return nil, fmt.Errorf("function %d: bytes after the final end", i)
 		}
+		body = append(body[:0], b[:instrStart]...)
+		body = w.appendCharge(body, w.costs[0])
+		w.st.Functions++
 		if body, err = w.copyRewritten(body, b[instrStart:], false); err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
@@ -551,6 +620,38 @@ func (w *rewriter) code(payload []byte) ([]byte, error) {
 	return out, nil
 }
 
+// weigh validates a function body and sets w.costs to the charge of its
+// entry followed by that of each of its loops, in order: one step plus
+// one per InstrsPerStep instructions of the function's or loop's own
+// code, that of nested loops excluded.
+func (w *rewriter) weigh(r *reader) error {
+	w.costs = append(w.costs[:0], 0)
+	regions := []int{0} // w.costs index of the innermost function or loop
+	var blocks []int    // per open block: its w.costs index if a loop, else -1
+	_, err := w.visit(r, false, func(op byte, _, _ int, _ uint32) {
+		w.costs[regions[len(regions)-1]]++
+		switch op {
+		case 0x02, 0x04: // block, if
+			blocks = append(blocks, -1)
+		case 0x03: // loop
+			w.costs = append(w.costs, 0)
+			blocks = append(blocks, len(w.costs)-1)
+			regions = append(regions, len(w.costs)-1)
+		case 0x0b: // end (the function's own end closes no block)
+			if len(blocks) > 0 {
+				if blocks[len(blocks)-1] >= 0 {
+					regions = regions[:len(regions)-1]
+				}
+				blocks = blocks[:len(blocks)-1]
+			}
+		}
+	})
+	for i, n := range w.costs {
+		w.costs[i] = steps(n)
+	}
+	return err
+}
+
 // walk validates an instruction sequence up to its final end and returns
 // its end offset. It refuses references to globals the module does not
 // have (they would reach ours).
@@ -558,23 +659,52 @@ func (w *rewriter) walk(r *reader, constExpr bool) (int, error) {
 	return w.visit(r, constExpr, nil)
 }
 
+// Sub-opcodes of 0xfc whose work grows with the length on top of the
+// stack, and the shift that turns that length into steps.
+var bulkShift = map[uint32]int64{
+	8:  byteShift,     // memory.init
+	10: byteShift,     // memory.copy
+	11: byteShift,     // memory.fill
+	12: byteShift - 3, // table.init
+	14: byteShift - 3, // table.copy
+	15: byteShift - 3, // table.grow
+	17: byteShift - 3, // table.fill
+}
+
 // copyRewritten re-walks code (already validated) and appends it to out
-// with function indices renumbered and, unless constExpr, a check after
-// every loop header.
+// with function indices renumbered and, unless constExpr, a charge after
+// every loop header (costs from weigh) and before every bulk instruction.
 func (w *rewriter) copyRewritten(out, code []byte, constExpr bool) ([]byte, error) {
 	r := reader{b: code}
 	copied := 0
-	_, err := w.visit(&r, constExpr, func(op byte, immStart int, f uint32) {
+	loops := 0
+	_, err := w.visit(&r, constExpr, func(op byte, at, immStart int, f uint32) {
+		if constExpr {
+			if op == 0x10 || op == 0xd2 {
+				out = append(out, code[copied:immStart]...)
+				out = binary.AppendUvarint(out, uint64(w.shift(f)))
+				copied = r.pos
+			}
+			return
+		}
 		switch op {
-		case 0x03: // loop: check after the block type
+		case 0x03: // loop: charge after the block type
+			loops++
 			out = append(out, code[copied:r.pos]...)
-			out = append(out, w.check...)
+			out = w.appendCharge(out, w.costs[loops])
 			copied = r.pos
 			w.st.Loops++
 		case 0x10, 0xd2: // call, ref.func: renumber
 			out = append(out, code[copied:immStart]...)
 			out = binary.AppendUvarint(out, uint64(w.shift(f)))
 			copied = r.pos
+		case 0xfc: // f is the sub-opcode
+			if shift, ok := bulkShift[f]; ok {
+				out = append(out, code[copied:at]...)
+				out = w.appendBulkCharge(out, shift)
+				copied = at
+				w.st.Bulk++
+			}
 		}
 	})
 	if err != nil {
@@ -584,8 +714,10 @@ func (w *rewriter) copyRewritten(out, code []byte, constExpr bool) ([]byte, erro
 }
 
 // visit decodes instructions until the end closing the sequence, calling
-// hook after loop headers, calls and ref.func (with the function index).
-func (w *rewriter) visit(r *reader, constExpr bool, hook func(op byte, immStart int, f uint32)) (int, error) {
+// hook after each (final end included) with its opcode, its offset, the
+// offset of its immediates and, for call and ref.func, the function index,
+// for 0xfc the sub-opcode.
+func (w *rewriter) visit(r *reader, constExpr bool, hook func(op byte, at, immStart int, f uint32)) (int, error) {
 	depth := 0
 	for {
 		if r.done() {
@@ -593,6 +725,8 @@ func (w *rewriter) visit(r *reader, constExpr bool, hook func(op byte, immStart 
 		}
 		at := r.pos
 		op, _ := r.byte()
+		imm := r.pos
+		var f uint32
 		var err error
 		switch {
 		case op == 0x02 || op == 0x04: // block, if
@@ -600,11 +734,12 @@ func (w *rewriter) visit(r *reader, constExpr bool, hook func(op byte, immStart 
 			err = r.skipLEB()
 		case op == 0x03: // loop
 			depth++
-			if err = r.skipLEB(); err == nil && hook != nil {
-				hook(op, 0, 0)
-			}
+			err = r.skipLEB()
 		case op == 0x0b: // end
 			if depth == 0 {
+				if hook != nil {
+					hook(op, at, imm, 0)
+				}
 				return r.pos, nil
 			}
 			depth--
@@ -613,11 +748,7 @@ func (w *rewriter) visit(r *reader, constExpr bool, hook func(op byte, immStart 
 		case op == 0x0c || op == 0x0d: // br, br_if
 			err = r.skipLEB()
 		case op == 0x10 || op == 0xd2: // call f, ref.func f
-			imm := r.pos
-			var f uint32
-			if f, err = r.u32(); err == nil && hook != nil {
-				hook(op, imm, f)
-			}
+			f, err = r.u32()
 		case op == 0x0e: // br_table
 			var n uint32
 			if n, err = r.u32(); err == nil {
@@ -656,7 +787,7 @@ func (w *rewriter) visit(r *reader, constExpr bool, hook func(op byte, immStart 
 			err = r.skipLEB()
 		case op == 0xd1: // ref.is_null
 		case op == 0xfc:
-			err = r.skipMisc()
+			f, err = r.skipMisc()
 		case op == 0xfd:
 			err = r.skipSIMD()
 		default:
@@ -667,6 +798,9 @@ func (w *rewriter) visit(r *reader, constExpr bool, hook func(op byte, immStart 
 		}
 		if constExpr && depth > 0 {
 			return 0, errors.New("block in a constant expression")
+		}
+		if hook != nil {
+			hook(op, at, imm, f)
 		}
 	}
 }
@@ -757,23 +891,25 @@ func (r *reader) skipMemarg() error {
 	return r.skipLEB()
 }
 
-func (r *reader) skipMisc() error {
+// skipMisc skips a 0xfc instruction after its prefix and returns its
+// sub-opcode.
+func (r *reader) skipMisc() (uint32, error) {
 	sub, err := r.u32()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	switch {
 	case sub <= 7: // saturating truncation
-		return nil
+		return sub, nil
 	case sub == 9 || sub == 11 || sub == 13 || sub == 15 || sub == 16 || sub == 17:
-		return r.skipLEB()
+		return sub, r.skipLEB()
 	case sub == 8 || sub == 10 || sub == 12 || sub == 14:
 		if err := r.skipLEB(); err != nil {
-			return err
+			return 0, err
 		}
-		return r.skipLEB()
+		return sub, r.skipLEB()
 	}
-	return fmt.Errorf("unsupported instruction 0xfc %d", sub)
+	return 0, fmt.Errorf("unsupported instruction 0xfc %d", sub)
 }
 
 func (r *reader) skipSIMD() error {

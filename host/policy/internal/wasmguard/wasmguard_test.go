@@ -95,6 +95,87 @@ func TestDeadlineStopsLoop(t *testing.T) {
 	}
 }
 
+// Work per step is weighed: bulk memory instructions by their length, a
+// loop iteration by the size of its body. Before, each of these loops paid
+// one step per iteration, and ran 1-10 s past a 10 ms deadline.
+func TestDeadlineStopsHeavyLoops(t *testing.T) {
+	const mib = 1 << 20
+	cases := []struct {
+		name  string
+		pages uint32
+		body  []byte
+	}{
+		{"memory.fill", 64, wt.Loop(wt.I32Const(0), wt.I32Const(7), wt.I32Const(4*mib), wt.MemoryFill, wt.Br(0))},
+		{"memory.copy", 64, wt.Loop(wt.I32Const(2*mib), wt.I32Const(0), wt.I32Const(2*mib), wt.MemoryCopy, wt.Br(0))},
+		{"long body", 1, wt.Loop(wt.StraightLine(60000), wt.Br(0))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g := instantiate(t, wt.Module{MemoryPages: c.pages, Funcs: []wt.Func{{
+				Export: "spin", Results: []byte{wt.I32},
+				Body: wt.Cat(c.body, wt.I32Const(0)),
+			}}}.Encode())
+			const deadline = 10 * time.Millisecond
+			start := time.Now()
+			err := g.callWithDeadline(t, deadline, "spin")
+			took := time.Since(start)
+			if !errors.Is(err, errDeadline) {
+				t.Fatalf("err = %v, want the deadline", err)
+			}
+			t.Logf("stopped after %v, %d checks", took, g.checks.Load())
+			// A regression guard, not a timing assertion: 20 times the
+			// deadline for -race on a busy machine.
+			if took > 20*deadline {
+				t.Fatalf("a %v deadline stopped the loop only after %v", deadline, took)
+			}
+		})
+	}
+}
+
+// Bulk instructions still work, with their length, on the stack.
+func TestBulkStillWorks(t *testing.T) {
+	m := wt.Module{MemoryPages: 1, Funcs: []wt.Func{{
+		Export: "f", Results: []byte{wt.I32},
+		Body: wt.Cat(
+			wt.I32Const(100), wt.I32Const(42), wt.I32Const(10), wt.MemoryFill, // mem[100:110] = 42
+			wt.I32Const(200), wt.I32Const(105), wt.I32Const(3), wt.MemoryCopy, // mem[200:203] = mem[105:108]
+			wt.I32Const(202), []byte{0x2d, 0x00, 0x00}, // i32.load8_u
+		),
+	}}}
+	if _, st, err := wasmguard.Instrument(m.Encode()); err != nil || st.Bulk != 2 {
+		t.Fatalf("stats %+v, err %v; want 2 bulk instructions", st, err)
+	}
+	g := instantiate(t, m.Encode())
+	res, err := g.mod.ExportedFunction("f").Call(context.Background())
+	if err != nil || res[0] != 42 {
+		t.Fatalf("f() = %v, %v; want 42", res, err)
+	}
+}
+
+// The charge of a loop grows with its body: as many iterations of a body
+// of 20 000 instructions as make ten Intervals' worth of steps call the
+// check about ten times (before, one step each, they did not reach it).
+func TestLongBodyIsCharged(t *testing.T) {
+	body := wt.Cat(
+		wt.Loop(
+			wt.StraightLine(20000),
+			wt.LocalGet(0), wt.I32Const(1), []byte{0x6b}, []byte{0x22, 0x00}, // local.tee 0 (i-1)
+			wt.BrIf(0),
+		),
+		wt.I32Const(0),
+	)
+	g := instantiate(t, wt.Module{MemoryPages: 1, Funcs: []wt.Func{{
+		Export: "f", Params: []byte{wt.I32}, Results: []byte{wt.I32}, Body: body,
+	}}}.Encode())
+	before := g.checks.Load()
+	if _, err := g.mod.ExportedFunction("f").Call(context.Background(), 10*wasmguard.Interval*wasmguard.InstrsPerStep/20000); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.checks.Load() - before; n < 8 || n > 12 {
+		t.Fatalf("%d checks, want about 10", n)
+	}
+}
+
 // fib without any loop: only the function-entry check can stop it.
 func TestDeadlineStopsRecursionWithoutLoops(t *testing.T) {
 	body := wt.Cat(
@@ -198,7 +279,7 @@ func TestRefusals(t *testing.T) {
 		_, _, _ = wasmguard.Instrument(bin[:i])
 	}
 	_, st, err := wasmguard.Instrument(bin)
-	if err != nil || st.Functions != 4 || st.Loops != 2 {
+	if err != nil || st.Functions != 4 || st.Loops != 2 || st.Bulk != 0 {
 		t.Fatalf("stats %+v, err %v; want 4 functions, 2 loops", st, err)
 	}
 }

@@ -161,16 +161,38 @@ func Cat(parts ...[]byte) []byte {
 var (
 	Unreachable = []byte{0x00}
 	Drop        = []byte{0x1a}
+	// MemoryFill (dst, value, len) and MemoryCopy (dst, src, len) work on
+	// memory 0.
+	MemoryFill = []byte{0xfc, 0x0b, 0x00}
+	MemoryCopy = []byte{0xfc, 0x0a, 0x00, 0x00}
 )
 
 // I32Const and friends encode single instructions.
 func I32Const(v int32) []byte    { return append([]byte{0x41}, S32(v)...) }
 func I64Const(v int64) []byte    { return append([]byte{0x42}, S64(v)...) }
 func LocalGet(i uint32) []byte   { return append([]byte{0x20}, U32(i)...) }
+func LocalSet(i uint32) []byte   { return append([]byte{0x21}, U32(i)...) }
 func Call(f uint32) []byte       { return append([]byte{0x10}, U32(f)...) }
 func Br(depth uint32) []byte     { return append([]byte{0x0c}, U32(depth)...) }
 func BrIf(depth uint32) []byte   { return append([]byte{0x0d}, U32(depth)...) }
 func Loop(body ...[]byte) []byte { return append(append([]byte{0x03, 0x40}, Cat(body...)...), 0x0b) }
+
+// StraightLine returns about n instructions without a branch: n/6
+// increments of words in memory 0 (its first 256 bytes), work that a
+// compiler cannot drop.
+func StraightLine(n int) []byte {
+	var out []byte
+	for i := 0; i < n/6; i++ {
+		a := I32Const(int32(i%64) * 4)
+		out = append(out, a...)
+		out = append(out, a...)
+		out = append(out, 0x28, 0x02, 0x00) // i32.load
+		out = append(out, I32Const(1)...)
+		out = append(out, 0x6a)             // i32.add
+		out = append(out, 0x36, 0x02, 0x00) // i32.store
+	}
+	return out
+}
 
 // PolicyFuncs returns the exports every ABI v1 policy needs, with evaluate
 // as given. The request buffer lives at offset 1024 of a one-page memory.
