@@ -6,7 +6,11 @@
 //
 //	package main
 //
-//	import "github.com/kvhost/kvhost/policies/sdk"
+//	import (
+//		"strings"
+//
+//		"github.com/kvhost/kvhost/policies/sdk"
+//	)
 //
 //	func init() {
 //		sdk.Handle(func(req sdk.Request) sdk.Decision {
