@@ -46,29 +46,30 @@ func (c *Client) Watch(ctx context.Context, prefix string) (pluginapi.WatchStrea
 }
 
 type watchStream struct {
-	c      *Client
-	st     kv.KV_WatchClient
-	cancel context.CancelFunc
-	closed atomic.Bool
+	c       *Client
+	st      kv.KV_WatchClient
+	cancel  context.CancelFunc
+	closed  atomic.Bool
+	pending []*kv.Event // received, not yet returned
 }
 
 func (s *watchStream) Recv() (pluginapi.Event, error) {
-	m, err := s.st.Recv()
-	if err != nil {
-		if s.closed.Load() {
-			return pluginapi.Event{}, ErrClosed
+	for len(s.pending) == 0 {
+		m, err := s.st.Recv()
+		if err != nil {
+			if s.closed.Load() {
+				return pluginapi.Event{}, ErrClosed
+			}
+			if errors.Is(err, io.EOF) {
+				return pluginapi.Event{}, fmt.Errorf("%w: watch stream ended by the server", ErrUnavailable)
+			}
+			return pluginapi.Event{}, s.c.wireErr(err)
 		}
-		if errors.Is(err, io.EOF) {
-			return pluginapi.Event{}, fmt.Errorf("%w: watch stream ended by the server", ErrUnavailable)
-		}
-		return pluginapi.Event{}, s.c.wireErr(err)
+		s.pending = m.Events
 	}
-	if m.Event == nil {
-		return pluginapi.Event{}, fmt.Errorf("%w: watch message without an event", ErrInternal)
-	}
-	return pluginapi.Event{
-		Type: pluginapi.EventType(m.Event.Type), Key: m.Event.Key, Value: m.Event.Value, Version: m.Event.Version,
-	}, nil
+	ev := s.pending[0]
+	s.pending = s.pending[1:]
+	return pluginapi.Event{Type: pluginapi.EventType(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version}, nil
 }
 
 func (s *watchStream) Close() error {

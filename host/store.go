@@ -668,6 +668,21 @@ func (t *tenantStream) Recv() (pluginapi.Event, error) {
 	return ev, nil
 }
 
+// RecvMore hands over events already waiting, when the backend's stream
+// can, so the server batches them into one message.
+func (t *tenantStream) RecvMore(buf []pluginapi.Event, max int) []pluginapi.Event {
+	br, ok := t.WatchStream.(pluginapi.BatchReceiver)
+	if !ok {
+		return buf
+	}
+	n := len(buf)
+	buf = br.RecvMore(buf, max)
+	for i := n; i < len(buf); i++ {
+		buf[i].Key = strings.TrimPrefix(buf[i].Key, t.prefix)
+	}
+	return buf
+}
+
 func (t *tenantStream) Close() error {
 	t.once.Do(t.done)
 	return t.WatchStream.Close()

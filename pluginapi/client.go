@@ -27,9 +27,10 @@ type Client struct {
 }
 
 var (
-	_ Backend = (*Client)(nil)
-	_ Watcher = (*Client)(nil)
-	_ Expirer = (*Client)(nil)
+	_ BatchReceiver = (*clientStream)(nil)
+	_ Backend       = (*Client)(nil)
+	_ Watcher       = (*Client)(nil)
+	_ Expirer       = (*Client)(nil)
 )
 
 // NewClient returns a Client on an established connection. Most callers
@@ -273,6 +274,16 @@ func (s *clientStream) Recv() (Event, error) {
 	ev := s.pending[0]
 	s.pending = s.pending[1:]
 	return eventFromPB(ev), nil
+}
+
+// RecvMore appends the events already received, up to max, without
+// blocking, so that a server forwarding this stream can batch them too.
+func (s *clientStream) RecvMore(buf []Event, max int) []Event {
+	for len(buf) < max && len(s.pending) > 0 {
+		buf = append(buf, eventFromPB(s.pending[0]))
+		s.pending = s.pending[1:]
+	}
+	return buf
 }
 
 func (s *clientStream) Close() error {

@@ -28,8 +28,8 @@ var (
 	ErrUnauthenticated  = errors.New("kvhost: unauthenticated")
 	// ErrClosed wraps ErrUnavailable: across the wire it arrives as
 	// ErrUnavailable, the identity a caller acts on (retry elsewhere or later).
-	ErrClosed = fmt.Errorf("%w: closed", ErrUnavailable)
-	ErrInternal         = errors.New("kvhost: internal error")
+	ErrClosed   = fmt.Errorf("%w: closed", ErrUnavailable)
+	ErrInternal = errors.New("kvhost: internal error")
 )
 
 // ConflictError is the error of a failed condition. It wraps ErrConflict

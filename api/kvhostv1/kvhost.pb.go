@@ -1525,7 +1525,7 @@ func (x *WatchRequest) GetPrefix() string {
 type WatchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ready         bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
-	Event         *Event                 `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	Events        []*Event               `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1567,9 +1567,9 @@ func (x *WatchResponse) GetReady() bool {
 	return false
 }
 
-func (x *WatchResponse) GetEvent() *Event {
+func (x *WatchResponse) GetEvents() []*Event {
 	if x != nil {
-		return x.Event
+		return x.Events
 	}
 	return nil
 }
@@ -1847,10 +1847,10 @@ const file_kvhost_proto_rawDesc = "" +
 	"\rBatchResponse\x12-\n" +
 	"\aresults\x18\x01 \x03(\v2\x13.kvhost.v1.OpResultR\aresults\"&\n" +
 	"\fWatchRequest\x12\x16\n" +
-	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"M\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"O\n" +
 	"\rWatchResponse\x12\x14\n" +
-	"\x05ready\x18\x01 \x01(\bR\x05ready\x12&\n" +
-	"\x05event\x18\x02 \x01(\v2\x10.kvhost.v1.EventR\x05event\"\xc2\x01\n" +
+	"\x05ready\x18\x01 \x01(\bR\x05ready\x12(\n" +
+	"\x06events\x18\x02 \x03(\v2\x10.kvhost.v1.EventR\x06events\"\xc2\x01\n" +
 	"\x05Event\x12)\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.kvhost.v1.Event.TypeR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -1947,7 +1947,7 @@ var file_kvhost_proto_depIdxs = []int32{
 	4,  // 11: kvhost.v1.Op.condition:type_name -> kvhost.v1.Condition
 	24, // 12: kvhost.v1.BatchRequest.ops:type_name -> kvhost.v1.Op
 	25, // 13: kvhost.v1.BatchResponse.results:type_name -> kvhost.v1.OpResult
-	30, // 14: kvhost.v1.WatchResponse.event:type_name -> kvhost.v1.Event
+	30, // 14: kvhost.v1.WatchResponse.events:type_name -> kvhost.v1.Event
 	2,  // 15: kvhost.v1.Event.type:type_name -> kvhost.v1.Event.Type
 	5,  // 16: kvhost.v1.KV.Get:input_type -> kvhost.v1.GetRequest
 	7,  // 17: kvhost.v1.KV.GetMany:input_type -> kvhost.v1.GetManyRequest

@@ -63,7 +63,8 @@ type KVClient interface {
 	RefreshTTL(ctx context.Context, in *RefreshTTLRequest, opts ...grpc.CallOption) (*RefreshTTLResponse, error)
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
 	// Watch streams changes under a prefix. The first message has ready=true:
-	// every change committed after it arrives exactly once, in commit order.
+	// every change committed after it arrives exactly once, in commit order,
+	// several to a message when they come faster than they are sent.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 }
@@ -220,7 +221,8 @@ type KVServer interface {
 	RefreshTTL(context.Context, *RefreshTTLRequest) (*RefreshTTLResponse, error)
 	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
 	// Watch streams changes under a prefix. The first message has ready=true:
-	// every change committed after it arrives exactly once, in commit order.
+	// every change committed after it arrives exactly once, in commit order,
+	// several to a message when they come faster than they are sent.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	mustEmbedUnimplementedKVServer()

@@ -148,12 +148,24 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.KV_WatchServer) error {
 	if err := stream.Send(&pb.WatchResponse{Ready: true}); err != nil {
 		return err
 	}
+	br, _ := ws.(pluginapi.BatchReceiver)
+	const maxBatch = 256
+	batch := make([]pluginapi.Event, 0, maxBatch)
+	msg := &pb.WatchResponse{Events: make([]*pb.Event, 0, maxBatch)}
 	for {
 		ev, err := ws.Recv()
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(&pb.WatchResponse{Event: &pb.Event{Type: pb.Event_Type(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version}}); err != nil {
+		batch = append(batch[:0], ev)
+		if br != nil {
+			batch = br.RecvMore(batch, maxBatch)
+		}
+		msg.Events = msg.Events[:0]
+		for _, ev := range batch {
+			msg.Events = append(msg.Events, &pb.Event{Type: pb.Event_Type(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version})
+		}
+		if err := stream.Send(msg); err != nil {
 			return err
 		}
 	}
