@@ -3,10 +3,13 @@ package policy
 import (
 	"context"
 	"errors"
+	"io"
+	"math/rand"
 	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // Deadlines cost nothing per call beyond two stores (docs/RATIONALE.md,
@@ -59,6 +62,13 @@ var errDeadline = errors.New("policy deadline exceeded")
 // goroutine, so the instance's fields need no synchronisation.
 func deadlineCheck(ctx context.Context, _ api.Module, _ []uint64) {
 	in, _ := ctx.Value(instanceKey{}).(*instance)
+	in.check()
+}
+
+// check aborts the running call once its deadline has passed. Host
+// functions call it themselves: the instrumentation charges a call to
+// one of them a single step, whatever work it does.
+func (in *instance) check() {
 	if in == nil || in.deadline == 0 {
 		return
 	}
@@ -66,6 +76,48 @@ func deadlineCheck(ctx context.Context, _ api.Module, _ []uint64) {
 		in.timedOut = true
 		panic(errDeadline) // wazero turns this into the call's error
 	}
+}
+
+// hostCallCheck checks the deadline before every call of a WASI function.
+// wazero's wasi_snapshot_preview1 cannot be wrapped; a function listener
+// on that host module alone runs in the same call, before the function,
+// and a panic in it aborts the call as one in the function would. The
+// policy's own functions are compiled without listeners.
+type hostCallCheck struct{}
+
+func (hostCallCheck) NewFunctionListener(api.FunctionDefinition) experimental.FunctionListener {
+	return hostCallCheck{}
+}
+
+func (hostCallCheck) Before(ctx context.Context, _ api.Module, _ api.FunctionDefinition, _ []uint64, _ experimental.StackIterator) {
+	in, _ := ctx.Value(instanceKey{}).(*instance)
+	in.check()
+}
+
+func (hostCallCheck) After(context.Context, api.Module, api.FunctionDefinition, []uint64) {}
+
+func (hostCallCheck) Abort(context.Context, api.Module, api.FunctionDefinition, error) {}
+
+// hostWorkChunk bounds the work a host function does between two checks
+// within one call (random_get's bytes, fd_write's per vector).
+const hostWorkChunk = 64 << 10
+
+// randSource is WASI's random source: wazero's default (math/rand seeded
+// with 42, deterministic), read at most hostWorkChunk bytes at a time with
+// a deadline check before each. math/rand's Read yields the same stream
+// whatever the split.
+type randSource struct {
+	in *instance
+	r  io.Reader
+}
+
+func newRandSource(in *instance) *randSource {
+	return &randSource{in: in, r: rand.New(rand.NewSource(42))}
+}
+
+func (s *randSource) Read(b []byte) (int, error) {
+	s.in.check()
+	return s.r.Read(b[:min(len(b), hostWorkChunk)])
 }
 
 // arm sets the deadline of the call about to start at start (monoNow).

@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"sync"
@@ -276,5 +277,51 @@ func TestConcurrentEvaluationsWithFailures(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// Host functions check the deadline themselves (docs/RATIONALE.md,
+// "Policy deadlines"): the instrumentation charges a call to one a single
+// step, so a loop of random_get on 1 MiB, or fd_write of many megabytes,
+// ran for seconds between two of its checks.
+func TestHostCallsMeetTheDeadline(t *testing.T) {
+	const (
+		mib   = 1 << 20
+		buf   = 64 << 10 // 1 MiB at 64 KiB
+		iovs  = 512      // fd_write vectors, each the whole buffer
+		nIovs = 1000
+	)
+	var vecs []byte
+	for i := 0; i < nIovs; i++ {
+		vecs = binary.LittleEndian.AppendUint32(vecs, buf)
+		vecs = binary.LittleEndian.AppendUint32(vecs, mib)
+	}
+	const randomGet, fdWrite, log = 0, 1, 2
+	bin := wt.Module{
+		Imports: []wt.Import{
+			{Module: "wasi_snapshot_preview1", Name: "random_get", Params: []byte{wt.I32, wt.I32}, Results: []byte{wt.I32}},
+			{Module: "wasi_snapshot_preview1", Name: "fd_write", Params: []byte{wt.I32, wt.I32, wt.I32, wt.I32}, Results: []byte{wt.I32}},
+			{Module: "kvhost", Name: "log", Params: []byte{wt.I32, wt.I32, wt.I32}},
+		},
+		MemoryPages: 32,
+		Data:        []wt.Data{{Offset: iovs, Bytes: vecs}},
+		Funcs: wt.PolicyFuncs(wt.Cat(
+			onKey('r', wt.Loop(wt.I32Const(buf), wt.I32Const(mib), wt.Call(randomGet), wt.Drop, wt.Br(0))),
+			onKey('w', wt.Loop(wt.I32Const(1), wt.I32Const(iovs), wt.I32Const(1), wt.I32Const(0), wt.Call(fdWrite), wt.Drop, wt.Br(0))),
+			onKey('v', wt.Loop(wt.I32Const(2), wt.I32Const(iovs), wt.I32Const(nIovs), wt.I32Const(0), wt.Call(fdWrite), wt.Drop, wt.Br(0))),
+			onKey('l', wt.Loop(wt.I32Const(3), wt.I32Const(buf), wt.I32Const(mib), wt.Call(log), wt.Br(0))),
+			wt.I64Const(0),
+		)),
+	}.Encode()
+	e := newEngine(t, nil)
+	const deadline = 10 * time.Millisecond
+	mustLoad(t, e, policy.Spec{Name: "hostcalls", Path: writeWasm(t, t.TempDir(), "h.wasm", bin), Timeout: deadline, MemoryLimitPages: 64})
+	for _, key := range []string{"random_get", "write", "vectors", "log"} {
+		start := time.Now()
+		failClosed(t, e, key, policy.FailTimeout, "10ms deadline")
+		// 20 times the deadline leaves room for -race and a busy machine.
+		if took := time.Since(start); took > 20*deadline {
+			t.Errorf("%s: a %v deadline stopped the policy only after %v", key, deadline, took)
+		}
 	}
 }

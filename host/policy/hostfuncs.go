@@ -57,6 +57,8 @@ func guestLevel(level int32) slog.Level {
 
 // hostLog implements the kvhost.log import: (level, ptr, len i32).
 func (p *policySet) hostLog(ctx context.Context, mod api.Module, stack []uint64) {
+	in, _ := ctx.Value(instanceKey{}).(*instance)
+	in.check()
 	level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
 	if n > maxLogLine {
 		n = maxLogLine
@@ -85,6 +87,7 @@ func (p *policySet) guestLine(level slog.Level, msg, stream string) {
 // keeps the last lines written during an evaluation: a Go policy's panic
 // message, used in the failure error.
 type lineWriter struct {
+	in     *instance // whose deadline each write checks
 	set    *policySet
 	stream string
 	level  slog.Level
@@ -96,6 +99,21 @@ type lineWriter struct {
 const maxTail = 2048
 
 func (w *lineWriter) Write(b []byte) (int, error) {
+	// fd_write calls Write once per vector, and its vectors may all
+	// cover the whole memory: check the deadline for each, and every
+	// hostWorkChunk bytes of a long one.
+	n := len(b)
+	for len(b) > hostWorkChunk {
+		w.in.check()
+		w.write(b[:hostWorkChunk])
+		b = b[hostWorkChunk:]
+	}
+	w.in.check()
+	w.write(b)
+	return n, nil
+}
+
+func (w *lineWriter) write(b []byte) {
 	if w.keep && len(w.tail) < maxTail {
 		w.tail = append(w.tail, b[:min(len(b), maxTail-len(w.tail))]...)
 	}
@@ -114,7 +132,6 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 		w.set.guestLine(w.level, string(w.buf), w.stream)
 		w.buf = w.buf[:0]
 	}
-	return len(b), nil
 }
 
 // lastWords returns the most telling line of what the policy wrote to

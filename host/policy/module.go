@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -128,7 +129,9 @@ func (e *Engine) buildSet(ctx context.Context, spec Spec, wasm, config []byte) (
 		return nil, fmt.Errorf("%w %q: %s: %v", ErrInvalidPolicy, spec.Name, spec.Path, err)
 	}
 	if wasi {
-		if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.runtime); err != nil {
+		// Every WASI call checks the deadline (hostCallCheck).
+		wctx := experimental.WithFunctionListenerFactory(ctx, hostCallCheck{})
+		if _, err := wasi_snapshot_preview1.Instantiate(wctx, p.runtime); err != nil {
 			return nil, fmt.Errorf("policy %q: WASI: %w", spec.Name, err)
 		}
 	}
@@ -243,16 +246,18 @@ func (b *badAnswer) Error() string { return b.msg }
 func (p *policySet) newInstance(ctx context.Context, first bool) (*instance, error) {
 	in := &instance{set: p}
 	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
-	in.stderr = &lineWriter{set: p, stream: "stderr", level: slog.LevelWarn, keep: true}
-	stdout := &lineWriter{set: p, stream: "stdout", level: slog.LevelInfo}
+	in.stderr = &lineWriter{in: in, set: p, stream: "stderr", level: slog.LevelWarn, keep: true}
+	stdout := &lineWriter{in: in, set: p, stream: "stdout", level: slog.LevelInfo}
 	// No filesystem, arguments or environment; wazero's defaults give a
-	// fake clock (fixed start, 1 ms per reading), no-op sleep and a
-	// deterministic random source.
+	// fake clock (fixed start, 1 ms per reading) and no-op sleep. The
+	// random source is wazero's default (deterministic), read in chunks
+	// under the deadline.
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
 		WithStdout(stdout).
-		WithStderr(in.stderr)
+		WithStderr(in.stderr).
+		WithRandSource(newRandSource(in))
 	mod, err := p.runtime.InstantiateModule(ctx, p.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("policy %q: instantiate: %w", p.spec.Name, err)
