@@ -170,7 +170,7 @@ const twoTenants = `
 auth:
   tokens:
     - {token: tok-alice, principal: alice, tenant: acme}
-    - {token: tok-bob, principal: bob, tenant: globex}
+    - {token_sha256: 6bae0362848af71bf9dde2924116bee5375e8a4da437494e3588dfee8b35d0cc, principal: bob, tenant: globex} # tok-bob
 `
 
 func TestEndToEnd(t *testing.T) {

@@ -177,8 +177,11 @@ func (f *File) Validate() error {
 		return bad("auth: no tokens and anonymous access is off: nobody could call this server (add auth.tokens or set auth.anonymous: true)")
 	}
 	for i, t := range f.Auth.Tokens {
-		if t.Token == "" || t.Principal == "" {
-			return bad("auth.tokens[%d] needs both token and principal", i)
+		if _, err := t.Digest(); err != nil {
+			return bad("auth.tokens[%d]: %v", i, err)
+		}
+		if t.Principal == "" {
+			return bad("auth.tokens[%d] needs a principal", i)
 		}
 		if t.Tenant != "" {
 			if err := host.ValidateTenant(t.Tenant); err != nil {

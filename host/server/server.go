@@ -5,8 +5,10 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,11 +28,14 @@ import (
 	"github.com/kvhost/kvhost/pluginapi"
 )
 
-// Token maps a bearer token to the identity its calls act for.
+// Token maps a bearer token to the identity its calls act for. Give the
+// token itself, or only its SHA-256 (hex), so that the configuration file
+// holds nothing a reader could call the server with.
 type Token struct {
-	Token     string `yaml:"token"`
-	Principal string `yaml:"principal"`
-	Tenant    string `yaml:"tenant"`
+	Token       string `yaml:"token"`
+	TokenSHA256 string `yaml:"token_sha256"`
+	Principal   string `yaml:"principal"`
+	Tenant      string `yaml:"tenant"`
 }
 
 // Options configure a Server.
@@ -57,7 +62,7 @@ type Server struct {
 	store  *host.Store
 	opts   Options
 	log    *slog.Logger
-	tokens map[string]host.Identity
+	tokens map[[sha256.Size]byte]host.Identity // by the token's SHA-256
 	grpc   *grpc.Server
 }
 
@@ -73,15 +78,16 @@ func New(store *host.Store, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{store: store, opts: opts, log: opts.Logger, tokens: make(map[string]host.Identity, len(opts.Tokens))}
+	s := &Server{store: store, opts: opts, log: opts.Logger, tokens: make(map[[sha256.Size]byte]host.Identity, len(opts.Tokens))}
 	for i, t := range opts.Tokens {
+		digest, err := t.Digest()
 		switch {
-		case t.Token == "":
-			return nil, fmt.Errorf("%w: auth.tokens[%d]: token is empty", pluginapi.ErrInvalidArgument, i)
+		case err != nil:
+			return nil, fmt.Errorf("auth.tokens[%d]: %w", i, err)
 		case t.Principal == "":
 			return nil, fmt.Errorf("%w: auth.tokens[%d]: principal is empty", pluginapi.ErrInvalidArgument, i)
 		}
-		if _, dup := s.tokens[t.Token]; dup {
+		if _, dup := s.tokens[digest]; dup {
 			return nil, fmt.Errorf("%w: auth.tokens[%d]: token of %q is used twice", pluginapi.ErrInvalidArgument, i, t.Principal)
 		}
 		tenant := t.Tenant
@@ -91,7 +97,7 @@ func New(store *host.Store, opts Options) (*Server, error) {
 		if err := host.ValidateTenant(tenant); err != nil {
 			return nil, fmt.Errorf("auth.tokens[%d]: %w", i, err)
 		}
-		s.tokens[t.Token] = host.Identity{Principal: t.Principal, Tenant: tenant}
+		s.tokens[digest] = host.Identity{Principal: t.Principal, Tenant: tenant}
 	}
 	if len(s.tokens) == 0 && !opts.Anonymous {
 		return nil, fmt.Errorf("%w: no auth tokens configured and anonymous access is off: nobody could call this server", pluginapi.ErrInvalidArgument)
@@ -150,13 +156,35 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	return nil, pluginapi.ToStatus(fmt.Errorf("%w: unknown token", pluginapi.ErrUnauthenticated))
 }
 
-// lookup compares the token with every known one in constant time, so the
-// time taken says nothing about how close a guess was.
+// Digest returns the SHA-256 of the token, from Token or TokenSHA256
+// (exactly one must be set).
+func (t Token) Digest() ([sha256.Size]byte, error) {
+	var d [sha256.Size]byte
+	switch {
+	case t.Token != "" && t.TokenSHA256 != "":
+		return d, fmt.Errorf("%w: set token or token_sha256, not both", pluginapi.ErrInvalidArgument)
+	case t.Token != "":
+		return sha256.Sum256([]byte(t.Token)), nil
+	case t.TokenSHA256 != "":
+		b, err := hex.DecodeString(t.TokenSHA256)
+		if err != nil || len(b) != sha256.Size {
+			return d, fmt.Errorf("%w: token_sha256 must be 64 hex digits", pluginapi.ErrInvalidArgument)
+		}
+		copy(d[:], b)
+		return d, nil
+	}
+	return d, fmt.Errorf("%w: token is empty (set token or token_sha256)", pluginapi.ErrInvalidArgument)
+}
+
+// lookup hashes the presented token and compares the digest with every
+// known one in constant time: neither the time taken nor a map lookup says
+// anything about how close a guess was.
 func (s *Server) lookup(tok string) (host.Identity, bool) {
+	got := sha256.Sum256([]byte(tok))
 	var found host.Identity
 	ok := false
 	for known, id := range s.tokens {
-		if subtle.ConstantTimeCompare([]byte(known), []byte(tok)) == 1 {
+		if subtle.ConstantTimeCompare(known[:], got[:]) == 1 {
 			found, ok = id, true
 		}
 	}
