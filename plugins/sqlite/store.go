@@ -242,8 +242,8 @@ func (s *Store) prepareWrites(ctx context.Context) error {
 		p(&ws.deletePrefix[1][0], `DELETE FROM kv WHERE key >= :lo AND key < :hi AND `+live),
 		p(&ws.deletePrefix[1][1], `DELETE FROM kv WHERE key >= :lo AND key < :hi AND `+live+` RETURNING key, version`),
 		// expires_at > 0 lets the planner use the partial index.
-		p(&ws.cleanup, `DELETE FROM kv WHERE key IN (
-			SELECT key FROM kv WHERE expires_at > 0 AND expires_at <= :now ORDER BY expires_at LIMIT :limit
+		p(&ws.cleanup, `DELETE FROM kv WHERE rowid IN (
+			SELECT rowid FROM kv WHERE expires_at > 0 AND expires_at <= :now ORDER BY expires_at LIMIT :limit
 		) RETURNING key, version`),
 	}
 	return errors.Join(errs...)
