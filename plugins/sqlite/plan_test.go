@@ -14,12 +14,12 @@ func TestQueryPlans(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, Config{})
 	for _, tc := range []struct{ name, query, want string }{
-		{"get", `SELECT value, version, expires_at FROM kv WHERE key = :key AND ` + live, "USING INDEX sqlite_autoindex_kv_1 (key=?)"},
+		{"get", getSQL, "USING INDEX sqlite_autoindex_kv_1 (key=?)"},
 		{"get-many", `SELECT key, value, version, expires_at FROM kv WHERE key IN (SELECT value FROM json_each(:keys)) AND ` + live, "USING INDEX sqlite_autoindex_kv_1 (key=?)"},
 		{"list", `SELECT key, value, version, expires_at FROM kv WHERE key > :lo AND key < :hi AND ` + live + ` ORDER BY key LIMIT :limit`, "USING INDEX sqlite_autoindex_kv_1 (key>? AND key<?)"},
 		{"list-all", `SELECT key, value, version, expires_at FROM kv WHERE key >= :lo AND ` + live + ` ORDER BY key LIMIT :limit`, "USING INDEX sqlite_autoindex_kv_1 (key>?)"},
 		{"delete-prefix", `DELETE FROM kv WHERE key >= :lo AND key < :hi AND ` + live, "USING INDEX sqlite_autoindex_kv_1 (key>? AND key<?)"},
-		{"cleanup", `DELETE FROM kv WHERE rowid IN (SELECT rowid FROM kv WHERE expires_at > 0 AND expires_at <= :now ORDER BY expires_at LIMIT :limit)`, "USING COVERING INDEX kv_expires_at (expires_at>? AND expires_at<?)"},
+		{"cleanup", cleanupSQL, "USING COVERING INDEX kv_expires_at (expires_at>? AND expires_at<?)"},
 	} {
 		rows, err := s.w.QueryContext(ctx, `EXPLAIN QUERY PLAN `+tc.query,
 			sql.Named("key", "k"), sql.Named("keys", `["a"]`), sql.Named("lo", "a"), sql.Named("hi", "b"),

@@ -120,6 +120,16 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// Hot statements that TestQueryPlans pins to their indexes.
+const (
+	getSQL = `SELECT value, version, expires_at FROM kv WHERE key = :key AND ` + live
+	// expires_at > 0 lets the planner use the partial index, which covers
+	// the subquery; deleting by rowid spares a key-index lookup per row.
+	cleanupSQL = `DELETE FROM kv WHERE rowid IN (
+			SELECT rowid FROM kv WHERE expires_at > 0 AND expires_at <= :now ORDER BY expires_at LIMIT :limit
+		) RETURNING key, version`
+)
+
 // dsn builds the connection string. The path goes in a file: URI so that
 // any byte in it is escaped; the pragmas are per connection and touch
 // nothing on disk (journal_mode, which does, is set by open once the file
@@ -242,9 +252,7 @@ func (s *Store) prepareWrites(ctx context.Context) error {
 		p(&ws.deletePrefix[1][0], `DELETE FROM kv WHERE key >= :lo AND key < :hi AND `+live),
 		p(&ws.deletePrefix[1][1], `DELETE FROM kv WHERE key >= :lo AND key < :hi AND `+live+` RETURNING key, version`),
 		// expires_at > 0 lets the planner use the partial index.
-		p(&ws.cleanup, `DELETE FROM kv WHERE rowid IN (
-			SELECT rowid FROM kv WHERE expires_at > 0 AND expires_at <= :now ORDER BY expires_at LIMIT :limit
-		) RETURNING key, version`),
+		p(&ws.cleanup, cleanupSQL),
 	}
 	return errors.Join(errs...)
 }
@@ -261,7 +269,7 @@ func (s *Store) prepareReads(ctx context.Context) error {
 	}
 	rs := &s.rs
 	errs := []error{
-		p(&rs.get, `SELECT value, version, expires_at FROM kv WHERE key = :key AND `+live),
+		p(&rs.get, getSQL),
 		p(&rs.getMany, `SELECT key, value, version, expires_at FROM kv
 			WHERE key IN (SELECT value FROM json_each(:keys)) AND `+live),
 		// octet_length: length() counts characters of TEXT, the contract
