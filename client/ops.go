@@ -269,7 +269,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (plugin
 	if err != nil {
 		return pluginapi.Counter{}, c.wireErr(err)
 	}
-	return pluginapi.Counter{Value: r.Value, Version: r.Version, ExpiresAt: msToTime(r.ExpiresAtMs)}, nil
+	return pluginapi.Counter{Value: r.Value, Version: r.Version, ExpiresAt: pluginapi.FromUnixMillis(r.ExpiresAtMs)}, nil
 }
 
 // RefreshTTL changes only the expiry of a live key: it expires ttl from now,
@@ -319,7 +319,7 @@ func (c *Client) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpR
 	}
 	out := make([]pluginapi.OpResult, len(ops))
 	for i, res := range r.Results {
-		out[i] = pluginapi.OpResult{Version: res.Version, ExpiresAt: msToTime(res.ExpiresAtMs), Deleted: res.Deleted}
+		out[i] = pluginapi.OpResult{Version: res.Version, ExpiresAt: pluginapi.FromUnixMillis(res.ExpiresAtMs), Deleted: res.Deleted}
 	}
 	return out, nil
 }
@@ -339,18 +339,11 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	}, nil
 }
 
-func msToTime(ms int64) time.Time {
-	if ms == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms)
-}
-
 func entryFromPB(e *kv.Entry) pluginapi.Entry {
 	if e == nil {
 		return pluginapi.Entry{}
 	}
-	return pluginapi.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAt: msToTime(e.ExpiresAtMs)}
+	return pluginapi.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAt: pluginapi.FromUnixMillis(e.ExpiresAtMs)}
 }
 
 func condToPB(c pluginapi.Condition) *kv.Condition {

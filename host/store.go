@@ -555,31 +555,9 @@ func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpRe
 		if err != nil {
 			break
 		}
-		if err = s.checkKey(o.Key); err != nil {
+		if full[i], err = s.checkBatchOp(ctx, id, tp, o); err != nil {
 			err = fmt.Errorf("batch op %d: %w", i, err)
-			break
 		}
-		c := &Check{Key: o.Key, Value: o.Value, TTL: o.TTL, Identity: id, InBatch: true}
-		switch o.Kind {
-		case pluginapi.OpPut:
-			c.Op = OpPut
-			if err = s.checkValue(o.Key, o.Value); err != nil {
-				err = fmt.Errorf("batch op %d: %w", i, err)
-				break
-			}
-		case pluginapi.OpDelete:
-			c.Op = OpDelete
-		default:
-			err = fmt.Errorf("%w: batch op %d: unknown kind %d", pluginapi.ErrInvalidArgument, i, o.Kind)
-		}
-		if err == nil {
-			if err = s.authorize(ctx, c); err != nil {
-				err = fmt.Errorf("batch op %d: %w", i, err)
-			}
-		}
-		o.TTL = c.TTL
-		o.Key = tp + o.Key
-		full[i] = o
 	}
 	if err != nil {
 		return nil, s.fail(op, start, err)
@@ -588,6 +566,33 @@ func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpRe
 		res, err := b.Batch(ctx, full)
 		return res, stripErr(tp, err)
 	})
+}
+
+// checkBatchOp checks one op of a batch as the guard sees it (a put or a
+// delete) and returns it as the backend must run it: tenant-prefixed, with
+// the TTL the guard decided.
+func (s *Store) checkBatchOp(ctx context.Context, id Identity, tp string, o pluginapi.Op) (pluginapi.Op, error) {
+	if err := s.checkKey(o.Key); err != nil {
+		return o, err
+	}
+	c := &Check{Key: o.Key, Value: o.Value, TTL: o.TTL, Identity: id, InBatch: true}
+	switch o.Kind {
+	case pluginapi.OpPut:
+		c.Op = OpPut
+		if err := s.checkValue(o.Key, o.Value); err != nil {
+			return o, err
+		}
+	case pluginapi.OpDelete:
+		c.Op = OpDelete
+	default:
+		return o, fmt.Errorf("%w: unknown kind %d", pluginapi.ErrInvalidArgument, o.Kind)
+	}
+	if err := s.authorize(ctx, c); err != nil {
+		return o, err
+	}
+	o.TTL = c.TTL
+	o.Key = tp + o.Key
+	return o, nil
 }
 
 // Stats describes the caller's tenant and the backend.

@@ -169,7 +169,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (Counte
 	if err != nil {
 		return Counter{}, wireErr(ctx, err)
 	}
-	return Counter{Value: r.Value, Version: r.Version, ExpiresAt: msToTime(r.ExpiresAtMs)}, nil
+	return Counter{Value: r.Value, Version: r.Version, ExpiresAt: FromUnixMillis(r.ExpiresAtMs)}, nil
 }
 
 func (c *Client) RefreshTTL(ctx context.Context, req RefreshRequest) (Entry, error) {
@@ -197,7 +197,7 @@ func (c *Client) Batch(ctx context.Context, ops []Op) ([]OpResult, error) {
 	}
 	out := make([]OpResult, len(r.Results))
 	for i, res := range r.Results {
-		out[i] = OpResult{Version: res.Version, ExpiresAt: msToTime(res.ExpiresAtMs), Deleted: res.Deleted}
+		out[i] = OpResult{Version: res.Version, ExpiresAt: FromUnixMillis(res.ExpiresAtMs), Deleted: res.Deleted}
 	}
 	return out, nil
 }

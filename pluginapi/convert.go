@@ -9,31 +9,39 @@ import (
 // This file is the only place that converts between the Go contract and
 // the generated wire types.
 
-func msToTime(ms int64) time.Time {
+// The wire conventions, shared by both protocols (the plugin protocol and
+// the public API): instants are milliseconds since the Unix epoch with 0
+// for "none", durations are whole milliseconds.
+
+// FromUnixMillis turns a wire instant into a time; 0 is the zero time.
+func FromUnixMillis(ms int64) time.Time {
 	if ms == 0 {
 		return time.Time{}
 	}
 	return time.UnixMilli(ms)
 }
 
-func timeToMs(t time.Time) int64 {
+// UnixMillis turns a time into a wire instant; the zero time is 0.
+func UnixMillis(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
 	return t.UnixMilli()
 }
 
-func msToTTL(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+// Millis turns a wire duration into a time.Duration (TTLMillis goes the
+// other way).
+func Millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
 func entryToPB(e Entry) *pb.Entry {
-	return &pb.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAtMs: timeToMs(e.ExpiresAt)}
+	return &pb.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAtMs: UnixMillis(e.ExpiresAt)}
 }
 
 func entryFromPB(e *pb.Entry) Entry {
 	if e == nil {
 		return Entry{}
 	}
-	return Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAt: msToTime(e.ExpiresAtMs)}
+	return Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAt: FromUnixMillis(e.ExpiresAtMs)}
 }
 
 func condToPB(c Condition) *pb.Condition {
@@ -55,7 +63,7 @@ func opToPB(op Op) *pb.Op {
 }
 
 func opFromPB(op *pb.Op) Op {
-	return Op{Kind: OpKind(op.Kind), Key: op.Key, Value: op.Value, TTL: msToTTL(op.TtlMs), Cond: condFromPB(op.Condition)}
+	return Op{Kind: OpKind(op.Kind), Key: op.Key, Value: op.Value, TTL: Millis(op.TtlMs), Cond: condFromPB(op.Condition)}
 }
 
 func eventToPB(ev Event) *pb.Event {

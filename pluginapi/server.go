@@ -118,7 +118,7 @@ func (s *grpcServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutRespon
 	if err != nil {
 		return nil, err
 	}
-	put := PutRequest{Key: req.Key, Value: req.Value, TTL: msToTTL(req.TtlMs), Cond: condFromPB(req.Condition)}
+	put := PutRequest{Key: req.Key, Value: req.Value, TTL: Millis(req.TtlMs), Cond: condFromPB(req.Condition)}
 	if err := ValidatePut(put); err != nil {
 		return nil, ToStatus(err)
 	}
@@ -210,7 +210,7 @@ func (s *grpcServer) Increment(ctx context.Context, req *pb.IncrementRequest) (*
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	return &pb.IncrementResponse{Value: c.Value, Version: c.Version, ExpiresAtMs: timeToMs(c.ExpiresAt)}, nil
+	return &pb.IncrementResponse{Value: c.Value, Version: c.Version, ExpiresAtMs: UnixMillis(c.ExpiresAt)}, nil
 }
 
 func (s *grpcServer) RefreshTTL(ctx context.Context, req *pb.RefreshTTLRequest) (*pb.RefreshTTLResponse, error) {
@@ -218,7 +218,7 @@ func (s *grpcServer) RefreshTTL(ctx context.Context, req *pb.RefreshTTLRequest) 
 	if err != nil {
 		return nil, err
 	}
-	rr := RefreshRequest{Key: req.Key, TTL: msToTTL(req.TtlMs), Cond: condFromPB(req.Condition)}
+	rr := RefreshRequest{Key: req.Key, TTL: Millis(req.TtlMs), Cond: condFromPB(req.Condition)}
 	if err := ValidateRefresh(rr); err != nil {
 		return nil, ToStatus(err)
 	}
@@ -247,7 +247,7 @@ func (s *grpcServer) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.Batch
 	}
 	out := &pb.BatchResponse{Results: make([]*pb.OpResult, len(res))}
 	for i, r := range res {
-		out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: timeToMs(r.ExpiresAt), Deleted: r.Deleted}
+		out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: UnixMillis(r.ExpiresAt), Deleted: r.Deleted}
 	}
 	return out, nil
 }

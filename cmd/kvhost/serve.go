@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -64,11 +63,6 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 	pluginPath, err := cfg.PluginPath()
 	if err != nil {
 		return err
-	}
-	if p := cfg.Backend.Settings["path"]; cfg.Backend.Plugin == "sqlite" && p != "" {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("data directory: %w", err)
-		}
 	}
 	if cfg.Auth.Anonymous && !cfg.Loopback() {
 		log.Warn("anonymous access is on and the API listens beyond loopback: anyone who can reach it can use it", "listen", cfg.Listen)

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"time"
 
 	pb "github.com/kvhost/kvhost/api/kvhostv1"
 	"github.com/kvhost/kvhost/pluginapi"
@@ -11,17 +10,8 @@ import (
 // This file converts between the public API's messages and the store's
 // calls, one handler per RPC.
 
-func timeToMs(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func msToTTL(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
-
 func entryToPB(e pluginapi.Entry) *pb.Entry {
-	return &pb.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAtMs: timeToMs(e.ExpiresAt)}
+	return &pb.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAtMs: pluginapi.UnixMillis(e.ExpiresAt)}
 }
 
 func condFromPB(c *pb.Condition) pluginapi.Condition {
@@ -56,7 +46,7 @@ func (s *Server) GetMany(ctx context.Context, req *pb.GetManyRequest) (*pb.GetMa
 }
 
 func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
-	e, err := s.store.Put(ctx, pluginapi.PutRequest{Key: req.Key, Value: req.Value, TTL: msToTTL(req.TtlMs), Cond: condFromPB(req.Condition)})
+	e, err := s.store.Put(ctx, pluginapi.PutRequest{Key: req.Key, Value: req.Value, TTL: pluginapi.Millis(req.TtlMs), Cond: condFromPB(req.Condition)})
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +94,11 @@ func (s *Server) Increment(ctx context.Context, req *pb.IncrementRequest) (*pb.I
 	if err != nil {
 		return nil, err
 	}
-	return &pb.IncrementResponse{Value: c.Value, Version: c.Version, ExpiresAtMs: timeToMs(c.ExpiresAt)}, nil
+	return &pb.IncrementResponse{Value: c.Value, Version: c.Version, ExpiresAtMs: pluginapi.UnixMillis(c.ExpiresAt)}, nil
 }
 
 func (s *Server) RefreshTTL(ctx context.Context, req *pb.RefreshTTLRequest) (*pb.RefreshTTLResponse, error) {
-	e, err := s.store.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: req.Key, TTL: msToTTL(req.TtlMs), Cond: condFromPB(req.Condition)})
+	e, err := s.store.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: req.Key, TTL: pluginapi.Millis(req.TtlMs), Cond: condFromPB(req.Condition)})
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +108,7 @@ func (s *Server) RefreshTTL(ctx context.Context, req *pb.RefreshTTLRequest) (*pb
 func (s *Server) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchResponse, error) {
 	ops := make([]pluginapi.Op, len(req.Ops))
 	for i, o := range req.Ops {
-		ops[i] = pluginapi.Op{Kind: pluginapi.OpKind(o.Kind), Key: o.Key, Value: o.Value, TTL: msToTTL(o.TtlMs), Cond: condFromPB(o.Condition)}
+		ops[i] = pluginapi.Op{Kind: pluginapi.OpKind(o.Kind), Key: o.Key, Value: o.Value, TTL: pluginapi.Millis(o.TtlMs), Cond: condFromPB(o.Condition)}
 	}
 	res, err := s.store.Batch(ctx, ops)
 	if err != nil {
@@ -126,7 +116,7 @@ func (s *Server) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchResp
 	}
 	out := &pb.BatchResponse{Results: make([]*pb.OpResult, len(res))}
 	for i, r := range res {
-		out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: timeToMs(r.ExpiresAt), Deleted: r.Deleted}
+		out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: pluginapi.UnixMillis(r.ExpiresAt), Deleted: r.Deleted}
 	}
 	return out, nil
 }
