@@ -21,23 +21,23 @@ import (
 // The sentinels every error of this package wraps; they are pluginapi's, so
 // errors.Is holds whichever package a caller names.
 var (
-	ErrNotFound         = pluginapi.ErrNotFound
-	ErrConflict         = pluginapi.ErrConflict
-	ErrInvalidArgument  = pluginapi.ErrInvalidArgument
-	ErrUnavailable      = pluginapi.ErrUnavailable
-	ErrNotSupported     = pluginapi.ErrNotSupported
-	ErrWatchOverflow    = pluginapi.ErrWatchOverflow
-	ErrTooLarge         = pluginapi.ErrTooLarge
-	ErrPermissionDenied = pluginapi.ErrPermissionDenied
-	ErrUnauthenticated  = pluginapi.ErrUnauthenticated
-	ErrClosed           = pluginapi.ErrClosed
-	ErrInternal         = pluginapi.ErrInternal
+	ErrNotFound         = kv.ErrNotFound
+	ErrConflict         = kv.ErrConflict
+	ErrInvalidArgument  = kv.ErrInvalidArgument
+	ErrUnavailable      = kv.ErrUnavailable
+	ErrNotSupported     = kv.ErrNotSupported
+	ErrWatchOverflow    = kv.ErrWatchOverflow
+	ErrTooLarge         = kv.ErrTooLarge
+	ErrPermissionDenied = kv.ErrPermissionDenied
+	ErrUnauthenticated  = kv.ErrUnauthenticated
+	ErrClosed           = kv.ErrClosed
+	ErrInternal         = kv.ErrInternal
 )
 
 // ConflictError is the error of a failed condition (errors.Is(err,
 // ErrConflict)); CurrentVersion is the key's version, 0 when absent, and
 // OpIndex the failing op of a Batch (-1 outside one).
-type ConflictError = pluginapi.ConflictError
+type ConflictError = kv.ConflictError
 
 // DefaultAddr is where `kvhost serve` listens when it has no configuration.
 const DefaultAddr = "127.0.0.1:7070"
@@ -153,7 +153,7 @@ func (c *Client) wireErr(err error) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	return pluginapi.FromStatus(err)
+	return rpcerr.FromStatus(err)
 }
 
 // bearer sends the token as per-RPC metadata.

@@ -222,7 +222,7 @@ func TestListCountDeletePrefix(t *testing.T) {
 	}
 }
 
-func keys(es []pluginapi.Entry) string {
+func keys(es []kv.Entry) string {
 	ks := make([]string, len(es))
 	for i, e := range es {
 		ks[i] = e.Key
@@ -392,11 +392,11 @@ func TestBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Batch(ctx, []pluginapi.Op{
-		pluginapi.PutOp("a", []byte("1"), 0, pluginapi.IfAbsent()),
-		pluginapi.PutOp("b", []byte("2"), time.Hour, pluginapi.Condition{}),
-		pluginapi.DeleteOp("old", pluginapi.IfVersion(old.Version)),
-		pluginapi.DeleteOp("never", pluginapi.Condition{}),
+	res, err := c.Batch(ctx, []kv.Op{
+		kv.PutOp("a", []byte("1"), 0, kv.IfAbsent()),
+		kv.PutOp("b", []byte("2"), time.Hour, kv.Condition{}),
+		kv.DeleteOp("old", kv.IfVersion(old.Version)),
+		kv.DeleteOp("never", kv.Condition{}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -406,9 +406,9 @@ func TestBatch(t *testing.T) {
 	}
 
 	// All or nothing: the failing op is named and the first op undone.
-	_, err = c.Batch(ctx, []pluginapi.Op{
-		pluginapi.PutOp("c", []byte("3"), 0, pluginapi.Condition{}),
-		pluginapi.PutOp("a", []byte("x"), 0, pluginapi.IfAbsent()),
+	_, err = c.Batch(ctx, []kv.Op{
+		kv.PutOp("c", []byte("3"), 0, kv.Condition{}),
+		kv.PutOp("a", []byte("x"), 0, kv.IfAbsent()),
 	})
 	var ce *client.ConflictError
 	if !errors.As(err, &ce) || ce.OpIndex != 1 || ce.Key != "a" || ce.CurrentVersion != res[0].Version {
@@ -508,12 +508,12 @@ func TestWatch(t *testing.T) {
 	if _, err := writer.Put(ctx, "w/2", []byte("two"), client.WithTTL(50*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	want := []pluginapi.Event{
-		{Type: pluginapi.EventPut, Key: "w/1", Value: []byte("one"), Version: p.Version},
-		{Type: pluginapi.EventDelete, Key: "w/1", Version: p.Version},
-		{Type: pluginapi.EventPut, Key: "w/2", Value: []byte("two")},
+	want := []kv.Event{
+		{Type: kv.EventPut, Key: "w/1", Value: []byte("one"), Version: p.Version},
+		{Type: kv.EventDelete, Key: "w/1", Version: p.Version},
+		{Type: kv.EventPut, Key: "w/2", Value: []byte("two")},
 		// The host's cleanup removes the expired key and says so.
-		{Type: pluginapi.EventExpire, Key: "w/2"},
+		{Type: kv.EventExpire, Key: "w/2"},
 	}
 	for i, wantEv := range want {
 		ev, err := w.Recv()

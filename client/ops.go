@@ -17,7 +17,7 @@ type WriteOption func(*writeOptions)
 type writeOptions struct {
 	ttl    time.Duration
 	hasTTL bool
-	cond   pluginapi.Condition
+	cond   kv.Condition
 }
 
 // WithTTL makes a put expire after d (at millisecond precision, rounded
@@ -29,13 +29,13 @@ func WithTTL(d time.Duration) WriteOption {
 
 // IfAbsent makes a put succeed only when no live key exists.
 func IfAbsent() WriteOption {
-	return func(o *writeOptions) { o.cond = pluginapi.IfAbsent() }
+	return func(o *writeOptions) { o.cond = kv.IfAbsent() }
 }
 
 // IfVersion makes a write succeed only when the live key is at version v
 // (compare-and-set).
 func IfVersion(v int64) WriteOption {
-	return func(o *writeOptions) { o.cond = pluginapi.IfVersion(v) }
+	return func(o *writeOptions) { o.cond = kv.IfVersion(v) }
 }
 
 func writeOpts(opts []WriteOption) writeOptions {
@@ -47,22 +47,22 @@ func writeOpts(opts []WriteOption) writeOptions {
 }
 
 // ListOption shapes a List page or an All iteration.
-type ListOption func(*pluginapi.ListRequest)
+type ListOption func(*kv.ListRequest)
 
 // StartAfter lists keys strictly after k.
 func StartAfter(k string) ListOption {
-	return func(r *pluginapi.ListRequest) { r.StartAfter = k }
+	return func(r *kv.ListRequest) { r.StartAfter = k }
 }
 
 // Limit caps a List page (0: the server's default; above
-// pluginapi.MaxListLimit is lowered to it). For All it is the page size.
+// kv.MaxListLimit is lowered to it). For All it is the page size.
 func Limit(n int) ListOption {
-	return func(r *pluginapi.ListRequest) { r.Limit = n }
+	return func(r *kv.ListRequest) { r.Limit = n }
 }
 
 // KeysOnly leaves values out: entries carry key, version and expiry.
 func KeysOnly() ListOption {
-	return func(r *pluginapi.ListRequest) { r.KeysOnly = true }
+	return func(r *kv.ListRequest) { r.KeysOnly = true }
 }
 
 // Stats describes the server's store as the caller sees it.
@@ -78,27 +78,27 @@ type Stats struct {
 }
 
 // Get returns the live entry under key, or an error wrapping ErrNotFound.
-func (c *Client) Get(ctx context.Context, key string) (pluginapi.Entry, error) {
+func (c *Client) Get(ctx context.Context, key string) (kv.Entry, error) {
 	if err := c.check(); err != nil {
-		return pluginapi.Entry{}, err
+		return kv.Entry{}, err
 	}
-	if err := pluginapi.ValidateKey(key); err != nil {
-		return pluginapi.Entry{}, err
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.Entry{}, err
 	}
 	r, err := c.rpc.Get(ctx, &kv.GetRequest{Key: key})
 	if err != nil {
-		return pluginapi.Entry{}, c.wireErr(err)
+		return kv.Entry{}, c.wireErr(err)
 	}
 	return entryFromPB(r.Entry), nil
 }
 
-// GetMany looks up to pluginapi.MaxGetMany keys at once and answers in
+// GetMany looks up to kv.MaxGetMany keys at once and answers in
 // request order; a missing key is a nil element.
-func (c *Client) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry, error) {
+func (c *Client) GetMany(ctx context.Context, keys []string) ([]*kv.Entry, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	if err := pluginapi.ValidateGetMany(keys); err != nil {
+	if err := kv.ValidateGetMany(keys); err != nil {
 		return nil, err
 	}
 	r, err := c.rpc.GetMany(ctx, &kv.GetManyRequest{Keys: keys})
@@ -108,7 +108,7 @@ func (c *Client) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry
 	if len(r.Results) != len(keys) {
 		return nil, fmt.Errorf("%w: get-many answered %d results for %d keys", ErrInternal, len(r.Results), len(keys))
 	}
-	out := make([]*pluginapi.Entry, len(keys))
+	out := make([]*kv.Entry, len(keys))
 	for i, l := range r.Results {
 		if l.Found {
 			e := entryFromPB(l.Entry)
@@ -121,20 +121,20 @@ func (c *Client) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry
 // Put stores value under key. The returned entry has the key's new version
 // and expiry but not the value. A failed IfAbsent or IfVersion is a
 // *ConflictError.
-func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (pluginapi.Entry, error) {
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (kv.Entry, error) {
 	if err := c.check(); err != nil {
-		return pluginapi.Entry{}, err
+		return kv.Entry{}, err
 	}
 	o := writeOpts(opts)
-	req := pluginapi.PutRequest{Key: key, Value: value, TTL: o.ttl, Cond: o.cond}
-	if err := pluginapi.ValidatePut(req); err != nil {
-		return pluginapi.Entry{}, err
+	req := kv.PutRequest{Key: key, Value: value, TTL: o.ttl, Cond: o.cond}
+	if err := kv.ValidatePut(req); err != nil {
+		return kv.Entry{}, err
 	}
 	r, err := c.rpc.Put(ctx, &kv.PutRequest{
-		Key: key, Value: value, TtlMs: pluginapi.TTLMillis(o.ttl), Condition: condToPB(o.cond),
+		Key: key, Value: value, TtlMs: kv.TTLMillis(o.ttl), Condition: condToPB(o.cond),
 	})
 	if err != nil {
-		return pluginapi.Entry{}, c.wireErr(err)
+		return kv.Entry{}, c.wireErr(err)
 	}
 	return entryFromPB(r.Entry), nil
 }
@@ -146,13 +146,13 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (b
 		return false, err
 	}
 	o := writeOpts(opts)
-	if err := pluginapi.ValidateKey(key); err != nil {
+	if err := kv.ValidateKey(key); err != nil {
 		return false, err
 	}
 	if o.hasTTL {
 		return false, fmt.Errorf("%w: delete %q takes no TTL", ErrInvalidArgument, key)
 	}
-	if err := pluginapi.ValidateCondition(o.cond, false); err != nil {
+	if err := kv.ValidateCondition(o.cond, false); err != nil {
 		return false, err
 	}
 	r, err := c.rpc.Delete(ctx, &kv.DeleteRequest{Key: key, Condition: condToPB(o.cond)})
@@ -165,26 +165,26 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (b
 // List returns one page of live entries whose key starts with prefix, in
 // ascending byte order; More says whether keys remain after the last one
 // (continue with StartAfter(lastKey), or use All).
-func (c *Client) List(ctx context.Context, prefix string, opts ...ListOption) (pluginapi.ListResult, error) {
+func (c *Client) List(ctx context.Context, prefix string, opts ...ListOption) (kv.ListResult, error) {
 	if err := c.check(); err != nil {
-		return pluginapi.ListResult{}, err
+		return kv.ListResult{}, err
 	}
-	req := pluginapi.ListRequest{Prefix: prefix}
+	req := kv.ListRequest{Prefix: prefix}
 	for _, opt := range opts {
 		opt(&req)
 	}
 	// Validate only: a limit of 0 goes out as 0 so the server applies its
 	// own default.
-	if _, err := pluginapi.NormalizeList(req); err != nil {
-		return pluginapi.ListResult{}, err
+	if _, err := kv.NormalizeList(req); err != nil {
+		return kv.ListResult{}, err
 	}
 	r, err := c.rpc.List(ctx, &kv.ListRequest{
-		Prefix: prefix, StartAfter: req.StartAfter, Limit: int32(min(req.Limit, pluginapi.MaxListLimit)), KeysOnly: req.KeysOnly,
+		Prefix: prefix, StartAfter: req.StartAfter, Limit: int32(min(req.Limit, kv.MaxListLimit)), KeysOnly: req.KeysOnly,
 	})
 	if err != nil {
-		return pluginapi.ListResult{}, c.wireErr(err)
+		return kv.ListResult{}, c.wireErr(err)
 	}
-	out := pluginapi.ListResult{Entries: make([]pluginapi.Entry, len(r.Entries)), More: r.More}
+	out := kv.ListResult{Entries: make([]kv.Entry, len(r.Entries)), More: r.More}
 	for i, e := range r.Entries {
 		out.Entries[i] = entryFromPB(e)
 	}
@@ -196,9 +196,9 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...ListOption) (p
 // not a snapshot: each key comes at most once and in order, but a key
 // written during the iteration may or may not appear. An error ends the
 // iteration after it is yielded.
-func (c *Client) All(ctx context.Context, prefix string, opts ...ListOption) iter.Seq2[pluginapi.Entry, error] {
-	return func(yield func(pluginapi.Entry, error) bool) {
-		var page pluginapi.ListRequest
+func (c *Client) All(ctx context.Context, prefix string, opts ...ListOption) iter.Seq2[kv.Entry, error] {
+	return func(yield func(kv.Entry, error) bool) {
+		var page kv.ListRequest
 		for _, opt := range opts {
 			opt(&page)
 		}
@@ -207,7 +207,7 @@ func (c *Client) All(ctx context.Context, prefix string, opts ...ListOption) ite
 			paged := append(opts[:len(opts):len(opts)], StartAfter(after))
 			res, err := c.List(ctx, prefix, paged...)
 			if err != nil {
-				yield(pluginapi.Entry{}, err)
+				yield(kv.Entry{}, err)
 				return
 			}
 			for _, e := range res.Entries {
@@ -229,7 +229,7 @@ func (c *Client) Count(ctx context.Context, prefix string) (int64, error) {
 	if err := c.check(); err != nil {
 		return 0, err
 	}
-	if err := pluginapi.ValidatePrefix(prefix); err != nil {
+	if err := kv.ValidatePrefix(prefix); err != nil {
 		return 0, err
 	}
 	r, err := c.rpc.Count(ctx, &kv.CountRequest{Prefix: prefix})
@@ -245,7 +245,7 @@ func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error)
 	if err := c.check(); err != nil {
 		return 0, err
 	}
-	if err := pluginapi.ValidateDeletePrefix(prefix); err != nil {
+	if err := kv.ValidateDeletePrefix(prefix); err != nil {
 		return 0, err
 	}
 	r, err := c.rpc.DeletePrefix(ctx, &kv.DeletePrefixRequest{Prefix: prefix})
@@ -258,56 +258,56 @@ func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error)
 // Increment atomically adds delta to the decimal int64 counter under key (a
 // missing key counts as 0) and returns the new value. A key holding
 // anything else, or an overflow, is ErrInvalidArgument.
-func (c *Client) Increment(ctx context.Context, key string, delta int64) (pluginapi.Counter, error) {
+func (c *Client) Increment(ctx context.Context, key string, delta int64) (kv.Counter, error) {
 	if err := c.check(); err != nil {
-		return pluginapi.Counter{}, err
+		return kv.Counter{}, err
 	}
-	if err := pluginapi.ValidateKey(key); err != nil {
-		return pluginapi.Counter{}, err
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.Counter{}, err
 	}
 	r, err := c.rpc.Increment(ctx, &kv.IncrementRequest{Key: key, Delta: delta})
 	if err != nil {
-		return pluginapi.Counter{}, c.wireErr(err)
+		return kv.Counter{}, c.wireErr(err)
 	}
-	return pluginapi.Counter{Value: r.Value, Version: r.Version, ExpiresAt: pluginapi.FromUnixMillis(r.ExpiresAtMs)}, nil
+	return kv.Counter{Value: r.Value, Version: r.Version, ExpiresAt: kv.FromUnixMillis(r.ExpiresAtMs)}, nil
 }
 
 // RefreshTTL changes only the expiry of a live key: it expires ttl from now,
 // or never when ttl is 0. The version does not change. A missing key is
 // ErrNotFound. It takes IfVersion only.
-func (c *Client) RefreshTTL(ctx context.Context, key string, ttl time.Duration, opts ...WriteOption) (pluginapi.Entry, error) {
+func (c *Client) RefreshTTL(ctx context.Context, key string, ttl time.Duration, opts ...WriteOption) (kv.Entry, error) {
 	if err := c.check(); err != nil {
-		return pluginapi.Entry{}, err
+		return kv.Entry{}, err
 	}
 	o := writeOpts(opts)
 	if o.hasTTL {
-		return pluginapi.Entry{}, fmt.Errorf("%w: refresh-ttl %q takes its TTL as an argument, not WithTTL", ErrInvalidArgument, key)
+		return kv.Entry{}, fmt.Errorf("%w: refresh-ttl %q takes its TTL as an argument, not WithTTL", ErrInvalidArgument, key)
 	}
-	if err := pluginapi.ValidateRefresh(pluginapi.RefreshRequest{Key: key, TTL: ttl, Cond: o.cond}); err != nil {
-		return pluginapi.Entry{}, err
+	if err := kv.ValidateRefresh(kv.RefreshRequest{Key: key, TTL: ttl, Cond: o.cond}); err != nil {
+		return kv.Entry{}, err
 	}
-	r, err := c.rpc.RefreshTTL(ctx, &kv.RefreshTTLRequest{Key: key, TtlMs: pluginapi.TTLMillis(ttl), Condition: condToPB(o.cond)})
+	r, err := c.rpc.RefreshTTL(ctx, &kv.RefreshTTLRequest{Key: key, TtlMs: kv.TTLMillis(ttl), Condition: condToPB(o.cond)})
 	if err != nil {
-		return pluginapi.Entry{}, c.wireErr(err)
+		return kv.Entry{}, c.wireErr(err)
 	}
 	return entryFromPB(r.Entry), nil
 }
 
 // Batch applies ops atomically, in order: all of them or none. A failed
 // condition is a *ConflictError whose OpIndex names the op. Build ops with
-// pluginapi.PutOp and pluginapi.DeleteOp.
-func (c *Client) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpResult, error) {
+// kv.PutOp and kv.DeleteOp.
+func (c *Client) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	if err := pluginapi.ValidateBatch(ops); err != nil {
+	if err := kv.ValidateBatch(ops); err != nil {
 		return nil, err
 	}
 	req := &kv.BatchRequest{Ops: make([]*kv.Op, len(ops))}
 	for i, op := range ops {
 		req.Ops[i] = &kv.Op{
 			Kind: kv.Op_Kind(op.Kind), Key: op.Key, Value: op.Value,
-			TtlMs: pluginapi.TTLMillis(op.TTL), Condition: condToPB(op.Cond),
+			TtlMs: kv.TTLMillis(op.TTL), Condition: condToPB(op.Cond),
 		}
 	}
 	r, err := c.rpc.Batch(ctx, req)
@@ -317,9 +317,9 @@ func (c *Client) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpR
 	if len(r.Results) != len(ops) {
 		return nil, fmt.Errorf("%w: batch answered %d results for %d ops", ErrInternal, len(r.Results), len(ops))
 	}
-	out := make([]pluginapi.OpResult, len(ops))
+	out := make([]kv.OpResult, len(ops))
 	for i, res := range r.Results {
-		out[i] = pluginapi.OpResult{Version: res.Version, ExpiresAt: pluginapi.FromUnixMillis(res.ExpiresAtMs), Deleted: res.Deleted}
+		out[i] = kv.OpResult{Version: res.Version, ExpiresAt: kv.FromUnixMillis(res.ExpiresAtMs), Deleted: res.Deleted}
 	}
 	return out, nil
 }
@@ -339,15 +339,15 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	}, nil
 }
 
-func entryFromPB(e *kv.Entry) pluginapi.Entry {
+func entryFromPB(e *kv.Entry) kv.Entry {
 	if e == nil {
-		return pluginapi.Entry{}
+		return kv.Entry{}
 	}
-	return pluginapi.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAt: pluginapi.FromUnixMillis(e.ExpiresAtMs)}
+	return kv.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAt: kv.FromUnixMillis(e.ExpiresAtMs)}
 }
 
-func condToPB(c pluginapi.Condition) *kv.Condition {
-	if c.Kind == pluginapi.CondNone {
+func condToPB(c kv.Condition) *kv.Condition {
+	if c.Kind == kv.CondNone {
 		return nil
 	}
 	return &kv.Condition{Kind: kv.Condition_Kind(c.Kind), Version: c.Version}

@@ -71,7 +71,7 @@ func TestValidatesBeforeSending(t *testing.T) {
 	c := unreachable(t)
 	ctx := t.Context()
 	badUTF8 := string([]byte{'k', 0xff})
-	long := strings.Repeat("k", pluginapi.MaxKeyLen+1)
+	long := strings.Repeat("k", kv.MaxKeyLen+1)
 	tests := []struct {
 		name string
 		call func() error
@@ -82,7 +82,7 @@ func TestValidatesBeforeSending(t *testing.T) {
 		{"get NUL", func() error { _, err := c.Get(ctx, "a\x00b"); return err }},
 		{"get-many bad key", func() error { _, err := c.GetMany(ctx, []string{"ok", badUTF8}); return err }},
 		{"get-many too many", func() error {
-			_, err := c.GetMany(ctx, make([]string, pluginapi.MaxGetMany+1))
+			_, err := c.GetMany(ctx, make([]string, kv.MaxGetMany+1))
 			return err
 		}},
 		{"put bad key", func() error { _, err := c.Put(ctx, badUTF8, nil); return err }},
@@ -101,7 +101,7 @@ func TestValidatesBeforeSending(t *testing.T) {
 		{"refresh if-absent", func() error { _, err := c.RefreshTTL(ctx, "k", time.Second, IfAbsent()); return err }},
 		{"refresh WithTTL", func() error { _, err := c.RefreshTTL(ctx, "k", time.Second, WithTTL(time.Second)); return err }},
 		{"batch bad op", func() error {
-			_, err := c.Batch(ctx, []pluginapi.Op{pluginapi.PutOp("ok", nil, 0, pluginapi.Condition{}), pluginapi.DeleteOp("", pluginapi.Condition{})})
+			_, err := c.Batch(ctx, []kv.Op{kv.PutOp("ok", nil, 0, kv.Condition{}), kv.DeleteOp("", kv.Condition{})})
 			return err
 		}},
 		{"watch bad prefix", func() error { _, err := c.Watch(ctx, badUTF8); return err }},

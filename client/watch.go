@@ -17,11 +17,11 @@ import (
 // stream ends when ctx is done (Recv returns the context's error) or on
 // Close (ErrClosed); a watcher that fell behind gets ErrWatchOverflow.
 // Close the stream when done with it: it holds a server-side subscription.
-func (c *Client) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream, error) {
+func (c *Client) Watch(ctx context.Context, prefix string) (kv.WatchStream, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	if err := pluginapi.ValidatePrefix(prefix); err != nil {
+	if err := kv.ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -53,23 +53,23 @@ type watchStream struct {
 	pending []*kv.Event // received, not yet returned
 }
 
-func (s *watchStream) Recv() (pluginapi.Event, error) {
+func (s *watchStream) Recv() (kv.Event, error) {
 	for len(s.pending) == 0 {
 		m, err := s.st.Recv()
 		if err != nil {
 			if s.closed.Load() {
-				return pluginapi.Event{}, ErrClosed
+				return kv.Event{}, ErrClosed
 			}
 			if errors.Is(err, io.EOF) {
-				return pluginapi.Event{}, fmt.Errorf("%w: watch stream ended by the server", ErrUnavailable)
+				return kv.Event{}, fmt.Errorf("%w: watch stream ended by the server", ErrUnavailable)
 			}
-			return pluginapi.Event{}, s.c.wireErr(err)
+			return kv.Event{}, s.c.wireErr(err)
 		}
 		s.pending = m.Events
 	}
 	ev := s.pending[0]
 	s.pending = s.pending[1:]
-	return pluginapi.Event{Type: pluginapi.EventType(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version}, nil
+	return kv.Event{Type: kv.EventType(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version}, nil
 }
 
 func (s *watchStream) Close() error {

@@ -21,9 +21,9 @@ func TestWatchBurstInOrder(t *testing.T) {
 	defer ws.Close()
 	var versions []int64
 	for round := range 3 {
-		ops := make([]pluginapi.Op, 1000)
+		ops := make([]kv.Op, 1000)
 		for i := range ops {
-			ops[i] = pluginapi.PutOp(fmt.Sprintf("burst/%d/%04d", round, i), []byte("v"), 0, pluginapi.Condition{})
+			ops[i] = kv.PutOp(fmt.Sprintf("burst/%d/%04d", round, i), []byte("v"), 0, kv.Condition{})
 		}
 		res, err := c.Batch(ctx, ops)
 		if err != nil {
@@ -41,7 +41,7 @@ func TestWatchBurstInOrder(t *testing.T) {
 				done <- err
 				return
 			}
-			if ev.Version != want || ev.Type != pluginapi.EventPut {
+			if ev.Version != want || ev.Type != kv.EventPut {
 				done <- fmt.Errorf("event %d: %v v%d, want PUT v%d", i, ev.Type, ev.Version, want)
 				return
 			}

@@ -13,7 +13,7 @@ import (
 func BenchmarkStoreGet(b *testing.B) {
 	st := openStore(b, nil)
 	ctx := b.Context()
-	if _, err := st.Put(ctx, pluginapi.PutRequest{Key: "actor/1", Value: []byte("node-1")}); err != nil {
+	if _, err := st.Put(ctx, kv.PutRequest{Key: "actor/1", Value: []byte("node-1")}); err != nil {
 		b.Fatal(err)
 	}
 	lat := latency.New(b.N)

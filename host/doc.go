@@ -9,7 +9,7 @@
 //	st, err := host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: "bin/kvhost-plugin-sqlite"}})
 //	...
 //	ctx = host.WithIdentity(ctx, host.Identity{Principal: "svc-a", Tenant: "acme"})
-//	_, err = st.Put(ctx, pluginapi.PutRequest{Key: "actor/42", Value: []byte("node-3")})
+//	_, err = st.Put(ctx, kv.PutRequest{Key: "actor/42", Value: []byte("node-3")})
 //
 // Identity: every call acts for a principal and a tenant, taken from the
 // context (WithIdentity; the server sets it from the caller's token) or
@@ -19,7 +19,7 @@
 // strips it again on the way out (get, list, watch).
 //
 // Supervision: when the plugin process dies, calls in flight fail fast with
-// pluginapi.ErrUnavailable, the host starts a new process with exponential
+// kv.ErrUnavailable, the host starts a new process with exponential
 // backoff, and later calls succeed without restarting the host. Watches
 // open at the time end with ErrUnavailable: the client resyncs and watches
 // again. Close ends the plugin; on Linux the plugin is also ended if the

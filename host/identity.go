@@ -36,7 +36,7 @@ var tenantRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 // or '-'. The restriction is what keeps the key encoding injective.
 func ValidateTenant(tenant string) error {
 	if !tenantRE.MatchString(tenant) {
-		return fmt.Errorf("%w: tenant %q must be 1 to 64 of A-Z a-z 0-9 . _ -", pluginapi.ErrInvalidArgument, tenant)
+		return fmt.Errorf("%w: tenant %q must be 1 to 64 of A-Z a-z 0-9 . _ -", kv.ErrInvalidArgument, tenant)
 	}
 	return nil
 }

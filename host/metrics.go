@@ -60,7 +60,7 @@ func (m *Metrics) observe(op, backend string, d time.Duration, err error, slow t
 	}
 	m.latency.WithLabelValues(op, backend).Observe(d.Seconds())
 	if err != nil {
-		m.errors.WithLabelValues(op, pluginapi.Code(err).String()).Inc()
+		m.errors.WithLabelValues(op, rpcerr.Code(err).String()).Inc()
 	}
 	if slow > 0 && d >= slow {
 		m.slow.WithLabelValues(op).Inc()

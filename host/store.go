@@ -44,7 +44,7 @@ type Check struct {
 
 // Guard is the checkpoint every operation passes before it reaches the
 // backend: the policy engine sits here. An error refuses the operation and
-// reaches the caller as it is (wrap pluginapi.ErrPermissionDenied).
+// reaches the caller as it is (wrap kv.ErrPermissionDenied).
 type Guard interface {
 	Check(ctx context.Context, c *Check) error
 }
@@ -63,7 +63,7 @@ type Limits struct {
 const (
 	DefaultMaxKeyBytes   = 512
 	DefaultMaxValueBytes = 1 << 20
-	MaxKeyBytesCeiling   = pluginapi.MaxKeyLen - maxTenantPrefix
+	MaxKeyBytesCeiling   = kv.MaxKeyLen - maxTenantPrefix
 )
 
 func (l Limits) withDefaults() (Limits, error) {
@@ -74,15 +74,15 @@ func (l Limits) withDefaults() (Limits, error) {
 		l.MaxValueBytes = DefaultMaxValueBytes
 	}
 	if l.MaxBatchOps == 0 {
-		l.MaxBatchOps = pluginapi.MaxBatchOps
+		l.MaxBatchOps = kv.MaxBatchOps
 	}
 	switch {
 	case l.MaxKeyBytes < 1 || l.MaxKeyBytes > MaxKeyBytesCeiling:
-		return l, fmt.Errorf("%w: limits.max_key_bytes %d must be between 1 and %d", pluginapi.ErrInvalidArgument, l.MaxKeyBytes, MaxKeyBytesCeiling)
-	case l.MaxValueBytes < 1 || l.MaxValueBytes > pluginapi.MinValueSize:
-		return l, fmt.Errorf("%w: limits.max_value_bytes %d must be between 1 and %d", pluginapi.ErrInvalidArgument, l.MaxValueBytes, pluginapi.MinValueSize)
-	case l.MaxBatchOps < 1 || l.MaxBatchOps > pluginapi.MaxBatchOps:
-		return l, fmt.Errorf("%w: limits.max_batch_ops %d must be between 1 and %d", pluginapi.ErrInvalidArgument, l.MaxBatchOps, pluginapi.MaxBatchOps)
+		return l, fmt.Errorf("%w: limits.max_key_bytes %d must be between 1 and %d", kv.ErrInvalidArgument, l.MaxKeyBytes, MaxKeyBytesCeiling)
+	case l.MaxValueBytes < 1 || l.MaxValueBytes > kv.MinValueSize:
+		return l, fmt.Errorf("%w: limits.max_value_bytes %d must be between 1 and %d", kv.ErrInvalidArgument, l.MaxValueBytes, kv.MinValueSize)
+	case l.MaxBatchOps < 1 || l.MaxBatchOps > kv.MaxBatchOps:
+		return l, fmt.Errorf("%w: limits.max_batch_ops %d must be between 1 and %d", kv.ErrInvalidArgument, l.MaxBatchOps, kv.MaxBatchOps)
 	}
 	return l, nil
 }
@@ -199,7 +199,7 @@ func (s *Store) Ready() bool {
 }
 
 // Info describes the backend currently serving.
-func (s *Store) Info() pluginapi.Info { return s.sup.currentInfo() }
+func (s *Store) Info() kv.Info { return s.sup.currentInfo() }
 
 // Limits returns the limits in force.
 func (s *Store) Limits() Limits { return s.limits }
@@ -237,9 +237,9 @@ func (s *Store) identity(ctx context.Context) (Identity, error) {
 
 func (s *Store) checkKey(key string) error {
 	if len(key) > s.limits.MaxKeyBytes {
-		return fmt.Errorf("%w: key is %d bytes, more than the %d allowed", pluginapi.ErrInvalidArgument, len(key), s.limits.MaxKeyBytes)
+		return fmt.Errorf("%w: key is %d bytes, more than the %d allowed", kv.ErrInvalidArgument, len(key), s.limits.MaxKeyBytes)
 	}
-	return pluginapi.ValidateKey(key)
+	return kv.ValidateKey(key)
 }
 
 func (s *Store) checkPrefix(prefix string) error {
@@ -251,7 +251,7 @@ func (s *Store) checkPrefix(prefix string) error {
 
 func (s *Store) checkValue(key string, v []byte) error {
 	if len(v) > s.limits.MaxValueBytes {
-		return fmt.Errorf("%w: value of key %q is %d bytes, more than the %d allowed", pluginapi.ErrTooLarge, key, len(v), s.limits.MaxValueBytes)
+		return fmt.Errorf("%w: value of key %q is %d bytes, more than the %d allowed", kv.ErrTooLarge, key, len(v), s.limits.MaxValueBytes)
 	}
 	return nil
 }
@@ -264,7 +264,7 @@ func (s *Store) authorize(ctx context.Context, c *Check) error {
 }
 
 // call runs fn against the live backend with metrics and supervision.
-func call[T any](s *Store, ctx context.Context, op Op, fn func(pluginapi.Backend) (T, error)) (T, error) {
+func call[T any](s *Store, ctx context.Context, op Op, fn func(kv.Backend) (T, error)) (T, error) {
 	start := time.Now()
 	var zero T
 	p, gen, err := s.sup.backend()
@@ -292,13 +292,13 @@ func (s *Store) fail(op Op, start time.Time, err error) error {
 	return err
 }
 
-func strip(prefix string, e pluginapi.Entry) pluginapi.Entry {
+func strip(prefix string, e kv.Entry) kv.Entry {
 	e.Key = strings.TrimPrefix(e.Key, prefix)
 	return e
 }
 
 // Get returns the live entry under key.
-func (s *Store) Get(ctx context.Context, key string) (pluginapi.Entry, error) {
+func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
@@ -308,24 +308,24 @@ func (s *Store) Get(ctx context.Context, key string) (pluginapi.Entry, error) {
 		err = s.authorize(ctx, &Check{Op: OpGet, Key: key, Identity: id})
 	}
 	if err != nil {
-		return pluginapi.Entry{}, s.fail(OpGet, start, err)
+		return kv.Entry{}, s.fail(OpGet, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpGet, func(b pluginapi.Backend) (pluginapi.Entry, error) {
+	return call(s, ctx, OpGet, func(b kv.Backend) (kv.Entry, error) {
 		e, err := b.Get(ctx, tp+key)
-		if errors.Is(err, pluginapi.ErrNotFound) {
-			return e, fmt.Errorf("%w: %q", pluginapi.ErrNotFound, key)
+		if errors.Is(err, kv.ErrNotFound) {
+			return e, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
 		}
 		return strip(tp, e), err
 	})
 }
 
 // GetMany looks up keys in request order; nil marks a missing key.
-func (s *Store) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry, error) {
+func (s *Store) GetMany(ctx context.Context, keys []string) ([]*kv.Entry, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
-	if err == nil && len(keys) > pluginapi.MaxGetMany {
-		err = fmt.Errorf("%w: get-many asks for %d keys, more than the %d allowed", pluginapi.ErrInvalidArgument, len(keys), pluginapi.MaxGetMany)
+	if err == nil && len(keys) > kv.MaxGetMany {
+		err = fmt.Errorf("%w: get-many asks for %d keys, more than the %d allowed", kv.ErrInvalidArgument, len(keys), kv.MaxGetMany)
 	}
 	tp := tenantPrefix(id.Tenant)
 	full := make([]string, len(keys))
@@ -341,7 +341,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry,
 	if err != nil {
 		return nil, s.fail(OpGet, start, err)
 	}
-	return call(s, ctx, OpGet, func(b pluginapi.Backend) ([]*pluginapi.Entry, error) {
+	return call(s, ctx, OpGet, func(b kv.Backend) ([]*kv.Entry, error) {
 		es, err := b.GetMany(ctx, full)
 		for _, e := range es {
 			if e != nil {
@@ -353,7 +353,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry,
 }
 
 // Put stores a value.
-func (s *Store) Put(ctx context.Context, req pluginapi.PutRequest) (pluginapi.Entry, error) {
+func (s *Store) Put(ctx context.Context, req kv.PutRequest) (kv.Entry, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
@@ -368,11 +368,11 @@ func (s *Store) Put(ctx context.Context, req pluginapi.PutRequest) (pluginapi.En
 		req.TTL = c.TTL
 	}
 	if err != nil {
-		return pluginapi.Entry{}, s.fail(OpPut, start, err)
+		return kv.Entry{}, s.fail(OpPut, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
 	req.Key = tp + req.Key
-	return call(s, ctx, OpPut, func(b pluginapi.Backend) (pluginapi.Entry, error) {
+	return call(s, ctx, OpPut, func(b kv.Backend) (kv.Entry, error) {
 		e, err := b.Put(ctx, req)
 		return strip(tp, e), stripErr(tp, err)
 	})
@@ -380,7 +380,7 @@ func (s *Store) Put(ctx context.Context, req pluginapi.PutRequest) (pluginapi.En
 
 // stripErr removes the tenant prefix from the key a conflict names.
 func stripErr(tp string, err error) error {
-	var ce *pluginapi.ConflictError
+	var ce *kv.ConflictError
 	if errors.As(err, &ce) {
 		c := *ce
 		c.Key = strings.TrimPrefix(c.Key, tp)
@@ -390,7 +390,7 @@ func stripErr(tp string, err error) error {
 }
 
 // Delete removes a key.
-func (s *Store) Delete(ctx context.Context, key string, cond pluginapi.Condition) (bool, error) {
+func (s *Store) Delete(ctx context.Context, key string, cond kv.Condition) (bool, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
@@ -403,14 +403,14 @@ func (s *Store) Delete(ctx context.Context, key string, cond pluginapi.Condition
 		return false, s.fail(OpDelete, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpDelete, func(b pluginapi.Backend) (bool, error) {
+	return call(s, ctx, OpDelete, func(b kv.Backend) (bool, error) {
 		ok, err := b.Delete(ctx, tp+key, cond)
 		return ok, stripErr(tp, err)
 	})
 }
 
 // List returns a page of entries under prefix.
-func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.ListResult, error) {
+func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
@@ -420,14 +420,14 @@ func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.
 		err = s.authorize(ctx, &Check{Op: OpList, Key: req.Prefix, Identity: id})
 	}
 	if err != nil {
-		return pluginapi.ListResult{}, s.fail(OpList, start, err)
+		return kv.ListResult{}, s.fail(OpList, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
 	req.Prefix = tp + req.Prefix
 	if req.StartAfter != "" {
 		req.StartAfter = tp + req.StartAfter
 	}
-	return call(s, ctx, OpList, func(b pluginapi.Backend) (pluginapi.ListResult, error) {
+	return call(s, ctx, OpList, func(b kv.Backend) (kv.ListResult, error) {
 		res, err := b.List(ctx, req)
 		for i := range res.Entries {
 			res.Entries[i] = strip(tp, res.Entries[i])
@@ -450,7 +450,7 @@ func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
 		return 0, s.fail(OpCount, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpCount, func(b pluginapi.Backend) (int64, error) { return b.Count(ctx, tp+prefix) })
+	return call(s, ctx, OpCount, func(b kv.Backend) (int64, error) { return b.Count(ctx, tp+prefix) })
 }
 
 // DeletePrefix removes every live key under prefix (not empty).
@@ -458,7 +458,7 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int64, error) 
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
-		err = pluginapi.ValidateDeletePrefix(prefix)
+		err = kv.ValidateDeletePrefix(prefix)
 	}
 	if err == nil {
 		err = s.checkPrefix(prefix)
@@ -470,11 +470,11 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int64, error) 
 		return 0, s.fail(OpDeletePrefix, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpDeletePrefix, func(b pluginapi.Backend) (int64, error) { return b.DeletePrefix(ctx, tp+prefix) })
+	return call(s, ctx, OpDeletePrefix, func(b kv.Backend) (int64, error) { return b.DeletePrefix(ctx, tp+prefix) })
 }
 
 // Increment adds delta to the counter at key.
-func (s *Store) Increment(ctx context.Context, key string, delta int64) (pluginapi.Counter, error) {
+func (s *Store) Increment(ctx context.Context, key string, delta int64) (kv.Counter, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
@@ -484,10 +484,10 @@ func (s *Store) Increment(ctx context.Context, key string, delta int64) (plugina
 		err = s.authorize(ctx, &Check{Op: OpIncrement, Key: key, Identity: id})
 	}
 	if err != nil {
-		return pluginapi.Counter{}, s.fail(OpIncrement, start, err)
+		return kv.Counter{}, s.fail(OpIncrement, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpIncrement, func(b pluginapi.Backend) (pluginapi.Counter, error) {
+	return call(s, ctx, OpIncrement, func(b kv.Backend) (kv.Counter, error) {
 		c, err := b.Increment(ctx, tp+key, delta)
 		if err != nil {
 			// Backend messages name the stored key; name the caller's.
@@ -515,7 +515,7 @@ func (r *renamed) Error() string { return r.msg }
 func (r *renamed) Unwrap() error { return r.err }
 
 // RefreshTTL changes a live key's expiry.
-func (s *Store) RefreshTTL(ctx context.Context, req pluginapi.RefreshRequest) (pluginapi.Entry, error) {
+func (s *Store) RefreshTTL(ctx context.Context, req kv.RefreshRequest) (kv.Entry, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
@@ -527,30 +527,30 @@ func (s *Store) RefreshTTL(ctx context.Context, req pluginapi.RefreshRequest) (p
 		req.TTL = c.TTL
 	}
 	if err != nil {
-		return pluginapi.Entry{}, s.fail(OpRefreshTTL, start, err)
+		return kv.Entry{}, s.fail(OpRefreshTTL, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
 	key := req.Key
 	req.Key = tp + key
-	return call(s, ctx, OpRefreshTTL, func(b pluginapi.Backend) (pluginapi.Entry, error) {
+	return call(s, ctx, OpRefreshTTL, func(b kv.Backend) (kv.Entry, error) {
 		e, err := b.RefreshTTL(ctx, req)
-		if errors.Is(err, pluginapi.ErrNotFound) {
-			return e, fmt.Errorf("%w: %q", pluginapi.ErrNotFound, key)
+		if errors.Is(err, kv.ErrNotFound) {
+			return e, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
 		}
 		return strip(tp, e), stripErr(tp, err)
 	})
 }
 
 // Batch applies ops atomically. Each op passes the guard on its own.
-func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpResult, error) {
+func (s *Store) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) {
 	start := time.Now()
 	const op = Op("batch")
 	id, err := s.identity(ctx)
 	if err == nil && len(ops) > s.limits.MaxBatchOps {
-		err = fmt.Errorf("%w: batch has %d ops, more than the %d allowed", pluginapi.ErrInvalidArgument, len(ops), s.limits.MaxBatchOps)
+		err = fmt.Errorf("%w: batch has %d ops, more than the %d allowed", kv.ErrInvalidArgument, len(ops), s.limits.MaxBatchOps)
 	}
 	tp := tenantPrefix(id.Tenant)
-	full := make([]pluginapi.Op, len(ops))
+	full := make([]kv.Op, len(ops))
 	for i, o := range ops {
 		if err != nil {
 			break
@@ -562,7 +562,7 @@ func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpRe
 	if err != nil {
 		return nil, s.fail(op, start, err)
 	}
-	return call(s, ctx, op, func(b pluginapi.Backend) ([]pluginapi.OpResult, error) {
+	return call(s, ctx, op, func(b kv.Backend) ([]kv.OpResult, error) {
 		res, err := b.Batch(ctx, full)
 		return res, stripErr(tp, err)
 	})
@@ -571,21 +571,21 @@ func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpRe
 // checkBatchOp checks one op of a batch as the guard sees it (a put or a
 // delete) and returns it as the backend must run it: tenant-prefixed, with
 // the TTL the guard decided.
-func (s *Store) checkBatchOp(ctx context.Context, id Identity, tp string, o pluginapi.Op) (pluginapi.Op, error) {
+func (s *Store) checkBatchOp(ctx context.Context, id Identity, tp string, o kv.Op) (kv.Op, error) {
 	if err := s.checkKey(o.Key); err != nil {
 		return o, err
 	}
 	c := &Check{Key: o.Key, Value: o.Value, TTL: o.TTL, Identity: id, InBatch: true}
 	switch o.Kind {
-	case pluginapi.OpPut:
+	case kv.OpPut:
 		c.Op = OpPut
 		if err := s.checkValue(o.Key, o.Value); err != nil {
 			return o, err
 		}
-	case pluginapi.OpDelete:
+	case kv.OpDelete:
 		c.Op = OpDelete
 	default:
-		return o, fmt.Errorf("%w: unknown kind %d", pluginapi.ErrInvalidArgument, o.Kind)
+		return o, fmt.Errorf("%w: unknown kind %d", kv.ErrInvalidArgument, o.Kind)
 	}
 	if err := s.authorize(ctx, c); err != nil {
 		return o, err
@@ -615,7 +615,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, s.fail(OpStats, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpStats, func(b pluginapi.Backend) (Stats, error) {
+	return call(s, ctx, OpStats, func(b kv.Backend) (Stats, error) {
 		n, err := b.Count(ctx, tp)
 		if err != nil {
 			return Stats{}, err
@@ -626,7 +626,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 }
 
 // Watch streams changes under prefix in the caller's tenant.
-func (s *Store) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream, error) {
+func (s *Store) Watch(ctx context.Context, prefix string) (kv.WatchStream, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
@@ -639,13 +639,13 @@ func (s *Store) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream
 		return nil, s.fail(OpWatch, start, err)
 	}
 	if !s.sup.currentInfo().Capabilities.Watch {
-		return nil, s.fail(OpWatch, start, fmt.Errorf("%w: the %s backend cannot watch", pluginapi.ErrNotSupported, s.sup.currentInfo().Name))
+		return nil, s.fail(OpWatch, start, fmt.Errorf("%w: the %s backend cannot watch", kv.ErrNotSupported, s.sup.currentInfo().Name))
 	}
 	tp := tenantPrefix(id.Tenant)
-	ws, err := call(s, ctx, OpWatch, func(b pluginapi.Backend) (pluginapi.WatchStream, error) {
-		w, ok := b.(pluginapi.Watcher)
+	ws, err := call(s, ctx, OpWatch, func(b kv.Backend) (kv.WatchStream, error) {
+		w, ok := b.(kv.Watcher)
 		if !ok {
-			return nil, fmt.Errorf("%w: watch", pluginapi.ErrNotSupported)
+			return nil, fmt.Errorf("%w: watch", kv.ErrNotSupported)
 		}
 		return w.Watch(ctx, tp+prefix)
 	})
@@ -657,13 +657,13 @@ func (s *Store) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream
 }
 
 type tenantStream struct {
-	pluginapi.WatchStream
+	kv.WatchStream
 	prefix string
 	once   sync.Once
 	done   func()
 }
 
-func (t *tenantStream) Recv() (pluginapi.Event, error) {
+func (t *tenantStream) Recv() (kv.Event, error) {
 	ev, err := t.WatchStream.Recv()
 	if err != nil {
 		t.once.Do(t.done)
@@ -675,8 +675,8 @@ func (t *tenantStream) Recv() (pluginapi.Event, error) {
 
 // RecvMore hands over events already waiting, when the backend's stream
 // can, so the server batches them into one message.
-func (t *tenantStream) RecvMore(buf []pluginapi.Event, max int) []pluginapi.Event {
-	br, ok := t.WatchStream.(pluginapi.BatchReceiver)
+func (t *tenantStream) RecvMore(buf []kv.Event, max int) []kv.Event {
+	br, ok := t.WatchStream.(kv.BatchReceiver)
 	if !ok {
 		return buf
 	}
@@ -711,15 +711,15 @@ func (s *Store) cleanupLoop(ctx context.Context) {
 		}
 		const batch = 1000
 		for ctx.Err() == nil {
-			n, err := call(s, ctx, Op("cleanup_expired"), func(b pluginapi.Backend) (int64, error) {
-				x, ok := b.(pluginapi.Expirer)
+			n, err := call(s, ctx, Op("cleanup_expired"), func(b kv.Backend) (int64, error) {
+				x, ok := b.(kv.Expirer)
 				if !ok {
-					return 0, pluginapi.ErrNotSupported
+					return 0, kv.ErrNotSupported
 				}
 				return x.CleanupExpired(ctx, batch)
 			})
 			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, pluginapi.ErrUnavailable) {
+				if ctx.Err() == nil && !errors.Is(err, kv.ErrUnavailable) {
 					s.log.Warn("ttl cleanup failed", "error", err)
 				}
 				break

@@ -47,16 +47,16 @@ func TestTenantsNeverMeet(t *testing.T) {
 	a := as(t.Context(), "alice", "acme")
 	b := as(t.Context(), "bob", "acme-eu")
 	// The seed system joined tenant:namespace:key and collided; these would.
-	if _, err := st.Put(a, pluginapi.PutRequest{Key: "eu/x", Value: []byte("acme")}); err != nil {
+	if _, err := st.Put(a, kv.PutRequest{Key: "eu/x", Value: []byte("acme")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(b, pluginapi.PutRequest{Key: "x", Value: []byte("acme-eu")}); err != nil {
+	if _, err := st.Put(b, kv.PutRequest{Key: "x", Value: []byte("acme-eu")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Get(b, "eu/x"); !errors.Is(err, pluginapi.ErrNotFound) {
+	if _, err := st.Get(b, "eu/x"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("tenant acme-eu sees acme's key: %v", err)
 	}
-	res, err := st.List(a, pluginapi.ListRequest{})
+	res, err := st.List(a, kv.ListRequest{})
 	if err != nil || len(res.Entries) != 1 || res.Entries[0].Key != "eu/x" {
 		t.Fatalf("acme lists %+v %v, want only its own key without the tenant prefix", res.Entries, err)
 	}
@@ -71,10 +71,10 @@ func TestTenantsNeverMeet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.Close()
-	if _, err := st.Put(a, pluginapi.PutRequest{Key: "y", Value: []byte("acme")}); err != nil {
+	if _, err := st.Put(a, kv.PutRequest{Key: "y", Value: []byte("acme")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(b, pluginapi.PutRequest{Key: "z", Value: []byte("mine")}); err != nil {
+	if _, err := st.Put(b, kv.PutRequest{Key: "z", Value: []byte("mine")}); err != nil {
 		t.Fatal(err)
 	}
 	ev, err := ws.Recv()
@@ -82,7 +82,7 @@ func TestTenantsNeverMeet(t *testing.T) {
 		t.Fatalf("acme-eu's watch got %+v %v, want only its own PUT z", ev, err)
 	}
 	_, err = st.Get(as(t.Context(), "eve", "a/b"), "x")
-	if !errors.Is(err, pluginapi.ErrInvalidArgument) {
+	if !errors.Is(err, kv.ErrInvalidArgument) {
 		t.Fatalf("tenant with a slash: %v, want invalid argument", err)
 	}
 }
@@ -90,28 +90,28 @@ func TestTenantsNeverMeet(t *testing.T) {
 func TestLimits(t *testing.T) {
 	st := openStore(t, func(c *host.Config) { c.Limits = host.Limits{MaxValueBytes: 1000, MaxBatchOps: 3} })
 	ctx := t.Context()
-	_, err := st.Put(ctx, pluginapi.PutRequest{Key: strings.Repeat("k", 2000), Value: []byte("v")})
-	if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), "2000 bytes") {
+	_, err := st.Put(ctx, kv.PutRequest{Key: strings.Repeat("k", 2000), Value: []byte("v")})
+	if !errors.Is(err, kv.ErrInvalidArgument) || !strings.Contains(err.Error(), "2000 bytes") {
 		t.Fatalf("2000-byte key: %v", err)
 	}
-	_, err = st.Put(ctx, pluginapi.PutRequest{Key: "k", Value: make([]byte, 1001)})
-	if !errors.Is(err, pluginapi.ErrTooLarge) || !strings.Contains(err.Error(), "1001 bytes") {
+	_, err = st.Put(ctx, kv.PutRequest{Key: "k", Value: make([]byte, 1001)})
+	if !errors.Is(err, kv.ErrTooLarge) || !strings.Contains(err.Error(), "1001 bytes") {
 		t.Fatalf("value over the limit: %v", err)
 	}
-	ops := []pluginapi.Op{
-		pluginapi.PutOp("a", nil, 0, pluginapi.Condition{}), pluginapi.PutOp("b", nil, 0, pluginapi.Condition{}),
-		pluginapi.PutOp("c", nil, 0, pluginapi.Condition{}), pluginapi.PutOp("d", nil, 0, pluginapi.Condition{}),
+	ops := []kv.Op{
+		kv.PutOp("a", nil, 0, kv.Condition{}), kv.PutOp("b", nil, 0, kv.Condition{}),
+		kv.PutOp("c", nil, 0, kv.Condition{}), kv.PutOp("d", nil, 0, kv.Condition{}),
 	}
-	if _, err := st.Batch(ctx, ops); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+	if _, err := st.Batch(ctx, ops); !errors.Is(err, kv.ErrInvalidArgument) {
 		t.Fatalf("batch over the limit: %v", err)
 	}
-	if _, err := st.Batch(ctx, []pluginapi.Op{ops[0], pluginapi.PutOp("big", make([]byte, 1001), 0, pluginapi.Condition{})}); !errors.Is(err, pluginapi.ErrTooLarge) {
+	if _, err := st.Batch(ctx, []kv.Op{ops[0], kv.PutOp("big", make([]byte, 1001), 0, kv.Condition{})}); !errors.Is(err, kv.ErrTooLarge) {
 		t.Fatalf("batch with a value over the limit: %v", err)
 	}
 	if n, _ := st.Count(ctx, ""); n != 0 {
 		t.Fatalf("refused writes stored %d keys", n)
 	}
-	if _, err := host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory")}, Limits: host.Limits{MaxKeyBytes: 5000}}); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+	if _, err := host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory")}, Limits: host.Limits{MaxKeyBytes: 5000}}); !errors.Is(err, kv.ErrInvalidArgument) {
 		t.Fatalf("impossible key limit accepted: %v", err)
 	}
 }
@@ -121,7 +121,7 @@ type denyGuard struct{ calls atomic.Int64 }
 func (g *denyGuard) Check(_ context.Context, c *host.Check) error {
 	g.calls.Add(1)
 	if strings.HasPrefix(c.Key, "secret/") {
-		return fmt.Errorf("%w: policy test denied %s %q", pluginapi.ErrPermissionDenied, c.Op, c.Key)
+		return fmt.Errorf("%w: policy test denied %s %q", kv.ErrPermissionDenied, c.Op, c.Key)
 	}
 	if c.Op == host.OpPut && c.TTL == 0 {
 		c.TTL = time.Hour // the guard may impose a TTL
@@ -133,7 +133,7 @@ func TestGuardSeesEveryOperation(t *testing.T) {
 	g := &denyGuard{}
 	st := openStore(t, func(c *host.Config) { c.Guard = g })
 	ctx := t.Context()
-	e, err := st.Put(ctx, pluginapi.PutRequest{Key: "a", Value: []byte("1")})
+	e, err := st.Put(ctx, kv.PutRequest{Key: "a", Value: []byte("1")})
 	if err != nil || e.ExpiresAt.IsZero() {
 		t.Fatalf("guard's TTL was not applied: %+v %v", e, err)
 	}
@@ -143,29 +143,29 @@ func TestGuardSeesEveryOperation(t *testing.T) {
 	ops := map[string]func() error{
 		"get":           func() error { _, err := st.Get(ctx, "secret/x"); return err },
 		"get-many":      func() error { _, err := st.GetMany(ctx, []string{"a", "secret/z"}); return err },
-		"put":           func() error { _, err := st.Put(ctx, pluginapi.PutRequest{Key: "secret/x"}); return err },
-		"delete":        func() error { _, err := st.Delete(ctx, "secret/x", pluginapi.Condition{}); return err },
-		"list":          func() error { _, err := st.List(ctx, pluginapi.ListRequest{Prefix: "secret/"}); return err },
+		"put":           func() error { _, err := st.Put(ctx, kv.PutRequest{Key: "secret/x"}); return err },
+		"delete":        func() error { _, err := st.Delete(ctx, "secret/x", kv.Condition{}); return err },
+		"list":          func() error { _, err := st.List(ctx, kv.ListRequest{Prefix: "secret/"}); return err },
 		"count":         func() error { _, err := st.Count(ctx, "secret/"); return err },
 		"delete-prefix": func() error { _, err := st.DeletePrefix(ctx, "secret/"); return err },
 		"increment":     func() error { _, err := st.Increment(ctx, "secret/n", 1); return err },
-		"refresh-ttl":   func() error { _, err := st.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "secret/x"}); return err },
+		"refresh-ttl":   func() error { _, err := st.RefreshTTL(ctx, kv.RefreshRequest{Key: "secret/x"}); return err },
 		"watch":         func() error { _, err := st.Watch(ctx, "secret/"); return err },
 		"batch": func() error {
-			_, err := st.Batch(ctx, []pluginapi.Op{pluginapi.PutOp("ok", nil, 0, pluginapi.Condition{}), pluginapi.DeleteOp("secret/y", pluginapi.Condition{})})
+			_, err := st.Batch(ctx, []kv.Op{kv.PutOp("ok", nil, 0, kv.Condition{}), kv.DeleteOp("secret/y", kv.Condition{})})
 			return err
 		},
 	}
 	for name, op := range ops {
 		before := g.calls.Load()
-		if err := op(); !errors.Is(err, pluginapi.ErrPermissionDenied) {
+		if err := op(); !errors.Is(err, kv.ErrPermissionDenied) {
 			t.Errorf("%s under secret/: %v, want the guard's denial", name, err)
 		}
 		if g.calls.Load() == before {
 			t.Errorf("%s did not reach the guard", name)
 		}
 	}
-	if _, err := st.Get(ctx, "ok"); !errors.Is(err, pluginapi.ErrNotFound) {
+	if _, err := st.Get(ctx, "ok"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("a batch with a denied op applied its other op: %v", err)
 	}
 	before := g.calls.Load()
@@ -202,11 +202,11 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				_, err := st.Put(ctx, pluginapi.PutRequest{Key: fmt.Sprintf("w%d/%d", w, i), Value: []byte("v")})
+				_, err := st.Put(ctx, kv.PutRequest{Key: fmt.Sprintf("w%d/%d", w, i), Value: []byte("v")})
 				switch {
 				case err == nil:
 					ok.Add(1)
-				case errors.Is(err, pluginapi.ErrUnavailable):
+				case errors.Is(err, kv.ErrUnavailable):
 					failed.Add(1)
 				default:
 					t.Errorf("put during a plugin death: %v, want success or ErrUnavailable", err)
@@ -230,7 +230,7 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 	if st.PluginPid() == pid || st.PluginPid() == 0 {
 		t.Fatalf("plugin pid %d after restart (was %d)", st.PluginPid(), pid)
 	}
-	if _, err := st.Put(ctx, pluginapi.PutRequest{Key: "after", Value: []byte("v")}); err != nil {
+	if _, err := st.Put(ctx, kv.PutRequest{Key: "after", Value: []byte("v")}); err != nil {
 		t.Fatalf("put after restart: %v", err)
 	}
 	if got := testutil.ToFloat64(m.Restarts()); got != 1 {
@@ -242,15 +242,15 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 func TestBadPlugins(t *testing.T) {
 	ctx := t.Context()
 	_, err := host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: "/nonexistent/kvhost-plugin-x"}})
-	if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), "/nonexistent/kvhost-plugin-x") {
+	if !errors.Is(err, kv.ErrInvalidArgument) || !strings.Contains(err.Error(), "/nonexistent/kvhost-plugin-x") {
 		t.Fatalf("missing plugin: %v", err)
 	}
 	_, err = host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory"), SHA256: strings.Repeat("ab", 32)}})
-	if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), "sha256") {
+	if !errors.Is(err, kv.ErrInvalidArgument) || !strings.Contains(err.Error(), "sha256") {
 		t.Fatalf("checksum mismatch: %v", err)
 	}
 	_, err = host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory"), Settings: map[string]string{"bogus": "1"}}})
-	if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), "bogus") {
+	if !errors.Is(err, kv.ErrInvalidArgument) || !strings.Contains(err.Error(), "bogus") {
 		t.Fatalf("unknown setting: %v", err)
 	}
 }

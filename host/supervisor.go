@@ -23,7 +23,7 @@ type supervisor struct {
 
 	mu   sync.RWMutex
 	cur  *pluginapi.Plugin
-	info pluginapi.Info
+	info kv.Info
 	gen  uint64 // bumped at every (re)start
 
 	kick   chan struct{}
@@ -70,12 +70,12 @@ func (s *supervisor) backend() (*pluginapi.Plugin, uint64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.cur == nil {
-		return nil, 0, fmt.Errorf("%w: backend plugin is restarting", pluginapi.ErrUnavailable)
+		return nil, 0, fmt.Errorf("%w: backend plugin is restarting", kv.ErrUnavailable)
 	}
 	return s.cur, s.gen, nil
 }
 
-func (s *supervisor) currentInfo() pluginapi.Info {
+func (s *supervisor) currentInfo() kv.Info {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.info
@@ -84,7 +84,7 @@ func (s *supervisor) currentInfo() pluginapi.Info {
 // report tells the supervisor a call on generation gen failed with err; an
 // ErrUnavailable from a plugin whose process is gone triggers a restart.
 func (s *supervisor) report(gen uint64, err error) {
-	if !errors.Is(err, pluginapi.ErrUnavailable) {
+	if !errors.Is(err, kv.ErrUnavailable) {
 		return
 	}
 	s.mu.RLock()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kvhost/kvhost/internal/latency"
 	"github.com/kvhost/kvhost/internal/testbin"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/kvhost/kvhost/plugins/memory"
 )
@@ -54,7 +55,7 @@ func BenchmarkWire(b *testing.B) {
 		})
 		b.Run(tg.name+"/get", func(b *testing.B) {
 			c := tg.open(b)
-			if _, err := c.Put(b.Context(), pluginapi.PutRequest{Key: "actor/1", Value: []byte("node-1:pid-4242")}); err != nil {
+			if _, err := c.Put(b.Context(), kv.PutRequest{Key: "actor/1", Value: []byte("node-1:pid-4242")}); err != nil {
 				b.Fatal(err)
 			}
 			measure(b, func() error { _, err := c.Get(b.Context(), "actor/1"); return err })

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvhost/kvhost/api/rpcerr"
+	"github.com/kvhost/kvhost/kv"
 	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
 )
 
@@ -27,10 +29,10 @@ type Client struct {
 }
 
 var (
-	_ BatchReceiver = (*clientStream)(nil)
-	_ Backend       = (*Client)(nil)
-	_ Watcher       = (*Client)(nil)
-	_ Expirer       = (*Client)(nil)
+	_ kv.BatchReceiver = (*clientStream)(nil)
+	_ kv.Backend       = (*Client)(nil)
+	_ kv.Watcher       = (*Client)(nil)
+	_ kv.Expirer       = (*Client)(nil)
 )
 
 // NewClient returns a Client on an established connection. Most callers
@@ -55,137 +57,138 @@ func (c *Client) Ping(ctx context.Context) error {
 	return wireErr(ctx, err)
 }
 
-func (c *Client) Info(ctx context.Context) (Info, error) {
+func (c *Client) Info(ctx context.Context) (kv.Info, error) {
 	r, err := c.rpc.Info(ctx, &pb.InfoRequest{})
 	if err != nil {
-		return Info{}, wireErr(ctx, err)
+		return kv.Info{}, wireErr(ctx, err)
 	}
-	return Info{
-		Name: r.Name, Version: r.Version, ProtocolVersion: int(r.ProtocolVersion),
-		Capabilities: Capabilities{Watch: r.CapWatch, CleanupExpired: r.CapCleanupExpired},
-	}, nil
+	return infoFromPB(r), nil
 }
 
-func (c *Client) Get(ctx context.Context, key string) (Entry, error) {
-	if err := ValidateKey(key); err != nil {
-		return Entry{}, err
+func (c *Client) Get(ctx context.Context, key string) (kv.GetResult, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.GetResult{}, err
 	}
 	r, err := c.rpc.Get(ctx, &pb.GetRequest{Key: key})
 	if err != nil {
-		return Entry{}, wireErr(ctx, err)
+		return kv.GetResult{}, wireErr(ctx, err)
 	}
-	return entryFromPB(r.Entry), nil
+	res := kv.GetResult{Found: r.Found, Revision: r.Revision}
+	if r.Found {
+		res.Entry = entryFromPB(r.Entry)
+	}
+	return res, nil
 }
 
-func (c *Client) GetMany(ctx context.Context, keys []string) ([]*Entry, error) {
-	if err := ValidateGetMany(keys); err != nil {
-		return nil, err
+func (c *Client) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, error) {
+	if err := kv.ValidateGetMany(keys); err != nil {
+		return kv.GetManyResult{}, err
 	}
 	r, err := c.rpc.GetMany(ctx, &pb.GetManyRequest{Keys: keys})
 	if err != nil {
-		return nil, wireErr(ctx, err)
+		return kv.GetManyResult{}, wireErr(ctx, err)
 	}
 	if len(r.Results) != len(keys) {
-		return nil, fmt.Errorf("%w: get-many answered %d results for %d keys", ErrInternal, len(r.Results), len(keys))
+		return kv.GetManyResult{}, fmt.Errorf("%w: get-many answered %d results for %d keys", kv.ErrInternal, len(r.Results), len(keys))
 	}
-	out := make([]*Entry, len(r.Results))
+	out := kv.GetManyResult{Entries: make([]*kv.Entry, len(r.Results)), Revision: r.Revision}
 	for i, l := range r.Results {
 		if l.Found {
 			e := entryFromPB(l.Entry)
-			out[i] = &e
+			out.Entries[i] = &e
 		}
 	}
 	return out, nil
 }
 
-func (c *Client) Put(ctx context.Context, req PutRequest) (Entry, error) {
-	if err := ValidatePut(req); err != nil {
-		return Entry{}, err
+func (c *Client) Put(ctx context.Context, req kv.PutRequest) (kv.Entry, error) {
+	if err := kv.ValidatePut(req); err != nil {
+		return kv.Entry{}, err
 	}
-	r, err := c.rpc.Put(ctx, &pb.PutRequest{Key: req.Key, Value: req.Value, TtlMs: TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
+	r, err := c.rpc.Put(ctx, &pb.PutRequest{Key: req.Key, Value: req.Value, TtlMs: kv.TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
 	if err != nil {
-		return Entry{}, wireErr(ctx, err)
+		return kv.Entry{}, wireErr(ctx, err)
 	}
 	return entryFromPB(r.Entry), nil
 }
 
-func (c *Client) Delete(ctx context.Context, key string, cond Condition) (bool, error) {
-	if err := ValidateKey(key); err != nil {
-		return false, err
+func (c *Client) Delete(ctx context.Context, key string, cond kv.Condition) (kv.DeleteResult, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.DeleteResult{}, err
 	}
-	if err := ValidateCondition(cond, false); err != nil {
-		return false, err
+	if err := kv.ValidateCondition(cond, false); err != nil {
+		return kv.DeleteResult{}, err
 	}
 	r, err := c.rpc.Delete(ctx, &pb.DeleteRequest{Key: key, Condition: condToPB(cond)})
 	if err != nil {
-		return false, wireErr(ctx, err)
+		return kv.DeleteResult{}, wireErr(ctx, err)
 	}
-	return r.Deleted, nil
+	return kv.DeleteResult{Deleted: r.Deleted, Revision: r.Revision}, nil
 }
 
-func (c *Client) List(ctx context.Context, req ListRequest) (ListResult, error) {
-	req, err := NormalizeList(req)
+func (c *Client) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
+	req, err := kv.NormalizeList(req)
 	if err != nil {
-		return ListResult{}, err
+		return kv.ListResult{}, err
 	}
 	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(req.Limit), KeysOnly: req.KeysOnly})
 	if err != nil {
-		return ListResult{}, wireErr(ctx, err)
+		return kv.ListResult{}, wireErr(ctx, err)
 	}
-	out := ListResult{Entries: make([]Entry, len(r.Entries)), More: r.More}
+	out := kv.ListResult{Entries: make([]kv.Entry, len(r.Entries)), More: r.More, Revision: r.Revision}
 	for i, e := range r.Entries {
 		out.Entries[i] = entryFromPB(e)
 	}
 	return out, nil
 }
 
-func (c *Client) Count(ctx context.Context, prefix string) (int64, error) {
-	if err := ValidatePrefix(prefix); err != nil {
-		return 0, err
+func (c *Client) Count(ctx context.Context, prefix string) (kv.CountResult, error) {
+	if err := kv.ValidatePrefix(prefix); err != nil {
+		return kv.CountResult{}, err
 	}
 	r, err := c.rpc.Count(ctx, &pb.CountRequest{Prefix: prefix})
 	if err != nil {
-		return 0, wireErr(ctx, err)
+		return kv.CountResult{}, wireErr(ctx, err)
 	}
-	return r.Count, nil
+	return kv.CountResult{Count: r.Count, Revision: r.Revision}, nil
 }
 
-func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error) {
-	if err := ValidateDeletePrefix(prefix); err != nil {
-		return 0, err
+func (c *Client) DeletePrefix(ctx context.Context, prefix string) (kv.DeletePrefixResult, error) {
+	if err := kv.ValidateDeletePrefix(prefix); err != nil {
+		return kv.DeletePrefixResult{}, err
 	}
 	r, err := c.rpc.DeletePrefix(ctx, &pb.DeletePrefixRequest{Prefix: prefix})
 	if err != nil {
-		return 0, wireErr(ctx, err)
+		return kv.DeletePrefixResult{}, wireErr(ctx, err)
 	}
-	return r.Deleted, nil
+	return kv.DeletePrefixResult{Deleted: r.Deleted, Revision: r.Revision}, nil
 }
 
-func (c *Client) Increment(ctx context.Context, key string, delta int64) (Counter, error) {
-	if err := ValidateKey(key); err != nil {
-		return Counter{}, err
+func (c *Client) Increment(ctx context.Context, key string, delta int64) (kv.Counter, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.Counter{}, err
 	}
 	r, err := c.rpc.Increment(ctx, &pb.IncrementRequest{Key: key, Delta: delta})
 	if err != nil {
-		return Counter{}, wireErr(ctx, err)
+		return kv.Counter{}, wireErr(ctx, err)
 	}
-	return Counter{Value: r.Value, Version: r.Version, ExpiresAt: FromUnixMillis(r.ExpiresAtMs)}, nil
+	return kv.Counter{Value: r.Value, Version: r.Version, ExpiresAt: kv.FromUnixMillis(r.ExpiresAtMs)}, nil
 }
 
-func (c *Client) RefreshTTL(ctx context.Context, req RefreshRequest) (Entry, error) {
-	if err := ValidateRefresh(req); err != nil {
-		return Entry{}, err
+func (c *Client) RefreshTTL(ctx context.Context, req kv.RefreshRequest) (kv.RefreshResult, error) {
+	if err := kv.ValidateRefresh(req); err != nil {
+		return kv.RefreshResult{}, err
 	}
-	r, err := c.rpc.RefreshTTL(ctx, &pb.RefreshTTLRequest{Key: req.Key, TtlMs: TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
+	r, err := c.rpc.RefreshTTL(ctx, &pb.RefreshTTLRequest{Key: req.Key, TtlMs: kv.TTLMillis(req.TTL), Condition: condToPB(req.Cond)})
 	if err != nil {
-		return Entry{}, wireErr(ctx, err)
+		return kv.RefreshResult{}, wireErr(ctx, err)
 	}
-	return entryFromPB(r.Entry), nil
+	return kv.RefreshResult{Entry: entryFromPB(r.Entry), Revision: r.Revision}, nil
 }
 
-func (c *Client) Batch(ctx context.Context, ops []Op) ([]OpResult, error) {
-	if err := ValidateBatch(ops); err != nil {
-		return nil, err
+func (c *Client) Batch(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) {
+	if err := kv.ValidateBatch(ops); err != nil {
+		return kv.BatchResult{}, err
 	}
 	req := &pb.BatchRequest{Ops: make([]*pb.Op, len(ops))}
 	for i, op := range ops {
@@ -193,11 +196,11 @@ func (c *Client) Batch(ctx context.Context, ops []Op) ([]OpResult, error) {
 	}
 	r, err := c.rpc.Batch(ctx, req)
 	if err != nil {
-		return nil, wireErr(ctx, err)
+		return kv.BatchResult{}, wireErr(ctx, err)
 	}
-	out := make([]OpResult, len(r.Results))
+	out := kv.BatchResult{Results: make([]kv.OpResult, len(r.Results)), Revision: r.Revision}
 	for i, res := range r.Results {
-		out[i] = OpResult{Version: res.Version, ExpiresAt: FromUnixMillis(res.ExpiresAtMs), Deleted: res.Deleted}
+		out.Results[i] = kv.OpResult{Version: res.Version, ExpiresAt: kv.FromUnixMillis(res.ExpiresAtMs), Deleted: res.Deleted, Revision: res.Revision}
 	}
 	return out, nil
 }
@@ -210,21 +213,22 @@ func (c *Client) CleanupExpired(ctx context.Context, limit int) (int64, error) {
 	return r.Removed, nil
 }
 
-func (c *Client) Stats(ctx context.Context) (Stats, error) {
+func (c *Client) Stats(ctx context.Context) (kv.Stats, error) {
 	r, err := c.rpc.Stats(ctx, &pb.StatsRequest{})
 	if err != nil {
-		return Stats{}, wireErr(ctx, err)
+		return kv.Stats{}, wireErr(ctx, err)
 	}
-	return Stats{Keys: r.Keys, Bytes: r.Bytes, Backend: r.Backend, Version: r.Version}, nil
+	return kv.Stats{Keys: r.Keys, Bytes: r.Bytes, Backend: r.Backend, Version: r.Version,
+		Revision: r.Revision, OldestRevision: r.OldestRevision}, nil
 }
 
 // Watch opens a watch stream and returns once the far side says it is live.
-func (c *Client) Watch(ctx context.Context, prefix string) (WatchStream, error) {
-	if err := ValidatePrefix(prefix); err != nil {
+func (c *Client) Watch(ctx context.Context, req kv.WatchRequest) (kv.WatchStream, error) {
+	if err := kv.ValidateWatch(req); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	st, err := c.rpc.Watch(ctx, &pb.WatchRequest{Prefix: prefix})
+	st, err := c.rpc.Watch(ctx, watchToPB(req))
 	if err != nil {
 		cancel()
 		return nil, wireErr(ctx, err)
@@ -236,7 +240,7 @@ func (c *Client) Watch(ctx context.Context, prefix string) (WatchStream, error) 
 	}
 	if !first.Ready {
 		cancel()
-		return nil, fmt.Errorf("%w: watch stream did not start with ready", ErrInternal)
+		return nil, fmt.Errorf("%w: watch stream did not start with ready", kv.ErrInternal)
 	}
 	return &clientStream{st: st, cancel: cancel, ctx: ctx}, nil
 }
@@ -257,17 +261,17 @@ type clientStream struct {
 	pending []*pb.Event // received, not yet returned
 }
 
-func (s *clientStream) Recv() (Event, error) {
+func (s *clientStream) Recv() (kv.Event, error) {
 	for len(s.pending) == 0 {
 		m, err := s.st.Recv()
 		if err != nil {
 			if s.closed.Load() {
-				return Event{}, ErrClosed
+				return kv.Event{}, kv.ErrClosed
 			}
 			if errors.Is(err, io.EOF) {
-				return Event{}, fmt.Errorf("%w: watch stream ended by the backend", ErrUnavailable)
+				return kv.Event{}, fmt.Errorf("%w: watch stream ended by the backend", kv.ErrUnavailable)
 			}
-			return Event{}, wireErr(s.ctx, err)
+			return kv.Event{}, wireErr(s.ctx, err)
 		}
 		s.pending = m.Events
 	}
@@ -278,7 +282,7 @@ func (s *clientStream) Recv() (Event, error) {
 
 // RecvMore appends the events already received, up to max, without
 // blocking, so that a server forwarding this stream can batch them too.
-func (s *clientStream) RecvMore(buf []Event, max int) []Event {
+func (s *clientStream) RecvMore(buf []kv.Event, max int) []kv.Event {
 	for len(buf) < max && len(s.pending) > 0 {
 		buf = append(buf, eventFromPB(s.pending[0]))
 		s.pending = s.pending[1:]
@@ -300,7 +304,7 @@ func wireErr(ctx context.Context, err error) error {
 		return nil
 	}
 	if status.Code(err) == codes.Canceled && ctx.Err() == nil {
-		return fmt.Errorf("%w: plugin connection closed: %s", ErrUnavailable, status.Convert(err).Message())
+		return fmt.Errorf("%w: plugin connection closed: %s", kv.ErrUnavailable, status.Convert(err).Message())
 	}
-	return FromStatus(err)
+	return rpcerr.FromStatus(err)
 }

@@ -28,7 +28,7 @@
 // ordinary test in your own module:
 //
 //	func TestConformance(t *testing.T) {
-//		conformance.Run(t, func(t testing.TB) pluginapi.Backend { return mybackend.New() })
+//		conformance.Run(t, func(t testing.TB) kv.Backend { return mybackend.New() })
 //	}
 //
 // and through the wire with conformance.RunPlugin against your built binary

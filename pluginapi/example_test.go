@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/kvhost/kvhost/plugins/memory"
 )
@@ -22,15 +23,15 @@ func Example() {
 		panic(err)
 	}
 
-	e, _ := b.Put(ctx, pluginapi.PutRequest{Key: "lock/leader", Value: []byte("node-1"), Cond: pluginapi.IfAbsent()})
-	_, err = b.Put(ctx, pluginapi.PutRequest{Key: "lock/leader", Value: []byte("node-2"), Cond: pluginapi.IfAbsent()})
+	e, _ := b.Put(ctx, kv.PutRequest{Key: "lock/leader", Value: []byte("node-1"), Cond: kv.IfAbsent()})
+	_, err = b.Put(ctx, kv.PutRequest{Key: "lock/leader", Value: []byte("node-2"), Cond: kv.IfAbsent()})
 
-	var conflict *pluginapi.ConflictError
+	var conflict *kv.ConflictError
 	if errors.As(err, &conflict) {
 		fmt.Println("lock held at version", conflict.CurrentVersion == e.Version)
 	}
 	_, err = b.Get(ctx, "lock/follower")
-	fmt.Println("not found:", errors.Is(err, pluginapi.ErrNotFound))
+	fmt.Println("not found:", errors.Is(err, kv.ErrNotFound))
 
 	c, _ := b.Increment(ctx, "counter/requests", 5)
 	fmt.Println("counter:", c.Value)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 
+	"github.com/kvhost/kvhost/kv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -30,7 +31,7 @@ func ServeInProcess(ctx context.Context, open OpenFunc) (*Client, error) {
 	)
 	if err != nil {
 		srv.Stop()
-		return nil, fmt.Errorf("%w: in-process connection: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: in-process connection: %w", kv.ErrUnavailable, err)
 	}
 	c := NewClient(conn)
 	c.conn = closerFunc(func() error {

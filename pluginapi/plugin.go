@@ -10,12 +10,14 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/kvhost/kvhost/kv"
 	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
 )
 
@@ -23,7 +25,7 @@ import (
 // version changes only when the wire contract changes incompatibly; a host
 // offers every version it can speak and go-plugin picks the highest one
 // both sides share.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // PluginName is the name a backend is dispensed under.
 const PluginName = "backend"
@@ -49,11 +51,13 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "a4f6c1de-kvhost-backend",
 }
 
-// PluginSets returns the versioned plugin sets of the host side. Version 2
-// will sit beside version 1 here when it exists.
+// PluginSets returns the versioned plugin sets of the host side. Version 1
+// is not among them: contract v2 changed its meaning (revisions), and it
+// was retired before any third party depended on it. Later versions will
+// sit beside version 2 here.
 func PluginSets() map[int]plugin.PluginSet {
 	return map[int]plugin.PluginSet{
-		1: {PluginName: &GRPCPlugin{}},
+		ProtocolVersion: {PluginName: &GRPCPlugin{}},
 	}
 }
 
@@ -69,7 +73,7 @@ type GRPCPlugin struct {
 // GRPCServer registers the backend service (plugin side).
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	if p.Open == nil {
-		return fmt.Errorf("%w: GRPCPlugin has no Open function", ErrInternal)
+		return fmt.Errorf("%w: GRPCPlugin has no Open function", kv.ErrInternal)
 	}
 	p.server = newGRPCServer(p.Open)
 	pb.RegisterBackendServer(s, p.server)
@@ -112,7 +116,7 @@ func Serve(open OpenFunc) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{
-			1: {PluginName: p},
+			ProtocolVersion: {PluginName: p},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
@@ -164,14 +168,14 @@ type Plugin struct {
 // process: Kill ends it.
 func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 	if cfg.Path == "" {
-		return nil, fmt.Errorf("%w: plugin path is empty", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: plugin path is empty", kv.ErrInvalidArgument)
 	}
 	fi, err := os.Stat(cfg.Path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: plugin binary %s: %w", ErrInvalidArgument, cfg.Path, err)
+		return nil, fmt.Errorf("%w: plugin binary %s: %w", kv.ErrInvalidArgument, cfg.Path, err)
 	}
 	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
-		return nil, fmt.Errorf("%w: plugin binary %s is not an executable file", ErrInvalidArgument, cfg.Path)
+		return nil, fmt.Errorf("%w: plugin binary %s is not an executable file", kv.ErrInvalidArgument, cfg.Path)
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -196,7 +200,7 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 	if cfg.SHA256 != "" {
 		sum, err := hex.DecodeString(cfg.SHA256)
 		if err != nil || len(sum) != sha256.Size {
-			return nil, fmt.Errorf("%w: plugin sha256 %q is not 64 hex digits", ErrInvalidArgument, cfg.SHA256)
+			return nil, fmt.Errorf("%w: plugin sha256 %q is not 64 hex digits", kv.ErrInvalidArgument, cfg.SHA256)
 		}
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
@@ -208,17 +212,21 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 	rpc, err := proc.Client()
 	if err != nil {
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-			return fail(fmt.Errorf("%w: plugin %s does not match its pinned sha256: %w", ErrInvalidArgument, cfg.Path, err))
+			return fail(fmt.Errorf("%w: plugin %s does not match its pinned sha256: %w", kv.ErrInvalidArgument, cfg.Path, err))
 		}
-		return fail(fmt.Errorf("%w: starting plugin %s: %w", ErrUnavailable, cfg.Path, err))
+		if v, ok := incompatibleVersion(err); ok {
+			return fail(fmt.Errorf("%w: plugin %s speaks kvhost plugin protocol v%s, and this host speaks v%d: rebuild the plugin against pluginapi v%d (%w)",
+				kv.ErrInvalidArgument, cfg.Path, v, ProtocolVersion, ProtocolVersion, err))
+		}
+		return fail(fmt.Errorf("%w: starting plugin %s: %w", kv.ErrUnavailable, cfg.Path, err))
 	}
 	raw, err := rpc.Dispense(PluginName)
 	if err != nil {
-		return fail(fmt.Errorf("%w: plugin %s: %w", ErrUnavailable, cfg.Path, err))
+		return fail(fmt.Errorf("%w: plugin %s: %w", kv.ErrUnavailable, cfg.Path, err))
 	}
 	c, ok := raw.(*Client)
 	if !ok {
-		return fail(fmt.Errorf("%w: plugin %s dispensed %T", ErrInternal, cfg.Path, raw))
+		return fail(fmt.Errorf("%w: plugin %s dispensed %T", kv.ErrInternal, cfg.Path, raw))
 	}
 	settings := cfg.Settings
 	if settings == nil {
@@ -248,4 +256,23 @@ func (p *Plugin) Pid() int {
 func (p *Plugin) Close() error {
 	p.proc.Kill()
 	return nil
+}
+
+// incompatibleVersion recognises go-plugin's refusal of a plugin whose
+// protocol version the host does not speak, and returns the plugin's
+// version. go-plugin has no typed error for it; its message has said
+// "Incompatible API version with plugin. Plugin version: N, Client
+// versions: [...]" since version negotiation was added.
+func incompatibleVersion(err error) (string, bool) {
+	const marker = "Plugin version: "
+	msg := err.Error()
+	i := strings.Index(msg, marker)
+	if !strings.Contains(msg, "Incompatible API version") || i < 0 {
+		return "", false
+	}
+	v := msg[i+len(marker):]
+	if j := strings.IndexAny(v, ", "); j >= 0 {
+		v = v[:j]
+	}
+	return v, true
 }

@@ -5,13 +5,15 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/kvhost/kvhost/api/rpcerr"
+	"github.com/kvhost/kvhost/kv"
 	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
 )
 
 // OpenFunc opens a backend from the operator's settings. It is what a
 // backend hands to Serve; an unknown or malformed setting is an error
-// wrapping ErrInvalidArgument that names it.
-type OpenFunc func(ctx context.Context, settings map[string]string) (Backend, error)
+// wrapping kv.ErrInvalidArgument that names it.
+type OpenFunc func(ctx context.Context, settings map[string]string) (kv.Backend, error)
 
 // grpcServer serves a Backend on the plugin protocol. It validates every
 // request before the backend sees it, so the wire boundary is safe even
@@ -21,16 +23,16 @@ type grpcServer struct {
 	open OpenFunc
 
 	mu      sync.RWMutex
-	backend Backend
+	backend kv.Backend
 }
 
 func newGRPCServer(open OpenFunc) *grpcServer { return &grpcServer{open: open} }
 
-func (s *grpcServer) get() (Backend, error) {
+func (s *grpcServer) get() (kv.Backend, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.backend == nil {
-		return nil, ToStatus(fmt.Errorf("%w: backend is not open yet: Open must be the first call", ErrUnavailable))
+		return nil, rpcerr.ToStatus(fmt.Errorf("%w: backend is not open yet: Open must be the first call", kv.ErrUnavailable))
 	}
 	return s.backend, nil
 }
@@ -46,210 +48,211 @@ func (s *grpcServer) close() error {
 	return err
 }
 
+// serve runs one unary call: it finds the open backend, validates the
+// request, calls the backend and maps its error by the error table.
+func serve[Req, Resp any](s *grpcServer, ctx context.Context, req Req, validate func(Req) error,
+	call func(context.Context, kv.Backend, Req) (Resp, error)) (Resp, error) {
+	var zero Resp
+	b, err := s.get()
+	if err != nil {
+		return zero, err
+	}
+	if validate != nil {
+		if err := validate(req); err != nil {
+			return zero, rpcerr.ToStatus(err)
+		}
+	}
+	resp, err := call(ctx, b, req)
+	if err != nil {
+		return zero, rpcerr.ToStatus(err)
+	}
+	return resp, nil
+}
+
 func (s *grpcServer) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.backend != nil {
-		return nil, ToStatus(fmt.Errorf("%w: backend is already open", ErrInvalidArgument))
+		return nil, rpcerr.ToStatus(fmt.Errorf("%w: backend is already open", kv.ErrInvalidArgument))
 	}
 	b, err := s.open(ctx, req.Settings)
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, rpcerr.ToStatus(err)
 	}
 	s.backend = b
 	return &pb.OpenResponse{}, nil
 }
 
-func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	info, err := b.Info(ctx)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.InfoResponse{
-		Name: info.Name, Version: info.Version, ProtocolVersion: int32(info.ProtocolVersion),
-		CapWatch: info.Capabilities.Watch, CapCleanupExpired: info.Capabilities.CleanupExpired,
-	}, nil
+func (s *grpcServer) Info(ctx context.Context, req *pb.InfoRequest) (*pb.InfoResponse, error) {
+	return serve(s, ctx, req, nil, func(ctx context.Context, b kv.Backend, _ *pb.InfoRequest) (*pb.InfoResponse, error) {
+		info, err := b.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return infoToPB(info), nil
+	})
 }
 
 func (s *grpcServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	if err := ValidateKey(req.Key); err != nil {
-		return nil, ToStatus(err)
-	}
-	e, err := b.Get(ctx, req.Key)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.GetResponse{Entry: entryToPB(e)}, nil
+	return serve(s, ctx, req, func(r *pb.GetRequest) error { return kv.ValidateKey(r.Key) },
+		func(ctx context.Context, b kv.Backend, r *pb.GetRequest) (*pb.GetResponse, error) {
+			res, err := b.Get(ctx, r.Key)
+			if err != nil {
+				return nil, err
+			}
+			out := &pb.GetResponse{Found: res.Found, Revision: res.Revision}
+			if res.Found {
+				out.Entry = entryToPB(res.Entry)
+			}
+			return out, nil
+		})
 }
 
 func (s *grpcServer) GetMany(ctx context.Context, req *pb.GetManyRequest) (*pb.GetManyResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	if err := ValidateGetMany(req.Keys); err != nil {
-		return nil, ToStatus(err)
-	}
-	es, err := b.GetMany(ctx, req.Keys)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	out := &pb.GetManyResponse{Results: make([]*pb.Lookup, len(es))}
-	for i, e := range es {
-		if e == nil {
-			out.Results[i] = &pb.Lookup{}
-		} else {
-			out.Results[i] = &pb.Lookup{Found: true, Entry: entryToPB(*e)}
-		}
-	}
-	return out, nil
+	return serve(s, ctx, req, func(r *pb.GetManyRequest) error { return kv.ValidateGetMany(r.Keys) },
+		func(ctx context.Context, b kv.Backend, r *pb.GetManyRequest) (*pb.GetManyResponse, error) {
+			res, err := b.GetMany(ctx, r.Keys)
+			if err != nil {
+				return nil, err
+			}
+			if len(res.Entries) != len(r.Keys) {
+				return nil, fmt.Errorf("%w: backend answered get-many of %d keys with %d results", kv.ErrInternal, len(r.Keys), len(res.Entries))
+			}
+			out := &pb.GetManyResponse{Results: make([]*pb.Lookup, len(res.Entries)), Revision: res.Revision}
+			for i, e := range res.Entries {
+				if e == nil {
+					out.Results[i] = &pb.Lookup{}
+				} else {
+					out.Results[i] = &pb.Lookup{Found: true, Entry: entryToPB(*e)}
+				}
+			}
+			return out, nil
+		})
+}
+
+func putFromPB(r *pb.PutRequest) kv.PutRequest {
+	return kv.PutRequest{Key: r.Key, Value: r.Value, TTL: kv.Millis(r.TtlMs), Cond: condFromPB(r.Condition)}
 }
 
 func (s *grpcServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	put := PutRequest{Key: req.Key, Value: req.Value, TTL: Millis(req.TtlMs), Cond: condFromPB(req.Condition)}
-	if err := ValidatePut(put); err != nil {
-		return nil, ToStatus(err)
-	}
-	e, err := b.Put(ctx, put)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.PutResponse{Entry: entryToPB(e)}, nil
+	return serve(s, ctx, req, func(r *pb.PutRequest) error { return kv.ValidatePut(putFromPB(r)) },
+		func(ctx context.Context, b kv.Backend, r *pb.PutRequest) (*pb.PutResponse, error) {
+			e, err := b.Put(ctx, putFromPB(r))
+			if err != nil {
+				return nil, err
+			}
+			return &pb.PutResponse{Entry: entryToPB(e)}, nil
+		})
 }
 
 func (s *grpcServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
+	validate := func(r *pb.DeleteRequest) error {
+		if err := kv.ValidateKey(r.Key); err != nil {
+			return err
+		}
+		return kv.ValidateCondition(condFromPB(r.Condition), false)
 	}
-	cond := condFromPB(req.Condition)
-	if err := ValidateKey(req.Key); err != nil {
-		return nil, ToStatus(err)
-	}
-	if err := ValidateCondition(cond, false); err != nil {
-		return nil, ToStatus(err)
-	}
-	deleted, err := b.Delete(ctx, req.Key, cond)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.DeleteResponse{Deleted: deleted}, nil
+	return serve(s, ctx, req, validate, func(ctx context.Context, b kv.Backend, r *pb.DeleteRequest) (*pb.DeleteResponse, error) {
+		res, err := b.Delete(ctx, r.Key, condFromPB(r.Condition))
+		if err != nil {
+			return nil, err
+		}
+		return &pb.DeleteResponse{Deleted: res.Deleted, Revision: res.Revision}, nil
+	})
+}
+
+func listFromPB(r *pb.ListRequest) kv.ListRequest {
+	return kv.ListRequest{Prefix: r.Prefix, StartAfter: r.StartAfter, Limit: int(r.Limit), KeysOnly: r.KeysOnly}
 }
 
 func (s *grpcServer) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	lr, err := NormalizeList(ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int(req.Limit), KeysOnly: req.KeysOnly})
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	res, err := b.List(ctx, lr)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	out := &pb.ListResponse{Entries: make([]*pb.Entry, len(res.Entries)), More: res.More}
-	for i, e := range res.Entries {
-		out.Entries[i] = entryToPB(e)
-	}
-	return out, nil
+	validate := func(r *pb.ListRequest) error { _, err := kv.NormalizeList(listFromPB(r)); return err }
+	return serve(s, ctx, req, validate, func(ctx context.Context, b kv.Backend, r *pb.ListRequest) (*pb.ListResponse, error) {
+		lr, _ := kv.NormalizeList(listFromPB(r))
+		res, err := b.List(ctx, lr)
+		if err != nil {
+			return nil, err
+		}
+		out := &pb.ListResponse{Entries: make([]*pb.Entry, len(res.Entries)), More: res.More, Revision: res.Revision}
+		for i, e := range res.Entries {
+			out.Entries[i] = entryToPB(e)
+		}
+		return out, nil
+	})
 }
 
 func (s *grpcServer) Count(ctx context.Context, req *pb.CountRequest) (*pb.CountResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	if err := ValidatePrefix(req.Prefix); err != nil {
-		return nil, ToStatus(err)
-	}
-	n, err := b.Count(ctx, req.Prefix)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.CountResponse{Count: n}, nil
+	return serve(s, ctx, req, func(r *pb.CountRequest) error { return kv.ValidatePrefix(r.Prefix) },
+		func(ctx context.Context, b kv.Backend, r *pb.CountRequest) (*pb.CountResponse, error) {
+			res, err := b.Count(ctx, r.Prefix)
+			if err != nil {
+				return nil, err
+			}
+			return &pb.CountResponse{Count: res.Count, Revision: res.Revision}, nil
+		})
 }
 
 func (s *grpcServer) DeletePrefix(ctx context.Context, req *pb.DeletePrefixRequest) (*pb.DeletePrefixResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	if err := ValidateDeletePrefix(req.Prefix); err != nil {
-		return nil, ToStatus(err)
-	}
-	n, err := b.DeletePrefix(ctx, req.Prefix)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.DeletePrefixResponse{Deleted: n}, nil
+	return serve(s, ctx, req, func(r *pb.DeletePrefixRequest) error { return kv.ValidateDeletePrefix(r.Prefix) },
+		func(ctx context.Context, b kv.Backend, r *pb.DeletePrefixRequest) (*pb.DeletePrefixResponse, error) {
+			res, err := b.DeletePrefix(ctx, r.Prefix)
+			if err != nil {
+				return nil, err
+			}
+			return &pb.DeletePrefixResponse{Deleted: res.Deleted, Revision: res.Revision}, nil
+		})
 }
 
 func (s *grpcServer) Increment(ctx context.Context, req *pb.IncrementRequest) (*pb.IncrementResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	if err := ValidateKey(req.Key); err != nil {
-		return nil, ToStatus(err)
-	}
-	c, err := b.Increment(ctx, req.Key, req.Delta)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.IncrementResponse{Value: c.Value, Version: c.Version, ExpiresAtMs: UnixMillis(c.ExpiresAt)}, nil
+	return serve(s, ctx, req, func(r *pb.IncrementRequest) error { return kv.ValidateKey(r.Key) },
+		func(ctx context.Context, b kv.Backend, r *pb.IncrementRequest) (*pb.IncrementResponse, error) {
+			c, err := b.Increment(ctx, r.Key, r.Delta)
+			if err != nil {
+				return nil, err
+			}
+			return &pb.IncrementResponse{Value: c.Value, Version: c.Version, ExpiresAtMs: kv.UnixMillis(c.ExpiresAt)}, nil
+		})
+}
+
+func refreshFromPB(r *pb.RefreshTTLRequest) kv.RefreshRequest {
+	return kv.RefreshRequest{Key: r.Key, TTL: kv.Millis(r.TtlMs), Cond: condFromPB(r.Condition)}
 }
 
 func (s *grpcServer) RefreshTTL(ctx context.Context, req *pb.RefreshTTLRequest) (*pb.RefreshTTLResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
+	return serve(s, ctx, req, func(r *pb.RefreshTTLRequest) error { return kv.ValidateRefresh(refreshFromPB(r)) },
+		func(ctx context.Context, b kv.Backend, r *pb.RefreshTTLRequest) (*pb.RefreshTTLResponse, error) {
+			res, err := b.RefreshTTL(ctx, refreshFromPB(r))
+			if err != nil {
+				return nil, err
+			}
+			return &pb.RefreshTTLResponse{Entry: entryToPB(res.Entry), Revision: res.Revision}, nil
+		})
+}
+
+func opsFromPB(in []*pb.Op) []kv.Op {
+	ops := make([]kv.Op, len(in))
+	for i, op := range in {
+		ops[i] = opFromPB(op)
 	}
-	rr := RefreshRequest{Key: req.Key, TTL: Millis(req.TtlMs), Cond: condFromPB(req.Condition)}
-	if err := ValidateRefresh(rr); err != nil {
-		return nil, ToStatus(err)
-	}
-	e, err := b.RefreshTTL(ctx, rr)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.RefreshTTLResponse{Entry: entryToPB(e)}, nil
+	return ops
 }
 
 func (s *grpcServer) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	ops := make([]Op, len(req.Ops))
-	for i, op := range req.Ops {
-		ops[i] = opFromPB(op)
-	}
-	if err := ValidateBatch(ops); err != nil {
-		return nil, ToStatus(err)
-	}
-	res, err := b.Batch(ctx, ops)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	out := &pb.BatchResponse{Results: make([]*pb.OpResult, len(res))}
-	for i, r := range res {
-		out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: UnixMillis(r.ExpiresAt), Deleted: r.Deleted}
-	}
-	return out, nil
+	return serve(s, ctx, opsFromPB(req.Ops), kv.ValidateBatch,
+		func(ctx context.Context, b kv.Backend, ops []kv.Op) (*pb.BatchResponse, error) {
+			res, err := b.Batch(ctx, ops)
+			if err != nil {
+				return nil, err
+			}
+			if len(res.Results) != len(ops) {
+				return nil, fmt.Errorf("%w: backend answered a batch of %d ops with %d results", kv.ErrInternal, len(ops), len(res.Results))
+			}
+			out := &pb.BatchResponse{Results: make([]*pb.OpResult, len(res.Results)), Revision: res.Revision}
+			for i, r := range res.Results {
+				out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: kv.UnixMillis(r.ExpiresAt), Deleted: r.Deleted, Revision: r.Revision}
+			}
+			return out, nil
+		})
 }
 
 func (s *grpcServer) Watch(req *pb.WatchRequest, stream pb.Backend_WatchServer) error {
@@ -257,72 +260,80 @@ func (s *grpcServer) Watch(req *pb.WatchRequest, stream pb.Backend_WatchServer) 
 	if err != nil {
 		return err
 	}
-	w, ok := b.(Watcher)
+	w, ok := b.(kv.Watcher)
 	if !ok {
-		return ToStatus(fmt.Errorf("%w: watch", ErrNotSupported))
+		return rpcerr.ToStatus(fmt.Errorf("%w: watch", kv.ErrNotSupported))
 	}
-	if err := ValidatePrefix(req.Prefix); err != nil {
-		return ToStatus(err)
+	wr := watchFromPB(req)
+	if err := kv.ValidateWatch(wr); err != nil {
+		return rpcerr.ToStatus(err)
 	}
-	ws, err := w.Watch(stream.Context(), req.Prefix)
+	ws, err := w.Watch(stream.Context(), wr)
 	if err != nil {
-		return ToStatus(err)
+		return rpcerr.ToStatus(err)
 	}
 	defer ws.Close()
 	if err := stream.Send(&pb.WatchResponse{Ready: true}); err != nil {
 		return err
 	}
-	br, _ := ws.(BatchReceiver)
-	batch := make([]Event, 0, watchBatch)
-	msg := &pb.WatchResponse{Events: make([]*pb.Event, 0, watchBatch)}
+	return ForwardEvents(ws, WatchBatch, func(batch []kv.Event) error {
+		msg := &pb.WatchResponse{Events: make([]*pb.Event, len(batch))}
+		for i, ev := range batch {
+			msg.Events[i] = eventToPB(ev)
+		}
+		return stream.Send(msg)
+	})
+}
+
+// WatchBatch bounds how many events one watch message carries.
+const WatchBatch = 256
+
+// ForwardEvents receives from ws and hands the events to send in batches
+// of up to max: each Recv is followed by the events already waiting (when
+// ws is a kv.BatchReceiver). It returns the stream's error, mapped by the
+// error table, or send's. Both servers, the plugin's and the public
+// API's, forward watches with it.
+func ForwardEvents(ws kv.WatchStream, max int, send func([]kv.Event) error) error {
+	br, _ := ws.(kv.BatchReceiver)
+	batch := make([]kv.Event, 0, max)
 	for {
 		ev, err := ws.Recv()
 		if err != nil {
-			return ToStatus(err)
+			return rpcerr.ToStatus(err)
 		}
 		batch = append(batch[:0], ev)
 		if br != nil {
-			batch = br.RecvMore(batch, watchBatch)
+			batch = br.RecvMore(batch, max)
 		}
-		msg.Events = msg.Events[:0]
-		for _, ev := range batch {
-			msg.Events = append(msg.Events, eventToPB(ev))
-		}
-		if err := stream.Send(msg); err != nil {
+		if err := send(batch); err != nil {
 			return err
 		}
 	}
 }
 
-// watchBatch bounds how many events one watch message carries.
-const watchBatch = 256
-
 func (s *grpcServer) CleanupExpired(ctx context.Context, req *pb.CleanupExpiredRequest) (*pb.CleanupExpiredResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	x, ok := b.(Expirer)
-	if !ok {
-		return nil, ToStatus(fmt.Errorf("%w: cleanup-expired", ErrNotSupported))
-	}
-	n, err := x.CleanupExpired(ctx, int(req.Limit))
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.CleanupExpiredResponse{Removed: n}, nil
+	return serve(s, ctx, req, nil, func(ctx context.Context, b kv.Backend, r *pb.CleanupExpiredRequest) (*pb.CleanupExpiredResponse, error) {
+		x, ok := b.(kv.Expirer)
+		if !ok {
+			return nil, fmt.Errorf("%w: cleanup-expired", kv.ErrNotSupported)
+		}
+		n, err := x.CleanupExpired(ctx, int(r.Limit))
+		if err != nil {
+			return nil, err
+		}
+		return &pb.CleanupExpiredResponse{Removed: n}, nil
+	})
 }
 
-func (s *grpcServer) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.StatsResponse, error) {
-	b, err := s.get()
-	if err != nil {
-		return nil, err
-	}
-	st, err := b.Stats(ctx)
-	if err != nil {
-		return nil, ToStatus(err)
-	}
-	return &pb.StatsResponse{Keys: st.Keys, Bytes: st.Bytes, Backend: st.Backend, Version: st.Version}, nil
+func (s *grpcServer) Stats(ctx context.Context, req *pb.StatsRequest) (*pb.StatsResponse, error) {
+	return serve(s, ctx, req, nil, func(ctx context.Context, b kv.Backend, _ *pb.StatsRequest) (*pb.StatsResponse, error) {
+		st, err := b.Stats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.StatsResponse{Keys: st.Keys, Bytes: st.Bytes, Backend: st.Backend, Version: st.Version,
+			Revision: st.Revision, OldestRevision: st.OldestRevision}, nil
+	})
 }
 
 func (s *grpcServer) Ping(context.Context, *pb.PingRequest) (*pb.PingResponse, error) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/kvhost/kvhost/plugins/memory"
 )
@@ -33,9 +34,9 @@ func FuzzWire(f *testing.F) {
 		if ttlMs > 0 {
 			ttl += time.Hour // long enough not to expire during the check
 		}
-		e, err := c.Put(ctx, pluginapi.PutRequest{Key: key, Value: value, TTL: ttl})
-		if verr := pluginapi.ValidatePut(pluginapi.PutRequest{Key: key, TTL: ttl}); verr != nil {
-			if !errors.Is(err, pluginapi.ErrInvalidArgument) {
+		e, err := c.Put(ctx, kv.PutRequest{Key: key, Value: value, TTL: ttl})
+		if verr := kv.ValidatePut(kv.PutRequest{Key: key, TTL: ttl}); verr != nil {
+			if !errors.Is(err, kv.ErrInvalidArgument) {
 				t.Fatalf("put %q ttl %v: %v, want invalid argument", key, ttl, err)
 			}
 		} else {
@@ -47,8 +48,8 @@ func FuzzWire(f *testing.F) {
 				t.Fatalf("get %q after put: %+v %v", key, g, err)
 			}
 		}
-		_, err = c.List(ctx, pluginapi.ListRequest{Prefix: prefix, Limit: limit, KeysOnly: true})
-		if _, verr := pluginapi.NormalizeList(pluginapi.ListRequest{Prefix: prefix, Limit: limit}); (verr == nil) != (err == nil) {
+		_, err = c.List(ctx, kv.ListRequest{Prefix: prefix, Limit: limit, KeysOnly: true})
+		if _, verr := kv.NormalizeList(kv.ListRequest{Prefix: prefix, Limit: limit}); (verr == nil) != (err == nil) {
 			t.Fatalf("list %q limit %d: %v, validator says %v", prefix, limit, err, verr)
 		}
 	})

@@ -241,7 +241,7 @@ type entryJSON struct {
 	ExpiresAt   *time.Time `json:"expires_at"`
 }
 
-func toJSON(e pluginapi.Entry, withValue bool) entryJSON {
+func toJSON(e kv.Entry, withValue bool) entryJSON {
 	out := entryJSON{Key: e.Key, Version: e.Version, ExpiresAt: instant(e.ExpiresAt)}
 	if withValue {
 		out.Value, out.ValueBase64 = jsonValue(e.Value)
@@ -483,7 +483,7 @@ continue when keys remain. --timeout bounds each page.`,
 				opts = append(opts, client.KeysOnly())
 			}
 			if limit > 0 {
-				opts = append(opts, client.Limit(min(left, pluginapi.MaxListLimit)))
+				opts = append(opts, client.Limit(min(left, kv.MaxListLimit)))
 			}
 			ctx, cancel := k.ctx(cmd)
 			res, err := k.c.List(ctx, prefix, opts...)
@@ -511,7 +511,7 @@ continue when keys remain. --timeout bounds each page.`,
 	return cmd
 }
 
-func (k *conn) listed(e pluginapi.Entry, keysOnly bool) error {
+func (k *conn) listed(e kv.Entry, keysOnly bool) error {
 	switch {
 	case k.json:
 		return k.emit(toJSON(e, !keysOnly))
@@ -598,7 +598,7 @@ type ttlJSON struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
-func (k *conn) printTTL(e pluginapi.Entry) error {
+func (k *conn) printTTL(e kv.Entry) error {
 	if k.json {
 		out := ttlJSON{Key: e.Key, Version: e.Version, ExpiresAt: instant(e.ExpiresAt)}
 		if !e.ExpiresAt.IsZero() {
@@ -720,7 +720,7 @@ status 1): list to resync, then watch again.`,
 	return cmd
 }
 
-func (k *conn) event(ev pluginapi.Event) error {
+func (k *conn) event(ev kv.Event) error {
 	if k.json {
 		out := struct {
 			Type        string  `json:"type"`
@@ -729,12 +729,12 @@ func (k *conn) event(ev pluginapi.Event) error {
 			ValueBase64 bool    `json:"value_base64,omitempty"`
 			Version     int64   `json:"version"`
 		}{Type: ev.Type.String(), Key: ev.Key, Version: ev.Version}
-		if ev.Type == pluginapi.EventPut {
+		if ev.Type == kv.EventPut {
 			out.Value, out.ValueBase64 = jsonValue(ev.Value)
 		}
 		return k.emit(out)
 	}
-	if ev.Type == pluginapi.EventPut {
+	if ev.Type == kv.EventPut {
 		return k.printf("%s\t%s\t%s\n", ev.Type, display([]byte(ev.Key)), display(ev.Value))
 	}
 	return k.printf("%s\t%s\n", ev.Type, display([]byte(ev.Key)))

@@ -191,7 +191,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("cli get: %q", out)
 	}
 	ev, err := ws.Recv()
-	if err != nil || ev.Type != pluginapi.EventPut || ev.Key != "config/flags" || string(ev.Value) != `{"dark":true}` {
+	if err != nil || ev.Type != kv.EventPut || ev.Key != "config/flags" || string(ev.Value) != `{"dark":true}` {
 		t.Fatalf("watch saw %+v %v, want the CLI's PUT", ev, err)
 	}
 	var js map[string]any
@@ -242,9 +242,9 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil || many[0] == nil || many[1] != nil {
 		t.Fatalf("get-many: %v %v", many, err)
 	}
-	res, err := alice.Batch(ctx, []pluginapi.Op{
-		pluginapi.PutOp("b/1", []byte("1"), 0, pluginapi.Condition{}),
-		pluginapi.PutOp("b/2", []byte("2"), 0, pluginapi.Condition{}),
+	res, err := alice.Batch(ctx, []kv.Op{
+		kv.PutOp("b/1", []byte("1"), 0, kv.Condition{}),
+		kv.PutOp("b/2", []byte("2"), 0, kv.Condition{}),
 	})
 	if err != nil || len(res) != 2 {
 		t.Fatalf("batch: %v %v", res, err)

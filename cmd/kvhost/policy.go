@@ -40,7 +40,7 @@ var policyOps = func() map[host.Op]policy.Op {
 func (g policyGuard) Check(ctx context.Context, c *host.Check) error {
 	op, ok := policyOps[c.Op]
 	if !ok {
-		return fmt.Errorf("policy guard: %w: operation %q has no policy ABI code", pluginapi.ErrInternal, c.Op)
+		return fmt.Errorf("policy guard: %w: operation %q has no policy ABI code", kv.ErrInternal, c.Op)
 	}
 	d, err := g.e.Evaluate(ctx, policy.Request{
 		Op: op, Key: c.Key, Value: c.Value, ValueLen: len(c.Value), TTL: c.TTL,

@@ -119,7 +119,7 @@ policies:
 	deny("bob may not write", "acl", err)
 	_, err = bob.Get(ctx, "other/x")
 	deny("bob may not read outside app/", "acl", err)
-	_, err = bob.Batch(ctx, []pluginapi.Op{pluginapi.PutOp("app/x", nil, 0, pluginapi.Condition{})})
+	_, err = bob.Batch(ctx, []kv.Op{kv.PutOp("app/x", nil, 0, kv.Condition{})})
 	deny("bob may not write in a batch", "acl", err)
 	_, err = bob.Watch(ctx, "")
 	deny("bob may not watch", "acl", err)

@@ -19,7 +19,7 @@
 //	d, err := eng.Evaluate(ctx, policy.Request{Op: policy.OpPut, Key: key,
 //		ValueLen: len(v), TTL: ttl, Principal: who, Tenant: tenant})
 //	if err != nil {
-//		return err // errors.Is(err, pluginapi.ErrPermissionDenied) for denials
+//		return err // errors.Is(err, kv.ErrPermissionDenied) for denials
 //	}
 //	ttl = d.TTL // the chain may have rewritten it
 //
@@ -30,10 +30,10 @@
 // # Errors
 //
 // A denial is a *DeniedError: errors.Is(err, ErrDenied) and
-// errors.Is(err, pluginapi.ErrPermissionDenied) hold, and its text names
+// errors.Is(err, kv.ErrPermissionDenied) hold, and its text names
 // the policy and its reason. A policy that fails (deadline, trap, memory
 // cap, crash, malformed answer) fails closed with a *FailureError
-// (errors.Is(err, ErrPolicyFailed), which wraps pluginapi.ErrInternal),
+// (errors.Is(err, ErrPolicyFailed), which wraps kv.ErrInternal),
 // unless its Spec sets FailOpen. Policies in Audit mode never refuse
 // anything: their denials and failures are logged and counted. Load
 // errors wrap ErrInvalidPolicy and name what is wrong.

@@ -303,7 +303,7 @@ func (e *Engine) retire(c *chain) {
 //   - allowed: a Decision with Allow set and the TTL to apply, nil error;
 //   - denied by a policy in enforce mode: Allow false, Policy and Reason
 //     set, and a *DeniedError (errors.Is ErrDenied and
-//     pluginapi.ErrPermissionDenied);
+//     kv.ErrPermissionDenied);
 //   - a policy failed (deadline, trap, memory, crash) and does not fail
 //     open: Allow false and a *FailureError (errors.Is ErrPolicyFailed).
 //

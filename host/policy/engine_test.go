@@ -30,7 +30,7 @@ func TestDenialNamesPolicyAndReason(t *testing.T) {
 	if d.Allow || d.Policy != "gate" || d.Reason != "the gate is closed" || d.Code != "closed" {
 		t.Fatal(describe(d, err))
 	}
-	if !errors.Is(err, policy.ErrDenied) || !errors.Is(err, pluginapi.ErrPermissionDenied) {
+	if !errors.Is(err, policy.ErrDenied) || !errors.Is(err, kv.ErrPermissionDenied) {
 		t.Fatalf("err %v does not wrap ErrDenied and ErrPermissionDenied", err)
 	}
 	if want := `kvhost: permission denied: policy "gate": the gate is closed`; err.Error() != want {

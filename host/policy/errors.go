@@ -10,19 +10,19 @@ import (
 
 var (
 	// ErrDenied is wrapped by every denial. It wraps
-	// pluginapi.ErrPermissionDenied, so errors.Is(err,
-	// pluginapi.ErrPermissionDenied) holds for a denied operation.
-	ErrDenied = fmt.Errorf("%w by policy", pluginapi.ErrPermissionDenied)
+	// kv.ErrPermissionDenied, so errors.Is(err,
+	// kv.ErrPermissionDenied) holds for a denied operation.
+	ErrDenied = fmt.Errorf("%w by policy", kv.ErrPermissionDenied)
 	// ErrPolicyFailed is wrapped when a policy in enforce mode could not
 	// decide (deadline, trap, memory, crash, malformed answer) and does
 	// not fail open: the operation is refused. It wraps
-	// pluginapi.ErrInternal: the caller did nothing wrong.
-	ErrPolicyFailed = fmt.Errorf("%w: policy failed", pluginapi.ErrInternal)
+	// kv.ErrInternal: the caller did nothing wrong.
+	ErrPolicyFailed = fmt.Errorf("%w: policy failed", kv.ErrInternal)
 	// ErrInvalidPolicy is wrapped by Load errors about a module or its
 	// configuration.
 	ErrInvalidPolicy = errors.New("policy: invalid policy")
 	// ErrClosed is returned by an engine after Close.
-	ErrClosed = fmt.Errorf("policy: engine %w", pluginapi.ErrClosed)
+	ErrClosed = fmt.Errorf("policy: engine %w", kv.ErrClosed)
 )
 
 // DeniedError is the error of a denied operation.
@@ -33,11 +33,11 @@ type DeniedError struct {
 }
 
 func (e *DeniedError) Error() string {
-	return fmt.Sprintf("%s: policy %q: %s", pluginapi.ErrPermissionDenied, e.Policy, e.Reason)
+	return fmt.Sprintf("%s: policy %q: %s", kv.ErrPermissionDenied, e.Policy, e.Reason)
 }
 
 // Unwrap lets errors.Is(err, ErrDenied) and
-// errors.Is(err, pluginapi.ErrPermissionDenied) hold.
+// errors.Is(err, kv.ErrPermissionDenied) hold.
 func (e *DeniedError) Unwrap() error { return ErrDenied }
 
 // FailureKind says how a policy failed.
@@ -83,7 +83,7 @@ type FailureError struct {
 }
 
 func (e *FailureError) Error() string {
-	return fmt.Sprintf("%s: policy %q failed (%s), failing closed: %s", pluginapi.ErrInternal, e.Policy, e.Kind, e.detail())
+	return fmt.Sprintf("%s: policy %q failed (%s), failing closed: %s", kv.ErrInternal, e.Policy, e.Kind, e.detail())
 }
 
 func (e *FailureError) detail() string {

@@ -36,7 +36,7 @@ func Example() {
 
 	_, err = eng.Evaluate(ctx, policy.Request{Op: policy.OpPut, Key: "app/x", Principal: "bob"})
 	fmt.Println(err)
-	fmt.Println(errors.Is(err, pluginapi.ErrPermissionDenied))
+	fmt.Println(errors.Is(err, kv.ErrPermissionDenied))
 	// Output:
 	// true <nil>
 	// kvhost: permission denied: policy "acl": principal "bob" may not put key "app/x" (needs write)

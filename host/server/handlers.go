@@ -10,15 +10,15 @@ import (
 // This file converts between the public API's messages and the store's
 // calls, one handler per RPC.
 
-func entryToPB(e pluginapi.Entry) *pb.Entry {
-	return &pb.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAtMs: pluginapi.UnixMillis(e.ExpiresAt)}
+func entryToPB(e kv.Entry) *pb.Entry {
+	return &pb.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAtMs: kv.UnixMillis(e.ExpiresAt)}
 }
 
-func condFromPB(c *pb.Condition) pluginapi.Condition {
+func condFromPB(c *pb.Condition) kv.Condition {
 	if c == nil {
-		return pluginapi.Condition{}
+		return kv.Condition{}
 	}
-	return pluginapi.Condition{Kind: pluginapi.CondKind(c.Kind), Version: c.Version}
+	return kv.Condition{Kind: kv.CondKind(c.Kind), Version: c.Version}
 }
 
 func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
@@ -46,7 +46,7 @@ func (s *Server) GetMany(ctx context.Context, req *pb.GetManyRequest) (*pb.GetMa
 }
 
 func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
-	e, err := s.store.Put(ctx, pluginapi.PutRequest{Key: req.Key, Value: req.Value, TTL: pluginapi.Millis(req.TtlMs), Cond: condFromPB(req.Condition)})
+	e, err := s.store.Put(ctx, kv.PutRequest{Key: req.Key, Value: req.Value, TTL: kv.Millis(req.TtlMs), Cond: condFromPB(req.Condition)})
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func (s *Server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteR
 }
 
 func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
-	res, err := s.store.List(ctx, pluginapi.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int(req.Limit), KeysOnly: req.KeysOnly})
+	res, err := s.store.List(ctx, kv.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int(req.Limit), KeysOnly: req.KeysOnly})
 	if err != nil {
 		return nil, err
 	}
@@ -94,11 +94,11 @@ func (s *Server) Increment(ctx context.Context, req *pb.IncrementRequest) (*pb.I
 	if err != nil {
 		return nil, err
 	}
-	return &pb.IncrementResponse{Value: c.Value, Version: c.Version, ExpiresAtMs: pluginapi.UnixMillis(c.ExpiresAt)}, nil
+	return &pb.IncrementResponse{Value: c.Value, Version: c.Version, ExpiresAtMs: kv.UnixMillis(c.ExpiresAt)}, nil
 }
 
 func (s *Server) RefreshTTL(ctx context.Context, req *pb.RefreshTTLRequest) (*pb.RefreshTTLResponse, error) {
-	e, err := s.store.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: req.Key, TTL: pluginapi.Millis(req.TtlMs), Cond: condFromPB(req.Condition)})
+	e, err := s.store.RefreshTTL(ctx, kv.RefreshRequest{Key: req.Key, TTL: kv.Millis(req.TtlMs), Cond: condFromPB(req.Condition)})
 	if err != nil {
 		return nil, err
 	}
@@ -106,9 +106,9 @@ func (s *Server) RefreshTTL(ctx context.Context, req *pb.RefreshTTLRequest) (*pb
 }
 
 func (s *Server) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchResponse, error) {
-	ops := make([]pluginapi.Op, len(req.Ops))
+	ops := make([]kv.Op, len(req.Ops))
 	for i, o := range req.Ops {
-		ops[i] = pluginapi.Op{Kind: pluginapi.OpKind(o.Kind), Key: o.Key, Value: o.Value, TTL: pluginapi.Millis(o.TtlMs), Cond: condFromPB(o.Condition)}
+		ops[i] = kv.Op{Kind: kv.OpKind(o.Kind), Key: o.Key, Value: o.Value, TTL: kv.Millis(o.TtlMs), Cond: condFromPB(o.Condition)}
 	}
 	res, err := s.store.Batch(ctx, ops)
 	if err != nil {
@@ -116,7 +116,7 @@ func (s *Server) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchResp
 	}
 	out := &pb.BatchResponse{Results: make([]*pb.OpResult, len(res))}
 	for i, r := range res {
-		out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: pluginapi.UnixMillis(r.ExpiresAt), Deleted: r.Deleted}
+		out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: kv.UnixMillis(r.ExpiresAt), Deleted: r.Deleted}
 	}
 	return out, nil
 }
@@ -138,9 +138,9 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.KV_WatchServer) error {
 	if err := stream.Send(&pb.WatchResponse{Ready: true}); err != nil {
 		return err
 	}
-	br, _ := ws.(pluginapi.BatchReceiver)
+	br, _ := ws.(kv.BatchReceiver)
 	const maxBatch = 256
-	batch := make([]pluginapi.Event, 0, maxBatch)
+	batch := make([]kv.Event, 0, maxBatch)
 	msg := &pb.WatchResponse{Events: make([]*pb.Event, 0, maxBatch)}
 	for {
 		ev, err := ws.Recv()

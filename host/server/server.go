@@ -85,10 +85,10 @@ func New(store *host.Store, opts Options) (*Server, error) {
 		case err != nil:
 			return nil, fmt.Errorf("auth.tokens[%d]: %w", i, err)
 		case t.Principal == "":
-			return nil, fmt.Errorf("%w: auth.tokens[%d]: principal is empty", pluginapi.ErrInvalidArgument, i)
+			return nil, fmt.Errorf("%w: auth.tokens[%d]: principal is empty", kv.ErrInvalidArgument, i)
 		}
 		if _, dup := s.tokens[digest]; dup {
-			return nil, fmt.Errorf("%w: auth.tokens[%d]: token of %q is used twice", pluginapi.ErrInvalidArgument, i, t.Principal)
+			return nil, fmt.Errorf("%w: auth.tokens[%d]: token of %q is used twice", kv.ErrInvalidArgument, i, t.Principal)
 		}
 		tenant := t.Tenant
 		if tenant == "" {
@@ -100,7 +100,7 @@ func New(store *host.Store, opts Options) (*Server, error) {
 		s.tokens[digest] = host.Identity{Principal: t.Principal, Tenant: tenant}
 	}
 	if len(s.tokens) == 0 && !opts.Anonymous {
-		return nil, fmt.Errorf("%w: no auth tokens configured and anonymous access is off: nobody could call this server", pluginapi.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: no auth tokens configured and anonymous access is off: nobody could call this server", kv.ErrInvalidArgument)
 	}
 	sopts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
@@ -144,16 +144,16 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 		if s.opts.Anonymous {
 			return host.WithIdentity(ctx, s.opts.AnonymousIdentity), nil
 		}
-		return nil, pluginapi.ToStatus(fmt.Errorf("%w: no bearer token: send \"authorization: Bearer <token>\"", pluginapi.ErrUnauthenticated))
+		return nil, rpcerr.ToStatus(fmt.Errorf("%w: no bearer token: send \"authorization: Bearer <token>\"", kv.ErrUnauthenticated))
 	}
 	tok, ok := strings.CutPrefix(auth[0], "Bearer ")
 	if !ok {
-		return nil, pluginapi.ToStatus(fmt.Errorf("%w: authorization is not a bearer token", pluginapi.ErrUnauthenticated))
+		return nil, rpcerr.ToStatus(fmt.Errorf("%w: authorization is not a bearer token", kv.ErrUnauthenticated))
 	}
 	if id, ok := s.lookup(tok); ok {
 		return host.WithIdentity(ctx, id), nil
 	}
-	return nil, pluginapi.ToStatus(fmt.Errorf("%w: unknown token", pluginapi.ErrUnauthenticated))
+	return nil, rpcerr.ToStatus(fmt.Errorf("%w: unknown token", kv.ErrUnauthenticated))
 }
 
 // Digest returns the SHA-256 of the token, from Token or TokenSHA256
@@ -162,18 +162,18 @@ func (t Token) Digest() ([sha256.Size]byte, error) {
 	var d [sha256.Size]byte
 	switch {
 	case t.Token != "" && t.TokenSHA256 != "":
-		return d, fmt.Errorf("%w: set token or token_sha256, not both", pluginapi.ErrInvalidArgument)
+		return d, fmt.Errorf("%w: set token or token_sha256, not both", kv.ErrInvalidArgument)
 	case t.Token != "":
 		return sha256.Sum256([]byte(t.Token)), nil
 	case t.TokenSHA256 != "":
 		b, err := hex.DecodeString(t.TokenSHA256)
 		if err != nil || len(b) != sha256.Size {
-			return d, fmt.Errorf("%w: token_sha256 must be 64 hex digits", pluginapi.ErrInvalidArgument)
+			return d, fmt.Errorf("%w: token_sha256 must be 64 hex digits", kv.ErrInvalidArgument)
 		}
 		copy(d[:], b)
 		return d, nil
 	}
-	return d, fmt.Errorf("%w: token is empty (set token or token_sha256)", pluginapi.ErrInvalidArgument)
+	return d, fmt.Errorf("%w: token is empty (set token or token_sha256)", kv.ErrInvalidArgument)
 }
 
 // lookup hashes the presented token and compares the digest with every
@@ -201,7 +201,7 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	resp, err := handler(ctx, req)
-	return resp, pluginapi.ToStatus(err)
+	return resp, rpcerr.ToStatus(err)
 }
 
 type authedStream struct {
@@ -216,7 +216,7 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if err != nil {
 		return err
 	}
-	return pluginapi.ToStatus(handler(srv, authedStream{ServerStream: ss, ctx: ctx}))
+	return rpcerr.ToStatus(handler(srv, authedStream{ServerStream: ss, ctx: ctx}))
 }
 
 // HTTPHandler serves /metrics (from gatherer), /healthz and /readyz.

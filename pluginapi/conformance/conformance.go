@@ -16,7 +16,7 @@ import (
 )
 
 // NewBackend returns a fresh, empty backend for one subtest.
-type NewBackend func(t testing.TB) pluginapi.Backend
+type NewBackend func(t testing.TB) kv.Backend
 
 // Run runs the whole suite against backends made by newBackend, in-process.
 func Run(t *testing.T, newBackend NewBackend) {
@@ -35,7 +35,7 @@ func Run(t *testing.T, newBackend NewBackend) {
 // with the same message limits as a plugin subprocess.
 func RunGRPC(t *testing.T, open pluginapi.OpenFunc, settings func(t testing.TB) map[string]string) {
 	t.Helper()
-	Run(t, func(t testing.TB) pluginapi.Backend {
+	Run(t, func(t testing.TB) kv.Backend {
 		t.Helper()
 		c, err := pluginapi.ServeInProcess(t.Context(), open)
 		if err != nil {
@@ -58,7 +58,7 @@ func RunGRPC(t *testing.T, open pluginapi.OpenFunc, settings func(t testing.TB) 
 // by settings (which may be nil).
 func RunPlugin(t *testing.T, path string, settings func(t testing.TB) map[string]string) {
 	t.Helper()
-	Run(t, func(t testing.TB) pluginapi.Backend {
+	Run(t, func(t testing.TB) kv.Backend {
 		return StartPlugin(t, path, settings)
 	})
 }
@@ -129,7 +129,7 @@ func (s *suite) cases() []testCase {
 	}
 }
 
-func (s *suite) open(t *testing.T) pluginapi.Backend {
+func (s *suite) open(t *testing.T) kv.Backend {
 	t.Helper()
 	b := s.newBackend(t)
 	if b == nil {
@@ -141,9 +141,9 @@ func (s *suite) open(t *testing.T) pluginapi.Backend {
 
 func ctxOf(t *testing.T) context.Context { return t.Context() }
 
-func put(t *testing.T, b pluginapi.Backend, key, value string, ttl time.Duration) pluginapi.Entry {
+func put(t *testing.T, b kv.Backend, key, value string, ttl time.Duration) kv.Entry {
 	t.Helper()
-	e, err := b.Put(ctxOf(t), pluginapi.PutRequest{Key: key, Value: []byte(value), TTL: ttl})
+	e, err := b.Put(ctxOf(t), kv.PutRequest{Key: key, Value: []byte(value), TTL: ttl})
 	if err != nil {
 		t.Fatalf("put %q: %v", key, err)
 	}
@@ -153,7 +153,7 @@ func put(t *testing.T, b pluginapi.Backend, key, value string, ttl time.Duration
 	return e
 }
 
-func get(t *testing.T, b pluginapi.Backend, key string) pluginapi.Entry {
+func get(t *testing.T, b kv.Backend, key string) kv.Entry {
 	t.Helper()
 	e, err := b.Get(ctxOf(t), key)
 	if err != nil {
@@ -169,16 +169,16 @@ func wantErr(t *testing.T, what string, err, target error) {
 	}
 }
 
-func wantNotFound(t *testing.T, b pluginapi.Backend, key string) {
+func wantNotFound(t *testing.T, b kv.Backend, key string) {
 	t.Helper()
 	_, err := b.Get(ctxOf(t), key)
-	wantErr(t, fmt.Sprintf("get %q", key), err, pluginapi.ErrNotFound)
+	wantErr(t, fmt.Sprintf("get %q", key), err, kv.ErrNotFound)
 }
 
 func wantConflict(t *testing.T, what string, err error, current int64, opIndex int) {
 	t.Helper()
-	var ce *pluginapi.ConflictError
-	if !errors.As(err, &ce) || !errors.Is(err, pluginapi.ErrConflict) {
+	var ce *kv.ConflictError
+	if !errors.As(err, &ce) || !errors.Is(err, kv.ErrConflict) {
 		t.Fatalf("%s: error %v (%T), want a *ConflictError", what, err, err)
 	}
 	if ce.CurrentVersion != current {
@@ -189,7 +189,7 @@ func wantConflict(t *testing.T, what string, err error, current int64, opIndex i
 	}
 }
 
-func keysOf(es []pluginapi.Entry) []string {
+func keysOf(es []kv.Entry) []string {
 	out := make([]string, len(es))
 	for i, e := range es {
 		out[i] = e.Key
@@ -197,12 +197,12 @@ func keysOf(es []pluginapi.Entry) []string {
 	return out
 }
 
-func listAll(t *testing.T, b pluginapi.Backend, prefix string) []string {
+func listAll(t *testing.T, b kv.Backend, prefix string) []string {
 	t.Helper()
 	var keys []string
 	after := ""
 	for {
-		res, err := b.List(ctxOf(t), pluginapi.ListRequest{Prefix: prefix, StartAfter: after, Limit: 7, KeysOnly: true})
+		res, err := b.List(ctxOf(t), kv.ListRequest{Prefix: prefix, StartAfter: after, Limit: 7, KeysOnly: true})
 		if err != nil {
 			t.Fatalf("list %q: %v", prefix, err)
 		}
@@ -247,22 +247,22 @@ func (s *suite) testInfo(t *testing.T) {
 		t.Fatalf("info protocol version %d, want %d", info.ProtocolVersion, pluginapi.ProtocolVersion)
 	}
 	if !info.Capabilities.Watch {
-		if w, ok := b.(pluginapi.Watcher); ok {
+		if w, ok := b.(kv.Watcher); ok {
 			_, err := w.Watch(ctxOf(t), "")
-			wantErr(t, "watch on a backend without the capability", err, pluginapi.ErrNotSupported)
+			wantErr(t, "watch on a backend without the capability", err, kv.ErrNotSupported)
 		}
 	}
 	if !info.Capabilities.CleanupExpired {
-		if x, ok := b.(pluginapi.Expirer); ok {
+		if x, ok := b.(kv.Expirer); ok {
 			_, err := x.CleanupExpired(ctxOf(t), 0)
-			wantErr(t, "cleanup on a backend without the capability", err, pluginapi.ErrNotSupported)
+			wantErr(t, "cleanup on a backend without the capability", err, kv.ErrNotSupported)
 		}
 	}
 }
 
 func (s *suite) testKeys(t *testing.T) {
 	b := s.open(t)
-	good := []string{"a", "actor/1", "node:é:ü", strings.Repeat("k", pluginapi.MaxKeyLen), "a b\tc", "🔑", "x\x01y"}
+	good := []string{"a", "actor/1", "node:é:ü", strings.Repeat("k", kv.MaxKeyLen), "a b\tc", "🔑", "x\x01y"}
 	for _, k := range good {
 		put(t, b, k, "v:"+k, 0)
 		if e := get(t, b, k); string(e.Value) != "v:"+k || e.Key != k {
@@ -271,32 +271,32 @@ func (s *suite) testKeys(t *testing.T) {
 	}
 	bad := map[string]string{
 		"empty":        "",
-		"too long":     strings.Repeat("k", pluginapi.MaxKeyLen+1),
+		"too long":     strings.Repeat("k", kv.MaxKeyLen+1),
 		"invalid utf8": "a\xffb",
 		"nul":          "a\x00b",
 	}
 	for name, k := range bad {
-		_, err := b.Put(ctxOf(t), pluginapi.PutRequest{Key: k, Value: []byte("x")})
-		wantErr(t, "put with "+name+" key", err, pluginapi.ErrInvalidArgument)
+		_, err := b.Put(ctxOf(t), kv.PutRequest{Key: k, Value: []byte("x")})
+		wantErr(t, "put with "+name+" key", err, kv.ErrInvalidArgument)
 		_, err = b.Get(ctxOf(t), k)
-		wantErr(t, "get with "+name+" key", err, pluginapi.ErrInvalidArgument)
-		_, err = b.Delete(ctxOf(t), k, pluginapi.Condition{})
-		wantErr(t, "delete with "+name+" key", err, pluginapi.ErrInvalidArgument)
+		wantErr(t, "get with "+name+" key", err, kv.ErrInvalidArgument)
+		_, err = b.Delete(ctxOf(t), k, kv.Condition{})
+		wantErr(t, "delete with "+name+" key", err, kv.ErrInvalidArgument)
 		_, err = b.Increment(ctxOf(t), k, 1)
-		wantErr(t, "increment with "+name+" key", err, pluginapi.ErrInvalidArgument)
-		_, err = b.RefreshTTL(ctxOf(t), pluginapi.RefreshRequest{Key: k, TTL: time.Second})
-		wantErr(t, "refresh ttl with "+name+" key", err, pluginapi.ErrInvalidArgument)
+		wantErr(t, "increment with "+name+" key", err, kv.ErrInvalidArgument)
+		_, err = b.RefreshTTL(ctxOf(t), kv.RefreshRequest{Key: k, TTL: time.Second})
+		wantErr(t, "refresh ttl with "+name+" key", err, kv.ErrInvalidArgument)
 		_, err = b.GetMany(ctxOf(t), []string{"a", k})
-		wantErr(t, "get-many with "+name+" key", err, pluginapi.ErrInvalidArgument)
+		wantErr(t, "get-many with "+name+" key", err, kv.ErrInvalidArgument)
 		if k != "" { // an empty prefix is valid: it lists everything
-			_, err = b.List(ctxOf(t), pluginapi.ListRequest{Prefix: k})
-			wantErr(t, "list with "+name+" prefix", err, pluginapi.ErrInvalidArgument)
+			_, err = b.List(ctxOf(t), kv.ListRequest{Prefix: k})
+			wantErr(t, "list with "+name+" prefix", err, kv.ErrInvalidArgument)
 			_, err = b.Count(ctxOf(t), k)
-			wantErr(t, "count with "+name+" prefix", err, pluginapi.ErrInvalidArgument)
+			wantErr(t, "count with "+name+" prefix", err, kv.ErrInvalidArgument)
 		}
 	}
-	_, err := b.Put(ctxOf(t), pluginapi.PutRequest{Key: "neg", TTL: -time.Second})
-	wantErr(t, "put with negative ttl", err, pluginapi.ErrInvalidArgument)
+	_, err := b.Put(ctxOf(t), kv.PutRequest{Key: "neg", TTL: -time.Second})
+	wantErr(t, "put with negative ttl", err, kv.ErrInvalidArgument)
 	if n, err := b.Count(ctxOf(t), ""); err != nil || n != int64(len(good)) {
 		t.Fatalf("count after bad puts: %d, %v; want %d (bad input must store nothing)", n, err, len(good))
 	}
@@ -310,7 +310,7 @@ func (s *suite) testValues(t *testing.T) {
 		"text":   []byte("hello"),
 	}
 	for name, v := range cases {
-		if _, err := b.Put(ctxOf(t), pluginapi.PutRequest{Key: "v/" + name, Value: v}); err != nil {
+		if _, err := b.Put(ctxOf(t), kv.PutRequest{Key: "v/" + name, Value: v}); err != nil {
 			t.Fatalf("put %s: %v", name, err)
 		}
 		e := get(t, b, "v/"+name)
@@ -322,8 +322,8 @@ func (s *suite) testValues(t *testing.T) {
 
 func (s *suite) testLargeValue(t *testing.T) {
 	b := s.open(t)
-	v := bytes.Repeat([]byte{0xab, 0x00, 0x7f}, pluginapi.MinValueSize/3+1)[:pluginapi.MinValueSize]
-	if _, err := b.Put(ctxOf(t), pluginapi.PutRequest{Key: "big", Value: v}); err != nil {
+	v := bytes.Repeat([]byte{0xab, 0x00, 0x7f}, kv.MinValueSize/3+1)[:kv.MinValueSize]
+	if _, err := b.Put(ctxOf(t), kv.PutRequest{Key: "big", Value: v}); err != nil {
 		t.Fatalf("put 16 MiB: %v", err)
 	}
 	if e := get(t, b, "big"); !bytes.Equal(e.Value, v) {
@@ -352,9 +352,9 @@ func (s *suite) testVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	next("increment", c.Version)
-	res, err := b.Batch(ctxOf(t), []pluginapi.Op{
-		pluginapi.PutOp("a", []byte("3"), 0, pluginapi.Condition{}),
-		pluginapi.PutOp("c", []byte("1"), 0, pluginapi.Condition{}),
+	res, err := b.Batch(ctxOf(t), []kv.Op{
+		kv.PutOp("a", []byte("3"), 0, kv.Condition{}),
+		kv.PutOp("c", []byte("1"), 0, kv.Condition{}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +365,7 @@ func (s *suite) testVersions(t *testing.T) {
 		t.Fatalf("get c: version %d, batch said %d", e.Version, res[1].Version)
 	}
 	// A TTL refresh changes no version.
-	e, err := b.RefreshTTL(ctxOf(t), pluginapi.RefreshRequest{Key: "c", TTL: time.Hour})
+	e, err := b.RefreshTTL(ctxOf(t), kv.RefreshRequest{Key: "c", TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,14 +377,14 @@ func (s *suite) testVersions(t *testing.T) {
 func (s *suite) testNoABA(t *testing.T) {
 	b := s.open(t)
 	v1 := put(t, b, "lock", "owner-1", 0).Version
-	if ok, err := b.Delete(ctxOf(t), "lock", pluginapi.Condition{}); err != nil || !ok {
+	if ok, err := b.Delete(ctxOf(t), "lock", kv.Condition{}); err != nil || !ok {
 		t.Fatalf("delete: %v %v", ok, err)
 	}
 	v2 := put(t, b, "lock", "owner-2", 0).Version
 	if v2 <= v1 {
 		t.Fatalf("recreated key got version %d, not above the deleted key's %d", v2, v1)
 	}
-	_, err := b.Put(ctxOf(t), pluginapi.PutRequest{Key: "lock", Value: []byte("stale"), Cond: pluginapi.IfVersion(v1)})
+	_, err := b.Put(ctxOf(t), kv.PutRequest{Key: "lock", Value: []byte("stale"), Cond: kv.IfVersion(v1)})
 	wantConflict(t, "compare-and-set with the deleted key's version", err, v2, -1)
 	// The same through expiry: an expired key's version is never reused.
 	v3 := put(t, b, "ttl", "x", shortTTL).Version
@@ -394,7 +394,7 @@ func (s *suite) testNoABA(t *testing.T) {
 		t.Fatalf("key recreated after expiry got version %d, not above %d", v4, v3)
 	}
 	// And through a batch delete.
-	if _, err := b.Batch(ctxOf(t), []pluginapi.Op{pluginapi.DeleteOp("lock", pluginapi.Condition{})}); err != nil {
+	if _, err := b.Batch(ctxOf(t), []kv.Op{kv.DeleteOp("lock", kv.Condition{})}); err != nil {
 		t.Fatal(err)
 	}
 	if v5 := put(t, b, "lock", "owner-3", 0).Version; v5 <= v4 {
@@ -455,11 +455,11 @@ func (s *suite) testTTLInvisible(t *testing.T) {
 	if st, err := b.Stats(ctx); err != nil || st.Keys != 1 {
 		t.Fatalf("stats after expiry: %+v %v, want 1 key", st, err)
 	}
-	_, err = b.Put(ctx, pluginapi.PutRequest{Key: "p/dead", Value: []byte("x"), Cond: pluginapi.IfVersion(old.Version)})
+	_, err = b.Put(ctx, kv.PutRequest{Key: "p/dead", Value: []byte("x"), Cond: kv.IfVersion(old.Version)})
 	wantConflict(t, "if-version on an expired key", err, 0, -1)
-	_, err = b.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "p/dead", TTL: time.Hour})
-	wantErr(t, "refresh ttl of an expired key", err, pluginapi.ErrNotFound)
-	if ok, err := b.Delete(ctx, "p/dead2", pluginapi.Condition{}); err != nil || ok {
+	_, err = b.RefreshTTL(ctx, kv.RefreshRequest{Key: "p/dead", TTL: time.Hour})
+	wantErr(t, "refresh ttl of an expired key", err, kv.ErrNotFound)
+	if ok, err := b.Delete(ctx, "p/dead2", kv.Condition{}); err != nil || ok {
 		t.Fatalf("delete of an expired key: deleted=%v err=%v, want false, nil", ok, err)
 	}
 	if n, err := b.DeletePrefix(ctx, "p/dead"); err != nil || n != 0 {
@@ -472,7 +472,7 @@ func (s *suite) testTTLInvisible(t *testing.T) {
 	if !c.ExpiresAt.IsZero() {
 		t.Fatalf("increment of an expired counter kept the old ttl: %v", c.ExpiresAt)
 	}
-	if _, err := b.Put(ctx, pluginapi.PutRequest{Key: "p/dead3", Value: []byte("new"), Cond: pluginapi.IfAbsent()}); err != nil {
+	if _, err := b.Put(ctx, kv.PutRequest{Key: "p/dead3", Value: []byte("new"), Cond: kv.IfAbsent()}); err != nil {
 		t.Fatalf("if-absent on an expired key: %v", err)
 	}
 }
@@ -506,13 +506,13 @@ func (s *suite) testGetMany(t *testing.T) {
 	if got, err := b.GetMany(ctxOf(t), nil); err != nil || len(got) != 0 {
 		t.Fatalf("get-many of nothing: %v %v", got, err)
 	}
-	keys := make([]string, pluginapi.MaxGetMany+1)
+	keys := make([]string, kv.MaxGetMany+1)
 	for i := range keys {
 		keys[i] = fmt.Sprint("k", i)
 	}
 	_, err = b.GetMany(ctxOf(t), keys)
-	wantErr(t, "get-many over the limit", err, pluginapi.ErrInvalidArgument)
-	if got, err := b.GetMany(ctxOf(t), keys[:pluginapi.MaxGetMany]); err != nil || len(got) != pluginapi.MaxGetMany {
+	wantErr(t, "get-many over the limit", err, kv.ErrInvalidArgument)
+	if got, err := b.GetMany(ctxOf(t), keys[:kv.MaxGetMany]); err != nil || len(got) != kv.MaxGetMany {
 		t.Fatalf("get-many at the limit: %d results, %v", len(got), err)
 	}
 }
@@ -520,48 +520,48 @@ func (s *suite) testGetMany(t *testing.T) {
 func (s *suite) testPutConditions(t *testing.T) {
 	b := s.open(t)
 	ctx := ctxOf(t)
-	e1, err := b.Put(ctx, pluginapi.PutRequest{Key: "k", Value: []byte("1"), Cond: pluginapi.IfAbsent()})
+	e1, err := b.Put(ctx, kv.PutRequest{Key: "k", Value: []byte("1"), Cond: kv.IfAbsent()})
 	if err != nil {
 		t.Fatalf("if-absent on a missing key: %v", err)
 	}
-	_, err = b.Put(ctx, pluginapi.PutRequest{Key: "k", Value: []byte("2"), Cond: pluginapi.IfAbsent()})
+	_, err = b.Put(ctx, kv.PutRequest{Key: "k", Value: []byte("2"), Cond: kv.IfAbsent()})
 	wantConflict(t, "if-absent on a live key", err, e1.Version, -1)
-	_, err = b.Put(ctx, pluginapi.PutRequest{Key: "k", Value: []byte("2"), Cond: pluginapi.IfVersion(e1.Version + 100)})
+	_, err = b.Put(ctx, kv.PutRequest{Key: "k", Value: []byte("2"), Cond: kv.IfVersion(e1.Version + 100)})
 	wantConflict(t, "if-version with a wrong version", err, e1.Version, -1)
-	_, err = b.Put(ctx, pluginapi.PutRequest{Key: "missing", Value: []byte("2"), Cond: pluginapi.IfVersion(e1.Version)})
+	_, err = b.Put(ctx, kv.PutRequest{Key: "missing", Value: []byte("2"), Cond: kv.IfVersion(e1.Version)})
 	wantConflict(t, "if-version on a missing key", err, 0, -1)
 	if g := get(t, b, "k"); string(g.Value) != "1" || g.Version != e1.Version {
 		t.Fatalf("failed conditions changed the key: %+v", g)
 	}
 	wantNotFound(t, b, "missing")
-	e2, err := b.Put(ctx, pluginapi.PutRequest{Key: "k", Value: []byte("2"), Cond: pluginapi.IfVersion(e1.Version)})
+	e2, err := b.Put(ctx, kv.PutRequest{Key: "k", Value: []byte("2"), Cond: kv.IfVersion(e1.Version)})
 	if err != nil {
 		t.Fatalf("if-version with the right version: %v", err)
 	}
 	if e2.Version <= e1.Version {
 		t.Fatalf("compare-and-set version %d not above %d", e2.Version, e1.Version)
 	}
-	_, err = b.Put(ctx, pluginapi.PutRequest{Key: "k", Value: []byte("3"), Cond: pluginapi.IfVersion(0)})
-	wantErr(t, "if-version 0", err, pluginapi.ErrInvalidArgument)
+	_, err = b.Put(ctx, kv.PutRequest{Key: "k", Value: []byte("3"), Cond: kv.IfVersion(0)})
+	wantErr(t, "if-version 0", err, kv.ErrInvalidArgument)
 }
 
 func (s *suite) testDelete(t *testing.T) {
 	b := s.open(t)
 	ctx := ctxOf(t)
-	if ok, err := b.Delete(ctx, "missing", pluginapi.Condition{}); err != nil || ok {
+	if ok, err := b.Delete(ctx, "missing", kv.Condition{}); err != nil || ok {
 		t.Fatalf("delete missing: %v %v, want false, nil", ok, err)
 	}
 	e := put(t, b, "k", "v", 0)
-	_, err := b.Delete(ctx, "k", pluginapi.IfVersion(e.Version+1))
+	_, err := b.Delete(ctx, "k", kv.IfVersion(e.Version+1))
 	wantConflict(t, "delete with a wrong version", err, e.Version, -1)
 	get(t, b, "k")
-	_, err = b.Delete(ctx, "k", pluginapi.IfAbsent())
-	wantErr(t, "delete if-absent", err, pluginapi.ErrInvalidArgument)
-	if ok, err := b.Delete(ctx, "k", pluginapi.IfVersion(e.Version)); err != nil || !ok {
+	_, err = b.Delete(ctx, "k", kv.IfAbsent())
+	wantErr(t, "delete if-absent", err, kv.ErrInvalidArgument)
+	if ok, err := b.Delete(ctx, "k", kv.IfVersion(e.Version)); err != nil || !ok {
 		t.Fatalf("delete with the right version: %v %v", ok, err)
 	}
 	wantNotFound(t, b, "k")
-	_, err = b.Delete(ctx, "k", pluginapi.IfVersion(e.Version))
+	_, err = b.Delete(ctx, "k", kv.IfVersion(e.Version))
 	wantConflict(t, "conditional delete of a missing key", err, 0, -1)
 }
 
@@ -578,7 +578,7 @@ func (s *suite) testListOrder(t *testing.T) {
 	if got := listAll(t, b, "a/"); !equalStrings(got, []string{"a/b", "a/b/c"}) {
 		t.Fatalf("list a/: %q", got)
 	}
-	res, err := b.List(ctxOf(t), pluginapi.ListRequest{Prefix: "a", Limit: 3})
+	res, err := b.List(ctxOf(t), kv.ListRequest{Prefix: "a", Limit: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -588,7 +588,7 @@ func (s *suite) testListOrder(t *testing.T) {
 	if e := res.Entries[1]; string(e.Value) != "v-a-" || e.Version == 0 {
 		t.Fatalf("list entry without its value or version: %+v", e)
 	}
-	res, err = b.List(ctxOf(t), pluginapi.ListRequest{Prefix: "a", StartAfter: "a~", Limit: 3, KeysOnly: true})
+	res, err = b.List(ctxOf(t), kv.ListRequest{Prefix: "a", StartAfter: "a~", Limit: 3, KeysOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -601,41 +601,41 @@ func (s *suite) testListOrder(t *testing.T) {
 		}
 	}
 	// Exactly a page's worth: More is false.
-	res, err = b.List(ctxOf(t), pluginapi.ListRequest{Prefix: "a/", Limit: 2})
+	res, err = b.List(ctxOf(t), kv.ListRequest{Prefix: "a/", Limit: 2})
 	if err != nil || res.More || len(res.Entries) != 2 {
 		t.Fatalf("exact page: %q more=%v %v", keysOf(res.Entries), res.More, err)
 	}
 	// StartAfter before the prefix starts at the prefix.
-	res, err = b.List(ctxOf(t), pluginapi.ListRequest{Prefix: "a/", StartAfter: "0"})
+	res, err = b.List(ctxOf(t), kv.ListRequest{Prefix: "a/", StartAfter: "0"})
 	if err != nil || !equalStrings(keysOf(res.Entries), []string{"a/b", "a/b/c"}) {
 		t.Fatalf("start-after below prefix: %q %v", keysOf(res.Entries), err)
 	}
-	_, err = b.List(ctxOf(t), pluginapi.ListRequest{Limit: -1})
-	wantErr(t, "negative limit", err, pluginapi.ErrInvalidArgument)
+	_, err = b.List(ctxOf(t), kv.ListRequest{Limit: -1})
+	wantErr(t, "negative limit", err, kv.ErrInvalidArgument)
 }
 
 func (s *suite) testListLimits(t *testing.T) {
 	b := s.open(t)
-	const n = pluginapi.MaxListLimit + 1
-	ops := make([]pluginapi.Op, 0, pluginapi.MaxBatchOps)
+	const n = kv.MaxListLimit + 1
+	ops := make([]kv.Op, 0, kv.MaxBatchOps)
 	for i := range n {
-		ops = append(ops, pluginapi.PutOp(fmt.Sprintf("k/%06d", i), []byte("v"), 0, pluginapi.Condition{}))
-		if len(ops) == pluginapi.MaxBatchOps || i == n-1 {
+		ops = append(ops, kv.PutOp(fmt.Sprintf("k/%06d", i), []byte("v"), 0, kv.Condition{}))
+		if len(ops) == kv.MaxBatchOps || i == n-1 {
 			if _, err := b.Batch(ctxOf(t), ops); err != nil {
 				t.Fatal(err)
 			}
 			ops = ops[:0]
 		}
 	}
-	res, err := b.List(ctxOf(t), pluginapi.ListRequest{Prefix: "k/", KeysOnly: true})
-	if err != nil || len(res.Entries) != pluginapi.DefaultListLimit || !res.More {
-		t.Fatalf("default limit: %d entries more=%v %v, want %d and more", len(res.Entries), res.More, err, pluginapi.DefaultListLimit)
+	res, err := b.List(ctxOf(t), kv.ListRequest{Prefix: "k/", KeysOnly: true})
+	if err != nil || len(res.Entries) != kv.DefaultListLimit || !res.More {
+		t.Fatalf("default limit: %d entries more=%v %v, want %d and more", len(res.Entries), res.More, err, kv.DefaultListLimit)
 	}
-	res, err = b.List(ctxOf(t), pluginapi.ListRequest{Prefix: "k/", KeysOnly: true, Limit: 1 << 20})
-	if err != nil || len(res.Entries) != pluginapi.MaxListLimit || !res.More {
-		t.Fatalf("limit above max: %d entries more=%v %v, want %d and more", len(res.Entries), res.More, err, pluginapi.MaxListLimit)
+	res, err = b.List(ctxOf(t), kv.ListRequest{Prefix: "k/", KeysOnly: true, Limit: 1 << 20})
+	if err != nil || len(res.Entries) != kv.MaxListLimit || !res.More {
+		t.Fatalf("limit above max: %d entries more=%v %v, want %d and more", len(res.Entries), res.More, err, kv.MaxListLimit)
 	}
-	if last := res.Entries[len(res.Entries)-1].Key; last != fmt.Sprintf("k/%06d", pluginapi.MaxListLimit-1) {
+	if last := res.Entries[len(res.Entries)-1].Key; last != fmt.Sprintf("k/%06d", kv.MaxListLimit-1) {
 		t.Fatalf("last key of the max page: %q", last)
 	}
 }
@@ -691,7 +691,7 @@ func (s *suite) testCountDeletePrefix(t *testing.T) {
 		t.Fatalf("count none: %d %v", n, err)
 	}
 	_, err := b.DeletePrefix(ctx, "")
-	wantErr(t, "delete-prefix with an empty prefix", err, pluginapi.ErrInvalidArgument)
+	wantErr(t, "delete-prefix with an empty prefix", err, kv.ErrInvalidArgument)
 	if n, err := b.Count(ctx, ""); err != nil || n != 7 {
 		t.Fatalf("refused delete-prefix deleted something: count %d %v", n, err)
 	}
@@ -723,7 +723,7 @@ func (s *suite) testIncrement(t *testing.T) {
 	for _, bad := range []string{"abc", "1.5", "", " 1", "99999999999999999999"} {
 		e := put(t, b, "bad", bad, 0)
 		_, err := b.Increment(ctx, "bad", 1)
-		wantErr(t, fmt.Sprintf("increment of %q", bad), err, pluginapi.ErrInvalidArgument)
+		wantErr(t, fmt.Sprintf("increment of %q", bad), err, kv.ErrInvalidArgument)
 		if g := get(t, b, "bad"); string(g.Value) != bad || g.Version != e.Version {
 			t.Fatalf("failed increment changed the key: %+v", g)
 		}
@@ -733,10 +733,10 @@ func (s *suite) testIncrement(t *testing.T) {
 		t.Fatalf("increment to max int64: %+v %v", c, err)
 	}
 	_, err = b.Increment(ctx, "max", 1)
-	wantErr(t, "increment past max int64", err, pluginapi.ErrInvalidArgument)
+	wantErr(t, "increment past max int64", err, kv.ErrInvalidArgument)
 	put(t, b, "min", "-9223372036854775808", 0)
 	_, err = b.Increment(ctx, "min", -1)
-	wantErr(t, "increment past min int64", err, pluginapi.ErrInvalidArgument)
+	wantErr(t, "increment past min int64", err, kv.ErrInvalidArgument)
 	if g := get(t, b, "max"); string(g.Value) != "9223372036854775807" {
 		t.Fatalf("overflow changed the counter to %q", g.Value)
 	}
@@ -753,10 +753,10 @@ func (s *suite) testIncrement(t *testing.T) {
 func (s *suite) testRefreshTTL(t *testing.T) {
 	b := s.open(t)
 	ctx := ctxOf(t)
-	_, err := b.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "missing", TTL: time.Second})
-	wantErr(t, "refresh ttl of a missing key", err, pluginapi.ErrNotFound)
+	_, err := b.RefreshTTL(ctx, kv.RefreshRequest{Key: "missing", TTL: time.Second})
+	wantErr(t, "refresh ttl of a missing key", err, kv.ErrNotFound)
 	e := put(t, b, "hb", "alive", shortTTL)
-	r, err := b.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "hb", TTL: time.Hour})
+	r, err := b.RefreshTTL(ctx, kv.RefreshRequest{Key: "hb", TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -767,9 +767,9 @@ func (s *suite) testRefreshTTL(t *testing.T) {
 	if g := get(t, b, "hb"); string(g.Value) != "alive" || g.Version != e.Version || !g.ExpiresAt.Equal(r.ExpiresAt) {
 		t.Fatalf("after refresh: %+v", g)
 	}
-	_, err = b.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "hb", TTL: time.Hour, Cond: pluginapi.IfVersion(e.Version + 1)})
+	_, err = b.RefreshTTL(ctx, kv.RefreshRequest{Key: "hb", TTL: time.Hour, Cond: kv.IfVersion(e.Version + 1)})
 	wantConflict(t, "refresh with a wrong version", err, e.Version, -1)
-	if r, err = b.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "hb", TTL: 0, Cond: pluginapi.IfVersion(e.Version)}); err != nil || !r.ExpiresAt.IsZero() {
+	if r, err = b.RefreshTTL(ctx, kv.RefreshRequest{Key: "hb", TTL: 0, Cond: kv.IfVersion(e.Version)}); err != nil || !r.ExpiresAt.IsZero() {
 		t.Fatalf("refresh to ttl 0: %+v %v, want no expiry", r, err)
 	}
 	if g := get(t, b, "hb"); !g.ExpiresAt.IsZero() {
@@ -781,12 +781,12 @@ func (s *suite) testBatch(t *testing.T) {
 	b := s.open(t)
 	ctx := ctxOf(t)
 	old := put(t, b, "old", "x", 0)
-	res, err := b.Batch(ctx, []pluginapi.Op{
-		pluginapi.PutOp("a", []byte("1"), 0, pluginapi.IfAbsent()),
-		pluginapi.PutOp("a", []byte("2"), time.Hour, pluginapi.Condition{}),
-		pluginapi.DeleteOp("old", pluginapi.IfVersion(old.Version)),
-		pluginapi.DeleteOp("never", pluginapi.Condition{}),
-		pluginapi.PutOp("b", nil, 0, pluginapi.Condition{}),
+	res, err := b.Batch(ctx, []kv.Op{
+		kv.PutOp("a", []byte("1"), 0, kv.IfAbsent()),
+		kv.PutOp("a", []byte("2"), time.Hour, kv.Condition{}),
+		kv.DeleteOp("old", kv.IfVersion(old.Version)),
+		kv.DeleteOp("never", kv.Condition{}),
+		kv.PutOp("b", nil, 0, kv.Condition{}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -802,9 +802,9 @@ func (s *suite) testBatch(t *testing.T) {
 		t.Fatalf("b after batch: %+v", g)
 	}
 	// Ops apply in order: a later condition sees an earlier op.
-	res, err = b.Batch(ctx, []pluginapi.Op{
-		pluginapi.DeleteOp("a", pluginapi.Condition{}),
-		pluginapi.PutOp("a", []byte("3"), 0, pluginapi.IfAbsent()),
+	res, err = b.Batch(ctx, []kv.Op{
+		kv.DeleteOp("a", kv.Condition{}),
+		kv.PutOp("a", []byte("3"), 0, kv.IfAbsent()),
 	})
 	if err != nil {
 		t.Fatalf("delete then if-absent put in one batch: %v", err)
@@ -822,14 +822,14 @@ func (s *suite) testBatchAtomic(t *testing.T) {
 	ctx := ctxOf(t)
 	a := put(t, b, "a", "1", 0)
 	c := put(t, b, "c", "1", 0)
-	_, err := b.Batch(ctx, []pluginapi.Op{
-		pluginapi.PutOp("a", []byte("2"), 0, pluginapi.Condition{}),
-		pluginapi.PutOp("b", []byte("2"), 0, pluginapi.Condition{}),
-		pluginapi.DeleteOp("c", pluginapi.Condition{}),
-		pluginapi.PutOp("a", []byte("3"), 0, pluginapi.IfVersion(a.Version)), // a is at a newer version by now
-		pluginapi.PutOp("d", []byte("2"), 0, pluginapi.Condition{}),
+	_, err := b.Batch(ctx, []kv.Op{
+		kv.PutOp("a", []byte("2"), 0, kv.Condition{}),
+		kv.PutOp("b", []byte("2"), 0, kv.Condition{}),
+		kv.DeleteOp("c", kv.Condition{}),
+		kv.PutOp("a", []byte("3"), 0, kv.IfVersion(a.Version)), // a is at a newer version by now
+		kv.PutOp("d", []byte("2"), 0, kv.Condition{}),
 	})
-	var ce *pluginapi.ConflictError
+	var ce *kv.ConflictError
 	if !errors.As(err, &ce) || ce.OpIndex != 3 || ce.Key != "a" {
 		t.Fatalf("batch with a failing op 3: %v, want a *ConflictError naming op 3 and key a", err)
 	}
@@ -845,37 +845,37 @@ func (s *suite) testBatchAtomic(t *testing.T) {
 		wantNotFound(t, b, "d")
 	}
 	check("failed condition")
-	_, err = b.Batch(ctx, []pluginapi.Op{
-		pluginapi.PutOp("b", []byte("2"), 0, pluginapi.Condition{}),
-		pluginapi.PutOp("", []byte("2"), 0, pluginapi.Condition{}),
+	_, err = b.Batch(ctx, []kv.Op{
+		kv.PutOp("b", []byte("2"), 0, kv.Condition{}),
+		kv.PutOp("", []byte("2"), 0, kv.Condition{}),
 	})
-	wantErr(t, "batch with an invalid key", err, pluginapi.ErrInvalidArgument)
+	wantErr(t, "batch with an invalid key", err, kv.ErrInvalidArgument)
 	check("invalid op")
-	ops := make([]pluginapi.Op, pluginapi.MaxBatchOps+1)
+	ops := make([]kv.Op, kv.MaxBatchOps+1)
 	for i := range ops {
-		ops[i] = pluginapi.PutOp(fmt.Sprint("b", i), nil, 0, pluginapi.Condition{})
+		ops[i] = kv.PutOp(fmt.Sprint("b", i), nil, 0, kv.Condition{})
 	}
 	_, err = b.Batch(ctx, ops)
-	wantErr(t, "batch over the limit", err, pluginapi.ErrInvalidArgument)
+	wantErr(t, "batch over the limit", err, kv.ErrInvalidArgument)
 	check("oversized batch")
-	if _, err := b.Batch(ctx, ops[:pluginapi.MaxBatchOps]); err != nil {
+	if _, err := b.Batch(ctx, ops[:kv.MaxBatchOps]); err != nil {
 		t.Fatalf("batch at the limit: %v", err)
 	}
 }
 
-func watcher(t *testing.T, b pluginapi.Backend) (pluginapi.Watcher, bool) {
+func watcher(t *testing.T, b kv.Backend) (kv.Watcher, bool) {
 	info, err := b.Info(ctxOf(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, ok := b.(pluginapi.Watcher)
+	w, ok := b.(kv.Watcher)
 	return w, ok && info.Capabilities.Watch
 }
 
-func recv(t *testing.T, ws pluginapi.WatchStream) pluginapi.Event {
+func recv(t *testing.T, ws kv.WatchStream) kv.Event {
 	t.Helper()
 	type result struct {
-		ev  pluginapi.Event
+		ev  kv.Event
 		err error
 	}
 	ch := make(chan result, 1)
@@ -895,7 +895,7 @@ func recv(t *testing.T, ws pluginapi.WatchStream) pluginapi.Event {
 	panic("unreachable")
 }
 
-func wantEvent(t *testing.T, ev pluginapi.Event, typ pluginapi.EventType, key, value string, version int64) {
+func wantEvent(t *testing.T, ev kv.Event, typ kv.EventType, key, value string, version int64) {
 	t.Helper()
 	if ev.Type != typ || ev.Key != key || string(ev.Value) != value || ev.Version != version {
 		t.Fatalf("event %v %q %q v%d, want %v %q %q v%d", ev.Type, ev.Key, ev.Value, ev.Version, typ, key, value, version)
@@ -922,16 +922,16 @@ func (s *suite) testWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "cfg/a", TTL: 2 * time.Hour}); err != nil {
+	if _, err := b.RefreshTTL(ctx, kv.RefreshRequest{Key: "cfg/a", TTL: 2 * time.Hour}); err != nil {
 		t.Fatal(err) // a refresh is not a change of value: no event
 	}
-	if _, err := b.Delete(ctx, "cfg/a", pluginapi.Condition{}); err != nil {
+	if _, err := b.Delete(ctx, "cfg/a", kv.Condition{}); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = b.Put(ctx, pluginapi.PutRequest{Key: "cfg/n", Cond: pluginapi.IfAbsent()}) // fails: no event
-	res, err := b.Batch(ctx, []pluginapi.Op{
-		pluginapi.PutOp("cfg/b", []byte("b"), 0, pluginapi.Condition{}),
-		pluginapi.DeleteOp("cfg/n", pluginapi.Condition{}),
+	_, _ = b.Put(ctx, kv.PutRequest{Key: "cfg/n", Cond: kv.IfAbsent()}) // fails: no event
+	res, err := b.Batch(ctx, []kv.Op{
+		kv.PutOp("cfg/b", []byte("b"), 0, kv.Condition{}),
+		kv.DeleteOp("cfg/n", kv.Condition{}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -940,17 +940,17 @@ func (s *suite) testWatch(t *testing.T) {
 	if _, err := b.DeletePrefix(ctx, "cfg/x/"); err != nil {
 		t.Fatal(err)
 	}
-	wantEvent(t, recv(t, ws), pluginapi.EventPut, "cfg/a", "1", e1.Version)
-	wantEvent(t, recv(t, ws), pluginapi.EventPut, "cfg/a", "2", e2.Version)
-	wantEvent(t, recv(t, ws), pluginapi.EventPut, "cfg/n", "3", c.Version)
-	wantEvent(t, recv(t, ws), pluginapi.EventDelete, "cfg/a", "", e2.Version)
-	wantEvent(t, recv(t, ws), pluginapi.EventPut, "cfg/b", "b", res[0].Version)
-	wantEvent(t, recv(t, ws), pluginapi.EventDelete, "cfg/n", "", c.Version)
+	wantEvent(t, recv(t, ws), kv.EventPut, "cfg/a", "1", e1.Version)
+	wantEvent(t, recv(t, ws), kv.EventPut, "cfg/a", "2", e2.Version)
+	wantEvent(t, recv(t, ws), kv.EventPut, "cfg/n", "3", c.Version)
+	wantEvent(t, recv(t, ws), kv.EventDelete, "cfg/a", "", e2.Version)
+	wantEvent(t, recv(t, ws), kv.EventPut, "cfg/b", "b", res[0].Version)
+	wantEvent(t, recv(t, ws), kv.EventDelete, "cfg/n", "", c.Version)
 	ev := recv(t, ws)
-	if ev.Type != pluginapi.EventPut || ev.Key != "cfg/x/1" {
+	if ev.Type != kv.EventPut || ev.Key != "cfg/x/1" {
 		t.Fatalf("event %+v, want PUT cfg/x/1", ev)
 	}
-	wantEvent(t, recv(t, ws), pluginapi.EventDelete, "cfg/x/1", "", ev.Version)
+	wantEvent(t, recv(t, ws), kv.EventDelete, "cfg/x/1", "", ev.Version)
 
 	// A second watcher on everything sees the same later writes, and
 	// cancelling a watch ends its stream.
@@ -960,7 +960,7 @@ func (s *suite) testWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	e3 := put(t, b, "z", "z", 0)
-	wantEvent(t, recv(t, all), pluginapi.EventPut, "z", "z", e3.Version)
+	wantEvent(t, recv(t, all), kv.EventPut, "z", "z", e3.Version)
 	cancel()
 	done := make(chan error, 1)
 	go func() {
@@ -973,14 +973,14 @@ func (s *suite) testWatch(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, pluginapi.ErrClosed) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, kv.ErrClosed) {
 			t.Fatalf("cancelled watch ended with %v, want context.Canceled", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("cancelled watch did not end")
 	}
 	_, err = w.Watch(ctx, "a\x00")
-	wantErr(t, "watch with an invalid prefix", err, pluginapi.ErrInvalidArgument)
+	wantErr(t, "watch with an invalid prefix", err, kv.ErrInvalidArgument)
 }
 
 func (s *suite) testWatchOverflow(t *testing.T) {
@@ -1005,9 +1005,9 @@ func (s *suite) testWatchOverflow(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for range batches {
-			ops := make([]pluginapi.Op, per)
+			ops := make([]kv.Op, per)
 			for j := range ops {
-				ops[j] = pluginapi.PutOp(fmt.Sprintf("k/%04d", j), value, 0, pluginapi.Condition{})
+				ops[j] = kv.PutOp(fmt.Sprintf("k/%04d", j), value, 0, kv.Condition{})
 			}
 			res, err := b.Batch(ctx, ops)
 			if err != nil {
@@ -1050,7 +1050,7 @@ func (s *suite) testWatchOverflow(t *testing.T) {
 	}()
 	select {
 	case r := <-drained:
-		wantErr(t, fmt.Sprintf("watch after %d of %d events", r.n, len(versions)), r.err, pluginapi.ErrWatchOverflow)
+		wantErr(t, fmt.Sprintf("watch after %d of %d events", r.n, len(versions)), r.err, kv.ErrWatchOverflow)
 		if r.n == len(versions) {
 			t.Fatalf("the watcher got all %d events and then overflowed: it should have buffered less", r.n)
 		}
@@ -1065,12 +1065,12 @@ func (s *suite) testCleanupExpired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, ok := b.(pluginapi.Expirer)
+	x, ok := b.(kv.Expirer)
 	if !ok || !info.Capabilities.CleanupExpired {
 		t.Skip("backend does not claim cleanup-expired")
 	}
 	ctx := ctxOf(t)
-	var ws pluginapi.WatchStream
+	var ws kv.WatchStream
 	if w, ok := watcher(t, b); ok {
 		if ws, err = w.Watch(ctx, "s/"); err != nil {
 			t.Fatal(err)
@@ -1101,14 +1101,14 @@ func (s *suite) testCleanupExpired(t *testing.T) {
 	}
 	for i := range 11 {
 		ev := recv(t, ws)
-		if ev.Type != pluginapi.EventPut || (i == 10 && (ev.Key != "s/keep" || ev.Version != keep.Version)) {
+		if ev.Type != kv.EventPut || (i == 10 && (ev.Key != "s/keep" || ev.Version != keep.Version)) {
 			t.Fatalf("event %d: %+v, want the 11 puts first", i, ev)
 		}
 	}
 	for range 10 {
 		ev := recv(t, ws)
 		v, ok := expiring[ev.Key]
-		if ev.Type != pluginapi.EventExpire || !ok || ev.Version != v {
+		if ev.Type != kv.EventExpire || !ok || ev.Version != v {
 			t.Fatalf("event %+v, want EXPIRE of an expired key at its last version", ev)
 		}
 		delete(expiring, ev.Key)
@@ -1125,7 +1125,7 @@ func (s *suite) testStats(t *testing.T) {
 	put(t, b, "f", "", 0)
 	put(t, b, "gone", "xxxxxxxx", shortTTL)
 	put(t, b, "deleted", "x", 0)
-	if _, err := b.Delete(ctxOf(t), "deleted", pluginapi.Condition{}); err != nil {
+	if _, err := b.Delete(ctxOf(t), "deleted", kv.Condition{}); err != nil {
 		t.Fatal(err)
 	}
 	expire(shortTTL)
@@ -1169,13 +1169,13 @@ func (s *suite) testConcurrentPutIfAbsent(t *testing.T) {
 	var other []error
 	for i := range workers {
 		wg.Go(func() {
-			_, err := b.Put(ctxOf(t), pluginapi.PutRequest{Key: "leader", Value: []byte(fmt.Sprint(i)), Cond: pluginapi.IfAbsent()})
+			_, err := b.Put(ctxOf(t), kv.PutRequest{Key: "leader", Value: []byte(fmt.Sprint(i)), Cond: kv.IfAbsent()})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err == nil:
 				winners++
-			case errors.Is(err, pluginapi.ErrConflict):
+			case errors.Is(err, kv.ErrConflict):
 				conflicts++
 			default:
 				other = append(other, err)

@@ -8,7 +8,7 @@
 // module, importing only pluginapi and this package:
 //
 //	func TestConformance(t *testing.T) {
-//		conformance.Run(t, func(t testing.TB) pluginapi.Backend {
+//		conformance.Run(t, func(t testing.TB) kv.Backend {
 //			b, err := mybackend.Open(t.Context(), map[string]string{"path": t.TempDir()})
 //			if err != nil {
 //				t.Fatal(err)

@@ -60,19 +60,19 @@ func TestBrokenBackend(t *testing.T) {
 	if broken == "" {
 		t.Skip("runs only as the child process of TestSuiteHasTeeth")
 	}
-	conformance.Run(t, func(testing.TB) pluginapi.Backend {
+	conformance.Run(t, func(testing.TB) kv.Backend {
 		return &brokenBackend{Backend: memory.New(), how: broken, deleted: map[string]int64{}}
 	})
 }
 
 // brokenBackend breaks one rule of the contract on top of a correct backend.
 type brokenBackend struct {
-	pluginapi.Backend
+	kv.Backend
 	how     string
 	deleted map[string]int64 // for reuses-versions (tests use it from one goroutine where it matters)
 }
 
-func (b *brokenBackend) Put(ctx context.Context, req pluginapi.PutRequest) (pluginapi.Entry, error) {
+func (b *brokenBackend) Put(ctx context.Context, req kv.PutRequest) (kv.Entry, error) {
 	switch b.how {
 	case "ignores-ttl":
 		req.TTL = 0
@@ -86,7 +86,7 @@ func (b *brokenBackend) Put(ctx context.Context, req pluginapi.PutRequest) (plug
 	return b.Backend.Put(ctx, req)
 }
 
-func (b *brokenBackend) Delete(ctx context.Context, key string, cond pluginapi.Condition) (bool, error) {
+func (b *brokenBackend) Delete(ctx context.Context, key string, cond kv.Condition) (bool, error) {
 	if b.how == "reuses-versions" {
 		if e, err := b.Backend.Get(ctx, key); err == nil {
 			b.deleted[key] = e.Version
@@ -112,15 +112,15 @@ func like(prefix string) *regexp.Regexp {
 	return regexp.MustCompile(sb.String())
 }
 
-func (b *brokenBackend) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.ListResult, error) {
+func (b *brokenBackend) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
 	if b.how != "underscore-wildcard" {
 		return b.Backend.List(ctx, req)
 	}
-	all, err := b.Backend.List(ctx, pluginapi.ListRequest{StartAfter: req.StartAfter, Limit: pluginapi.MaxListLimit, KeysOnly: req.KeysOnly})
+	all, err := b.Backend.List(ctx, kv.ListRequest{StartAfter: req.StartAfter, Limit: kv.MaxListLimit, KeysOnly: req.KeysOnly})
 	if err != nil {
 		return all, err
 	}
-	var out pluginapi.ListResult
+	var out kv.ListResult
 	re := like(req.Prefix)
 	for _, e := range all.Entries {
 		if re.MatchString(e.Key) {
@@ -134,17 +134,17 @@ func (b *brokenBackend) Count(ctx context.Context, prefix string) (int64, error)
 	if b.how != "underscore-wildcard" {
 		return b.Backend.Count(ctx, prefix)
 	}
-	res, err := b.List(ctx, pluginapi.ListRequest{Prefix: prefix, KeysOnly: true})
+	res, err := b.List(ctx, kv.ListRequest{Prefix: prefix, KeysOnly: true})
 	return int64(len(res.Entries)), err
 }
 
-func (b *brokenBackend) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpResult, error) {
+func (b *brokenBackend) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) {
 	if b.how != "half-batch" {
 		return b.Backend.Batch(ctx, ops)
 	}
-	out := make([]pluginapi.OpResult, len(ops))
+	out := make([]kv.OpResult, len(ops))
 	for i, op := range ops {
-		res, err := b.Backend.Batch(ctx, []pluginapi.Op{op})
+		res, err := b.Backend.Batch(ctx, []kv.Op{op})
 		if err != nil {
 			return nil, err
 		}
@@ -156,8 +156,8 @@ func (b *brokenBackend) Batch(ctx context.Context, ops []pluginapi.Op) ([]plugin
 // The broken backend keeps the memory backend's watch and cleanup, so the
 // suite's watch and cleanup tests run against it too.
 
-func (b *brokenBackend) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream, error) {
-	ws, err := b.Backend.(pluginapi.Watcher).Watch(ctx, prefix)
+func (b *brokenBackend) Watch(ctx context.Context, prefix string) (kv.WatchStream, error) {
+	ws, err := b.Backend.(kv.Watcher).Watch(ctx, prefix)
 	if err != nil || b.how != "drops-events" {
 		return ws, err
 	}
@@ -168,17 +168,17 @@ func (b *brokenBackend) CleanupExpired(ctx context.Context, limit int) (int64, e
 	if b.how == "ignores-cleanup-limit" {
 		limit = 0 // removes everything expired in one go
 	}
-	return b.Backend.(pluginapi.Expirer).CleanupExpired(ctx, limit)
+	return b.Backend.(kv.Expirer).CleanupExpired(ctx, limit)
 }
 
 // droppingStream loses every third event: the kind of bug a watch
 // implementation with a lossy buffer has.
 type droppingStream struct {
-	pluginapi.WatchStream
+	kv.WatchStream
 	n int
 }
 
-func (d *droppingStream) Recv() (pluginapi.Event, error) {
+func (d *droppingStream) Recv() (kv.Event, error) {
 	for {
 		ev, err := d.WatchStream.Recv()
 		if err != nil {

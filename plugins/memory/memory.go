@@ -1,16 +1,21 @@
 // Package memory is kvhost's in-memory backend: an ordered B-tree index
-// (prefix scans are range walks), a second index by expiry for cleanup, and
-// a watch hub. Nothing survives the process; it is the reference backend
-// for the contract and the fastest one for tests and caches.
+// (prefix scans are range walks), a second index by expiry for cleanup, a
+// bounded history of recent changes for watches that resume, and a watch
+// hub. Nothing survives the process; it is the reference backend for the
+// contract and the fastest one for tests and caches.
 //
-// Settings: watch_buffer (events a watcher may fall behind, default
-// pluginapi.DefaultWatchBuffer).
+// Settings:
+//   - watch_buffer: live events a watcher may fall behind (default
+//     pluginapi.DefaultWatchBuffer).
+//   - history: how many of the most recent revisions are kept for watches
+//     that start at a revision (default DefaultHistory).
 package memory
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,30 +23,40 @@ import (
 
 	"github.com/google/btree"
 
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
 
 // Name and Version identify the backend in Info and Stats.
 const (
 	Name    = "memory"
-	Version = "1.0.0"
+	Version = "2.0.0"
 )
+
+// DefaultHistory is how many recent revisions a Store keeps by default.
+const DefaultHistory = 100_000
 
 // Store is the in-memory backend. It is safe for concurrent use.
 type Store struct {
-	mu      sync.RWMutex
-	byKey   *btree.BTreeG[*item]
-	byExp   *btree.BTreeG[*item]
-	version int64
-	hub     *pluginapi.WatchHub
-	now     func() time.Time
-	closed  bool
+	mu    sync.RWMutex
+	byKey *btree.BTreeG[*item]
+	byExp *btree.BTreeG[*item]
+	rev   int64 // the store revision: the last change's
+	// hist holds the events of the most recent revisions, one per
+	// revision, contiguous: hist[i].Revision == hist[0].Revision+i.
+	hist   []kv.Event
+	keep   int
+	hub    *pluginapi.WatchHub
+	now    func() time.Time
+	closed bool
 }
 
 var (
-	_ pluginapi.Backend = (*Store)(nil)
-	_ pluginapi.Watcher = (*Store)(nil)
-	_ pluginapi.Expirer = (*Store)(nil)
+	_ kv.Backend         = (*Store)(nil)
+	_ kv.Watcher         = (*Store)(nil)
+	_ kv.Expirer         = (*Store)(nil)
+	_ pluginapi.History  = (*Store)(nil)
+	_ pluginapi.OpenFunc = Open
 )
 
 type item struct {
@@ -51,10 +66,10 @@ type item struct {
 	expiresAt time.Time
 }
 
-func (it *item) live(now time.Time) bool { return !pluginapi.Expired(it.expiresAt, now) }
+func (it *item) live(now time.Time) bool { return !kv.Expired(it.expiresAt, now) }
 
-func (it *item) entry(withValue bool) pluginapi.Entry {
-	e := pluginapi.Entry{Key: it.key, Version: it.version, ExpiresAt: it.expiresAt}
+func (it *item) entry(withValue bool) kv.Entry {
+	e := kv.Entry{Key: it.key, Version: it.version, ExpiresAt: it.expiresAt}
 	if withValue {
 		e.Value = bytes.Clone(it.value)
 		if e.Value == nil {
@@ -79,6 +94,10 @@ type Option func(*Store)
 // WithWatchBuffer sets how many events a watcher may fall behind.
 func WithWatchBuffer(n int) Option { return func(s *Store) { s.hub = pluginapi.NewWatchHub(n) } }
 
+// WithHistory sets how many recent revisions are kept for watches that
+// start at a revision (at least 1).
+func WithHistory(n int) Option { return func(s *Store) { s.keep = max(n, 1) } }
+
 // WithClock replaces the clock, for tests of expiry.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
@@ -89,6 +108,7 @@ func New(opts ...Option) *Store {
 		byExp: btree.NewG(32, lessExp),
 		hub:   pluginapi.NewWatchHub(0),
 		now:   time.Now,
+		keep:  DefaultHistory,
 	}
 	for _, o := range opts {
 		o(s)
@@ -97,18 +117,31 @@ func New(opts ...Option) *Store {
 }
 
 // Open is the pluginapi.OpenFunc of the memory backend.
-func Open(_ context.Context, settings map[string]string) (pluginapi.Backend, error) {
+func Open(_ context.Context, settings map[string]string) (kv.Backend, error) {
 	var opts []Option
+	positive := func(k, v string) (int, error) {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("memory: setting %s=%q: %w: want a positive integer", k, v, kv.ErrInvalidArgument)
+		}
+		return n, nil
+	}
 	for k, v := range settings {
 		switch k {
 		case "watch_buffer":
-			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				return nil, fmt.Errorf("memory: setting watch_buffer=%q: %w: want a positive integer", v, pluginapi.ErrInvalidArgument)
+			n, err := positive(k, v)
+			if err != nil {
+				return nil, err
 			}
 			opts = append(opts, WithWatchBuffer(n))
+		case "history":
+			n, err := positive(k, v)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, WithHistory(n))
 		default:
-			return nil, fmt.Errorf("memory: %w: unknown setting %q (known: watch_buffer)", pluginapi.ErrInvalidArgument, k)
+			return nil, fmt.Errorf("memory: %w: unknown setting %q (known: history, watch_buffer)", kv.ErrInvalidArgument, k)
 		}
 	}
 	return New(opts...), nil
@@ -116,7 +149,7 @@ func Open(_ context.Context, settings map[string]string) (pluginapi.Backend, err
 
 func (s *Store) check() error {
 	if s.closed {
-		return fmt.Errorf("memory: %w", pluginapi.ErrClosed)
+		return fmt.Errorf("memory: %w", kv.ErrClosed)
 	}
 	return nil
 }
@@ -149,113 +182,158 @@ func (s *Store) remove(key string) (*item, bool) {
 	return old, ok
 }
 
-func (s *Store) nextVersion() int64 {
-	s.version++
-	return s.version
+// commit records one operation's events, whose revisions follow s.rev, in
+// the history and publishes them. Caller holds s.mu for writing.
+func (s *Store) commit(events ...kv.Event) {
+	if len(events) == 0 {
+		return
+	}
+	s.rev = events[len(events)-1].Revision
+	s.hist = append(s.hist, events...)
+	// Trim in steps of a quarter so that appending stays amortised O(1).
+	if over := len(s.hist) - s.keep; over > 0 && over >= s.keep/4 {
+		s.hist = append([]kv.Event(nil), s.hist[over:]...)
+	}
+	s.hub.Publish(events...)
 }
 
-func checkCond(key string, cur *item, c pluginapi.Condition, opIndex int) error {
+// oldest is the oldest revision a watch can start at. Caller holds s.mu.
+func (s *Store) oldest() int64 {
+	if len(s.hist) == 0 {
+		return s.rev + 1
+	}
+	return s.hist[0].Revision
+}
+
+// ReadHistory implements pluginapi.History.
+func (s *Store) ReadHistory(_ context.Context, prefix string, from int64, limit int) ([]kv.Event, int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(); err != nil {
+		return nil, 0, err
+	}
+	// Trimming is lazy: only the last s.keep revisions are promised.
+	oldest := max(s.oldest(), s.rev-int64(s.keep)+1, 1)
+	if from < oldest {
+		return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
+	}
+	var out []kv.Event
+	if len(s.hist) > 0 {
+		for i := int(from - s.hist[0].Revision); i >= 0 && i < len(s.hist) && len(out) < limit; i++ {
+			if strings.HasPrefix(s.hist[i].Key, prefix) {
+				out = append(out, s.hist[i])
+			}
+		}
+	}
+	return out, s.rev, nil
+}
+
+func checkCond(key string, cur *item, c kv.Condition, opIndex int) error {
 	var curV int64
 	if cur != nil {
 		curV = cur.version
 	}
 	switch c.Kind {
-	case pluginapi.CondAbsent:
+	case kv.CondAbsent:
 		if cur != nil {
-			return &pluginapi.ConflictError{Key: key, CurrentVersion: curV, OpIndex: opIndex}
+			return &kv.ConflictError{Key: key, CurrentVersion: curV, OpIndex: opIndex}
 		}
-	case pluginapi.CondVersion:
+	case kv.CondVersion:
 		if curV != c.Version {
-			return &pluginapi.ConflictError{Key: key, CurrentVersion: curV, OpIndex: opIndex}
+			return &kv.ConflictError{Key: key, CurrentVersion: curV, OpIndex: opIndex}
 		}
 	}
 	return nil
 }
 
-func (s *Store) Info(context.Context) (pluginapi.Info, error) {
-	return pluginapi.Info{
+func (s *Store) Info(context.Context) (kv.Info, error) {
+	return kv.Info{
 		Name: Name, Version: Version, ProtocolVersion: pluginapi.ProtocolVersion,
-		Capabilities: pluginapi.Capabilities{Watch: true, CleanupExpired: true},
+		Capabilities: kv.Capabilities{Watch: true, WatchHistory: true, CleanupExpired: true},
 	}, nil
 }
 
-func (s *Store) Get(_ context.Context, key string) (pluginapi.Entry, error) {
-	if err := pluginapi.ValidateKey(key); err != nil {
-		return pluginapi.Entry{}, err
+func (s *Store) Get(_ context.Context, key string) (kv.GetResult, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.GetResult{}, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.check(); err != nil {
-		return pluginapi.Entry{}, err
+		return kv.GetResult{}, err
 	}
-	it := s.lookup(key, s.now())
-	if it == nil {
-		return pluginapi.Entry{}, fmt.Errorf("memory: get %q: %w", key, pluginapi.ErrNotFound)
+	res := kv.GetResult{Revision: s.rev}
+	if it := s.lookup(key, s.now()); it != nil {
+		res.Entry, res.Found = it.entry(true), true
 	}
-	return it.entry(true), nil
+	return res, nil
 }
 
-func (s *Store) GetMany(_ context.Context, keys []string) ([]*pluginapi.Entry, error) {
-	if err := pluginapi.ValidateGetMany(keys); err != nil {
-		return nil, err
+func (s *Store) GetMany(_ context.Context, keys []string) (kv.GetManyResult, error) {
+	if err := kv.ValidateGetMany(keys); err != nil {
+		return kv.GetManyResult{}, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.check(); err != nil {
-		return nil, err
+		return kv.GetManyResult{}, err
 	}
 	now := s.now()
-	out := make([]*pluginapi.Entry, len(keys))
+	out := kv.GetManyResult{Entries: make([]*kv.Entry, len(keys)), Revision: s.rev}
 	for i, k := range keys {
 		if it := s.lookup(k, now); it != nil {
 			e := it.entry(true)
-			out[i] = &e
+			out.Entries[i] = &e
 		}
 	}
 	return out, nil
 }
 
-func (s *Store) Put(_ context.Context, req pluginapi.PutRequest) (pluginapi.Entry, error) {
-	if err := pluginapi.ValidatePut(req); err != nil {
-		return pluginapi.Entry{}, err
+func (s *Store) Put(_ context.Context, req kv.PutRequest) (kv.Entry, error) {
+	if err := kv.ValidatePut(req); err != nil {
+		return kv.Entry{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
-		return pluginapi.Entry{}, err
+		return kv.Entry{}, err
 	}
 	now := s.now()
 	if err := checkCond(req.Key, s.lookup(req.Key, now), req.Cond, -1); err != nil {
-		return pluginapi.Entry{}, err
+		return kv.Entry{}, err
 	}
-	it := &item{key: req.Key, value: bytes.Clone(req.Value), version: s.nextVersion(), expiresAt: pluginapi.ExpiryAt(now, req.TTL)}
+	it := &item{key: req.Key, value: bytes.Clone(req.Value), version: s.rev + 1, expiresAt: kv.ExpiryAt(now, req.TTL)}
 	s.set(it)
-	s.hub.Publish(pluginapi.Event{Type: pluginapi.EventPut, Key: it.key, Value: it.value, Version: it.version})
+	s.commit(putEvent(it))
 	return it.entry(false), nil
 }
 
-func (s *Store) Delete(_ context.Context, key string, cond pluginapi.Condition) (bool, error) {
-	if err := pluginapi.ValidateKey(key); err != nil {
-		return false, err
+func putEvent(it *item) kv.Event {
+	return kv.Event{Type: kv.EventPut, Key: it.key, Value: it.value, Version: it.version, Revision: it.version, ExpiresAt: it.expiresAt}
+}
+
+func (s *Store) Delete(_ context.Context, key string, cond kv.Condition) (kv.DeleteResult, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.DeleteResult{}, err
 	}
-	if err := pluginapi.ValidateCondition(cond, false); err != nil {
-		return false, err
+	if err := kv.ValidateCondition(cond, false); err != nil {
+		return kv.DeleteResult{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
-		return false, err
+		return kv.DeleteResult{}, err
 	}
 	cur := s.lookup(key, s.now())
 	if err := checkCond(key, cur, cond, -1); err != nil {
-		return false, err
+		return kv.DeleteResult{}, err
 	}
 	if cur == nil {
-		return false, nil
+		return kv.DeleteResult{Revision: s.rev}, nil
 	}
 	s.remove(key)
-	s.hub.Publish(pluginapi.Event{Type: pluginapi.EventDelete, Key: key, Version: cur.version})
-	return true, nil
+	s.commit(kv.Event{Type: kv.EventDelete, Key: key, Version: cur.version, Revision: s.rev + 1})
+	return kv.DeleteResult{Deleted: true, Revision: s.rev}, nil
 }
 
 // ascend walks live items under prefix after startAfter in key order until
@@ -276,17 +354,17 @@ func (s *Store) ascend(prefix, startAfter string, now time.Time, fn func(*item) 
 	})
 }
 
-func (s *Store) List(_ context.Context, req pluginapi.ListRequest) (pluginapi.ListResult, error) {
-	req, err := pluginapi.NormalizeList(req)
+func (s *Store) List(_ context.Context, req kv.ListRequest) (kv.ListResult, error) {
+	req, err := kv.NormalizeList(req)
 	if err != nil {
-		return pluginapi.ListResult{}, err
+		return kv.ListResult{}, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.check(); err != nil {
-		return pluginapi.ListResult{}, err
+		return kv.ListResult{}, err
 	}
-	var res pluginapi.ListResult
+	res := kv.ListResult{Revision: s.rev}
 	s.ascend(req.Prefix, req.StartAfter, s.now(), func(it *item) bool {
 		if len(res.Entries) == req.Limit {
 			res.More = true
@@ -298,98 +376,105 @@ func (s *Store) List(_ context.Context, req pluginapi.ListRequest) (pluginapi.Li
 	return res, nil
 }
 
-func (s *Store) Count(_ context.Context, prefix string) (int64, error) {
-	if err := pluginapi.ValidatePrefix(prefix); err != nil {
-		return 0, err
+func (s *Store) Count(_ context.Context, prefix string) (kv.CountResult, error) {
+	if err := kv.ValidatePrefix(prefix); err != nil {
+		return kv.CountResult{}, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.check(); err != nil {
-		return 0, err
+		return kv.CountResult{}, err
 	}
-	var n int64
-	s.ascend(prefix, "", s.now(), func(*item) bool { n++; return true })
-	return n, nil
+	res := kv.CountResult{Revision: s.rev}
+	s.ascend(prefix, "", s.now(), func(*item) bool { res.Count++; return true })
+	return res, nil
 }
 
-func (s *Store) DeletePrefix(_ context.Context, prefix string) (int64, error) {
-	if err := pluginapi.ValidateDeletePrefix(prefix); err != nil {
-		return 0, err
+func (s *Store) DeletePrefix(_ context.Context, prefix string) (kv.DeletePrefixResult, error) {
+	if err := kv.ValidateDeletePrefix(prefix); err != nil {
+		return kv.DeletePrefixResult{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
-		return 0, err
+		return kv.DeletePrefixResult{}, err
 	}
 	var doomed []*item
 	s.ascend(prefix, "", s.now(), func(it *item) bool { doomed = append(doomed, it); return true })
-	events := make([]pluginapi.Event, len(doomed))
-	for i, it := range doomed {
-		s.remove(it.key)
-		events[i] = pluginapi.Event{Type: pluginapi.EventDelete, Key: it.key, Version: it.version}
-	}
-	s.hub.Publish(events...)
-	return int64(len(doomed)), nil
+	s.removeAll(doomed, kv.EventDelete)
+	return kv.DeletePrefixResult{Deleted: int64(len(doomed)), Revision: s.rev}, nil
 }
 
-func (s *Store) Increment(_ context.Context, key string, delta int64) (pluginapi.Counter, error) {
-	if err := pluginapi.ValidateKey(key); err != nil {
-		return pluginapi.Counter{}, err
+// removeAll removes items, each with its own revision in the given order,
+// and commits their events. Caller holds s.mu for writing.
+func (s *Store) removeAll(doomed []*item, typ kv.EventType) {
+	events := make([]kv.Event, len(doomed))
+	for i, it := range doomed {
+		s.remove(it.key)
+		events[i] = kv.Event{Type: typ, Key: it.key, Version: it.version, Revision: s.rev + 1 + int64(i)}
+	}
+	s.commit(events...)
+}
+
+func (s *Store) Increment(_ context.Context, key string, delta int64) (kv.Counter, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.Counter{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
-		return pluginapi.Counter{}, err
+		return kv.Counter{}, err
 	}
 	var n int64
 	var expiresAt time.Time
 	if cur := s.lookup(key, s.now()); cur != nil {
 		var err error
-		if n, err = pluginapi.ParseCounter(key, cur.value); err != nil {
-			return pluginapi.Counter{}, fmt.Errorf("memory: increment: %w", err)
+		if n, err = kv.ParseCounter(key, cur.value); err != nil {
+			return kv.Counter{}, fmt.Errorf("memory: increment: %w", err)
 		}
 		expiresAt = cur.expiresAt
 	}
-	n, err := pluginapi.AddCounter(key, n, delta)
+	n, err := kv.AddCounter(key, n, delta)
 	if err != nil {
-		return pluginapi.Counter{}, fmt.Errorf("memory: increment: %w", err)
+		return kv.Counter{}, fmt.Errorf("memory: increment: %w", err)
 	}
-	it := &item{key: key, value: strconv.AppendInt(nil, n, 10), version: s.nextVersion(), expiresAt: expiresAt}
+	it := &item{key: key, value: strconv.AppendInt(nil, n, 10), version: s.rev + 1, expiresAt: expiresAt}
 	s.set(it)
-	s.hub.Publish(pluginapi.Event{Type: pluginapi.EventPut, Key: key, Value: it.value, Version: it.version})
-	return pluginapi.Counter{Value: n, Version: it.version, ExpiresAt: expiresAt}, nil
+	s.commit(putEvent(it))
+	return kv.Counter{Value: n, Version: it.version, ExpiresAt: expiresAt}, nil
 }
 
-func (s *Store) RefreshTTL(_ context.Context, req pluginapi.RefreshRequest) (pluginapi.Entry, error) {
-	if err := pluginapi.ValidateRefresh(req); err != nil {
-		return pluginapi.Entry{}, err
+func (s *Store) RefreshTTL(_ context.Context, req kv.RefreshRequest) (kv.RefreshResult, error) {
+	if err := kv.ValidateRefresh(req); err != nil {
+		return kv.RefreshResult{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
-		return pluginapi.Entry{}, err
+		return kv.RefreshResult{}, err
 	}
 	now := s.now()
 	cur := s.lookup(req.Key, now)
 	if cur == nil {
-		return pluginapi.Entry{}, fmt.Errorf("memory: refresh ttl %q: %w", req.Key, pluginapi.ErrNotFound)
+		return kv.RefreshResult{}, fmt.Errorf("memory: refresh ttl %q: %w", req.Key, kv.ErrNotFound)
 	}
 	if err := checkCond(req.Key, cur, req.Cond, -1); err != nil {
-		return pluginapi.Entry{}, err
+		return kv.RefreshResult{}, err
 	}
-	it := &item{key: cur.key, value: cur.value, version: cur.version, expiresAt: pluginapi.ExpiryAt(now, req.TTL)}
+	it := &item{key: cur.key, value: cur.value, version: cur.version, expiresAt: kv.ExpiryAt(now, req.TTL)}
 	s.set(it)
-	return it.entry(false), nil
+	s.commit(kv.Event{Type: kv.EventTTL, Key: it.key, Version: it.version, Revision: s.rev + 1, ExpiresAt: it.expiresAt})
+	return kv.RefreshResult{Entry: it.entry(false), Revision: s.rev}, nil
 }
 
-func (s *Store) Batch(_ context.Context, ops []pluginapi.Op) ([]pluginapi.OpResult, error) {
-	if err := pluginapi.ValidateBatch(ops); err != nil {
-		return nil, err
+func (s *Store) Batch(_ context.Context, ops []kv.Op) (kv.BatchResult, error) {
+	if err := kv.ValidateBatch(ops); err != nil {
+		return kv.BatchResult{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
-		return nil, err
+		return kv.BatchResult{}, err
 	}
 	now := s.now()
 	// Plan against an overlay first, so a failed condition leaves nothing applied.
@@ -400,30 +485,30 @@ func (s *Store) Batch(_ context.Context, ops []pluginapi.Op) ([]pluginapi.OpResu
 		}
 		return s.lookup(key, now)
 	}
-	results := make([]pluginapi.OpResult, len(ops))
-	events := make([]pluginapi.Event, 0, len(ops))
-	version := s.version
+	results := make([]kv.OpResult, len(ops))
+	events := make([]kv.Event, 0, len(ops))
+	rev := s.rev
 	for i, op := range ops {
 		cur := current(op.Key)
 		if err := checkCond(op.Key, cur, op.Cond, i); err != nil {
-			return nil, err
+			return kv.BatchResult{}, err
 		}
 		switch op.Kind {
-		case pluginapi.OpPut:
-			version++
-			it := &item{key: op.Key, value: bytes.Clone(op.Value), version: version, expiresAt: pluginapi.ExpiryAt(now, op.TTL)}
+		case kv.OpPut:
+			rev++
+			it := &item{key: op.Key, value: bytes.Clone(op.Value), version: rev, expiresAt: kv.ExpiryAt(now, op.TTL)}
 			overlay[op.Key] = it
-			results[i] = pluginapi.OpResult{Version: version, ExpiresAt: it.expiresAt}
-			events = append(events, pluginapi.Event{Type: pluginapi.EventPut, Key: op.Key, Value: it.value, Version: version})
-		case pluginapi.OpDelete:
+			results[i] = kv.OpResult{Version: rev, ExpiresAt: it.expiresAt, Revision: rev}
+			events = append(events, putEvent(it))
+		case kv.OpDelete:
 			overlay[op.Key] = nil
 			if cur != nil {
-				results[i] = pluginapi.OpResult{Deleted: true}
-				events = append(events, pluginapi.Event{Type: pluginapi.EventDelete, Key: op.Key, Version: cur.version})
+				rev++
+				results[i] = kv.OpResult{Deleted: true, Revision: rev}
+				events = append(events, kv.Event{Type: kv.EventDelete, Key: op.Key, Version: cur.version, Revision: rev})
 			}
 		}
 	}
-	s.version = version
 	for key, it := range overlay {
 		if it == nil {
 			s.remove(key)
@@ -431,17 +516,17 @@ func (s *Store) Batch(_ context.Context, ops []pluginapi.Op) ([]pluginapi.OpResu
 			s.set(it)
 		}
 	}
-	s.hub.Publish(events...)
-	return results, nil
+	s.commit(events...)
+	return kv.BatchResult{Results: results, Revision: s.rev}, nil
 }
 
-func (s *Store) Stats(context.Context) (pluginapi.Stats, error) {
+func (s *Store) Stats(context.Context) (kv.Stats, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.check(); err != nil {
-		return pluginapi.Stats{}, err
+		return kv.Stats{}, err
 	}
-	st := pluginapi.Stats{Backend: Name, Version: Version}
+	st := kv.Stats{Backend: Name, Version: Version, Revision: s.rev, OldestRevision: max(s.oldest(), s.rev-int64(s.keep)+1, 1)}
 	s.ascend("", "", s.now(), func(it *item) bool {
 		st.Keys++
 		st.Bytes += int64(len(it.key) + len(it.value))
@@ -450,9 +535,10 @@ func (s *Store) Stats(context.Context) (pluginapi.Stats, error) {
 	return st, nil
 }
 
-// Watch subscribes to changes under prefix.
-func (s *Store) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream, error) {
-	return s.hub.Subscribe(ctx, prefix)
+// Watch subscribes to changes under req.Prefix, replaying from
+// req.StartRevision when it is set.
+func (s *Store) Watch(ctx context.Context, req kv.WatchRequest) (kv.WatchStream, error) {
+	return s.hub.Subscribe(ctx, req, s)
 }
 
 // CleanupExpired removes up to limit expired keys, oldest expiry first.
@@ -474,12 +560,9 @@ func (s *Store) CleanupExpired(_ context.Context, limit int) (int64, error) {
 		doomed = append(doomed, it)
 		return true
 	})
-	events := make([]pluginapi.Event, len(doomed))
-	for i, it := range doomed {
-		s.remove(it.key)
-		events[i] = pluginapi.Event{Type: pluginapi.EventExpire, Key: it.key, Version: it.version}
-	}
-	s.hub.Publish(events...)
+	// Events in key order within one cleanup, as for delete-prefix.
+	sort.Slice(doomed, func(i, j int) bool { return doomed[i].key < doomed[j].key })
+	s.removeAll(doomed, kv.EventExpire)
 	return int64(len(doomed)), nil
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	conformance.Run(t, func(testing.TB) pluginapi.Backend { return memory.New() })
+	conformance.Run(t, func(testing.TB) kv.Backend { return memory.New() })
 }
 
 func TestConformanceGRPC(t *testing.T) {

@@ -109,10 +109,10 @@ func rawInsert(b *testing.B, db *sql.DB, keys []string, expiresAt int64) {
 func (e *benchEnv) load(b *testing.B, keys []string, ttl time.Duration) {
 	b.Helper()
 	ctx := context.Background()
-	for chunk := range slices.Chunk(keys, pluginapi.MaxBatchOps) {
-		ops := make([]pluginapi.Op, len(chunk))
+	for chunk := range slices.Chunk(keys, kv.MaxBatchOps) {
+		ops := make([]kv.Op, len(chunk))
 		for i, k := range chunk {
-			ops[i] = pluginapi.PutOp(k, benchValue, ttl, pluginapi.Condition{})
+			ops[i] = kv.PutOp(k, benchValue, ttl, kv.Condition{})
 		}
 		if _, err := e.plugin.Batch(ctx, ops); err != nil {
 			b.Fatal(err)
@@ -122,7 +122,7 @@ func (e *benchEnv) load(b *testing.B, keys []string, ttl time.Duration) {
 		}
 		var exp int64
 		if ttl > 0 {
-			exp = pluginapi.ExpiryAt(time.Now(), ttl).UnixMilli()
+			exp = kv.ExpiryAt(time.Now(), ttl).UnixMilli()
 		}
 		rawInsert(b, e.raw, chunk, exp)
 	}
@@ -227,15 +227,15 @@ func BenchmarkPointGet(b *testing.B) {
 
 // rawList is the raw side of a list: the same range scan, rows scanned
 // into entries.
-func rawList(ctx context.Context, st *sql.Stmt, lo, hi string, limit int) ([]pluginapi.Entry, error) {
+func rawList(ctx context.Context, st *sql.Stmt, lo, hi string, limit int) ([]kv.Entry, error) {
 	rows, err := st.QueryContext(ctx, lo, hi, time.Now().UnixMilli(), limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []pluginapi.Entry
+	var out []kv.Entry
 	for rows.Next() {
-		var e pluginapi.Entry
+		var e kv.Entry
 		var exp int64
 		if err := rows.Scan(&e.Key, &e.Value, &e.Version, &exp); err != nil {
 			return nil, err
@@ -249,7 +249,7 @@ func benchList(b *testing.B, prefix string, want int) {
 	e := newBenchEnv(b)
 	e.load(b, keys10K(), 0)
 	ctx := context.Background()
-	req := pluginapi.ListRequest{Prefix: prefix, Limit: pluginapi.MaxListLimit}
+	req := kv.ListRequest{Prefix: prefix, Limit: kv.MaxListLimit}
 	run := func(name string, op func() (int, error)) {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
@@ -271,7 +271,7 @@ func benchList(b *testing.B, prefix string, want int) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	hi := pluginapi.PrefixEnd(prefix)
+	hi := kv.PrefixEnd(prefix)
 	if hi == "" {
 		hi = "\U0010FFFF\U0010FFFF" // above every key of the dataset
 	}
@@ -291,7 +291,7 @@ func BenchmarkStats100K(b *testing.B) {
 	e.load(b, keys, 0)
 	ctx := context.Background()
 	want := int64(len(keys))
-	run := func(name string, op func() (pluginapi.Stats, error)) {
+	run := func(name string, op func() (kv.Stats, error)) {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
 				st, err := op()
@@ -304,16 +304,16 @@ func BenchmarkStats100K(b *testing.B) {
 			}
 		})
 	}
-	run("plugin", func() (pluginapi.Stats, error) { return e.plugin.Stats(ctx) })
-	run("store", func() (pluginapi.Stats, error) { return e.store.Stats(ctx) })
+	run("plugin", func() (kv.Stats, error) { return e.plugin.Stats(ctx) })
+	run("store", func() (kv.Stats, error) { return e.store.Stats(ctx) })
 	st, err := e.raw.PrepareContext(ctx, `SELECT count(*), coalesce(sum(octet_length(key) + length(value)), 0) FROM kv
 		WHERE expires_at = 0 OR expires_at > ?`)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	run("raw", func() (pluginapi.Stats, error) {
-		var s pluginapi.Stats
+	run("raw", func() (kv.Stats, error) {
+		var s kv.Stats
 		err := st.QueryRowContext(ctx, time.Now().UnixMilli()).Scan(&s.Keys, &s.Bytes)
 		return s, err
 	})
@@ -325,16 +325,16 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 	round := 0
 	nextKeys := func() []string {
 		round++
-		keys := make([]string, pluginapi.MaxBatchOps)
+		keys := make([]string, kv.MaxBatchOps)
 		for i := range keys {
 			keys[i] = fmt.Sprintf("batch/%06d/%04d", round, i)
 		}
 		return keys
 	}
-	ops := func(keys []string) []pluginapi.Op {
-		ops := make([]pluginapi.Op, len(keys))
+	ops := func(keys []string) []kv.Op {
+		ops := make([]kv.Op, len(keys))
 		for i, k := range keys {
-			ops[i] = pluginapi.PutOp(k, benchValue, 0, pluginapi.Condition{})
+			ops[i] = kv.PutOp(k, benchValue, 0, kv.Condition{})
 		}
 		return ops
 	}
@@ -372,9 +372,9 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 	// their expiry; then cleanup runs, timed, until every EXPIRE event has
 	// reached the watcher.
 	backend := func(name string, be interface {
-		pluginapi.Backend
-		pluginapi.Watcher
-		pluginapi.Expirer
+		kv.Backend
+		kv.Watcher
+		kv.Expirer
 	}) {
 		b.Run(name, func(b *testing.B) {
 			w, err := be.Watch(ctx, "exp/")
@@ -382,7 +382,7 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer w.Close()
-			recv := func(typ pluginapi.EventType, n int) {
+			recv := func(typ kv.EventType, n int) {
 				for range n {
 					ev, err := w.Recv()
 					if err != nil {
@@ -397,14 +397,14 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				keys := expiringKeys()
-				ops := make([]pluginapi.Op, len(keys))
+				ops := make([]kv.Op, len(keys))
 				for i, k := range keys {
-					ops[i] = pluginapi.PutOp(k, benchValue, time.Millisecond, pluginapi.Condition{})
+					ops[i] = kv.PutOp(k, benchValue, time.Millisecond, kv.Condition{})
 				}
 				if _, err := be.Batch(ctx, ops); err != nil {
 					b.Fatal(err)
 				}
-				recv(pluginapi.EventPut, len(keys))
+				recv(kv.EventPut, len(keys))
 				time.Sleep(3 * time.Millisecond)
 				b.StartTimer()
 				start := time.Now()
@@ -416,7 +416,7 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 				if n != int64(len(keys)) {
 					b.Fatalf("cleanup removed %d, want %d", n, len(keys))
 				}
-				recv(pluginapi.EventExpire, len(keys))
+				recv(kv.EventExpire, len(keys))
 			}
 			// The call returns once the events are published; the rest of
 			// ns/op is their delivery to the watcher.
@@ -448,7 +448,7 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 			}
 			n := 0
 			for rows.Next() {
-				var ev pluginapi.Event
+				var ev kv.Event
 				if err := rows.Scan(&ev.Key, &ev.Version); err != nil {
 					b.Fatal(err)
 				}
@@ -487,10 +487,10 @@ func BenchmarkLayout(b *testing.B) {
 			j := (i * 7919) % len(shuffled)
 			shuffled[i], shuffled[j] = shuffled[j], shuffled[i]
 		}
-		for chunk := range slices.Chunk(shuffled, pluginapi.MaxBatchOps) {
-			ops := make([]pluginapi.Op, len(chunk))
+		for chunk := range slices.Chunk(shuffled, kv.MaxBatchOps) {
+			ops := make([]kv.Op, len(chunk))
 			for i, k := range chunk {
-				ops[i] = pluginapi.PutOp(k, benchValue, 0, pluginapi.Condition{})
+				ops[i] = kv.PutOp(k, benchValue, 0, kv.Condition{})
 			}
 			if _, err := s.Batch(ctx, ops); err != nil {
 				b.Fatal(err)
@@ -507,7 +507,7 @@ func BenchmarkLayout(b *testing.B) {
 		})
 		b.Run(layout+"/list-1000", func(b *testing.B) {
 			for b.Loop() {
-				if r, err := s.List(ctx, pluginapi.ListRequest{Prefix: "p42/"}); err != nil || len(r.Entries) != 1000 {
+				if r, err := s.List(ctx, kv.ListRequest{Prefix: "p42/"}); err != nil || len(r.Entries) != 1000 {
 					b.Fatal(err, len(r.Entries))
 				}
 			}
@@ -523,9 +523,9 @@ func BenchmarkLayout(b *testing.B) {
 		b.Run(layout+"/batch-1K-random", func(b *testing.B) {
 			for b.Loop() {
 				round++
-				ops := make([]pluginapi.Op, pluginapi.MaxBatchOps)
+				ops := make([]kv.Op, kv.MaxBatchOps)
 				for i := range ops {
-					ops[i] = pluginapi.PutOp(fmt.Sprintf("p%02d/n%04d-%06d", i%100, i, round), benchValue, 0, pluginapi.Condition{})
+					ops[i] = kv.PutOp(fmt.Sprintf("p%02d/n%04d-%06d", i%100, i, round), benchValue, 0, kv.Condition{})
 				}
 				if _, err := s.Batch(ctx, ops); err != nil {
 					b.Fatal(err)

@@ -90,19 +90,19 @@ func (c Config) validate() error {
 	switch c.Synchronous {
 	case "NORMAL", "FULL":
 	default:
-		return fmt.Errorf("sqlite: %w: synchronous %q: want NORMAL or FULL", pluginapi.ErrInvalidArgument, c.Synchronous)
+		return fmt.Errorf("sqlite: %w: synchronous %q: want NORMAL or FULL", kv.ErrInvalidArgument, c.Synchronous)
 	}
 	if c.CacheSizeKiB < 0 {
-		return fmt.Errorf("sqlite: %w: cache size %d KiB is negative", pluginapi.ErrInvalidArgument, c.CacheSizeKiB)
+		return fmt.Errorf("sqlite: %w: cache size %d KiB is negative", kv.ErrInvalidArgument, c.CacheSizeKiB)
 	}
 	if c.BusyTimeout < 0 {
-		return fmt.Errorf("sqlite: %w: busy timeout %v is negative", pluginapi.ErrInvalidArgument, c.BusyTimeout)
+		return fmt.Errorf("sqlite: %w: busy timeout %v is negative", kv.ErrInvalidArgument, c.BusyTimeout)
 	}
 	if c.WatchBuffer < 0 {
-		return fmt.Errorf("sqlite: %w: watch buffer %d is negative", pluginapi.ErrInvalidArgument, c.WatchBuffer)
+		return fmt.Errorf("sqlite: %w: watch buffer %d is negative", kv.ErrInvalidArgument, c.WatchBuffer)
 	}
 	if c.Readers < 0 {
-		return fmt.Errorf("sqlite: %w: readers %d is negative", pluginapi.ErrInvalidArgument, c.Readers)
+		return fmt.Errorf("sqlite: %w: readers %d is negative", kv.ErrInvalidArgument, c.Readers)
 	}
 	return nil
 }
@@ -120,11 +120,11 @@ const (
 
 // ParseSettings turns the host's key/value settings into a Config. An
 // unknown setting or a malformed value is an error wrapping
-// pluginapi.ErrInvalidArgument that names it.
+// kv.ErrInvalidArgument that names it.
 func ParseSettings(settings map[string]string) (Config, error) {
 	var cfg Config
 	bad := func(name, value, want string) error {
-		return fmt.Errorf("sqlite: %w: setting %s=%q: want %s", pluginapi.ErrInvalidArgument, name, value, want)
+		return fmt.Errorf("sqlite: %w: setting %s=%q: want %s", kv.ErrInvalidArgument, name, value, want)
 	}
 	names := make([]string, 0, len(settings))
 	for name := range settings {
@@ -180,7 +180,7 @@ func ParseSettings(settings map[string]string) (Config, error) {
 			}
 			cfg.Readers = n
 		default:
-			return cfg, fmt.Errorf("sqlite: %w: unknown setting %q (known: %s)", pluginapi.ErrInvalidArgument, name,
+			return cfg, fmt.Errorf("sqlite: %w: unknown setting %q (known: %s)", kv.ErrInvalidArgument, name,
 				strings.Join([]string{SettingPath, SettingSynchronous, SettingCacheSizeKiB, SettingBusyTimeoutMs,
 					SettingMmapSizeBytes, SettingWatchBuffer, SettingReaders}, ", "))
 		}
@@ -190,7 +190,7 @@ func ParseSettings(settings map[string]string) (Config, error) {
 
 // Open opens a Store from the host's settings; it is the plugin's
 // pluginapi.OpenFunc.
-func Open(ctx context.Context, settings map[string]string) (pluginapi.Backend, error) {
+func Open(ctx context.Context, settings map[string]string) (kv.Backend, error) {
 	cfg, err := ParseSettings(settings)
 	if err != nil {
 		return nil, err

@@ -16,7 +16,7 @@ func settings(t testing.TB) map[string]string {
 }
 
 func TestConformance(t *testing.T) {
-	conformance.Run(t, func(t testing.TB) pluginapi.Backend {
+	conformance.Run(t, func(t testing.TB) kv.Backend {
 		b, err := sqlite.Open(t.Context(), settings(t))
 		if err != nil {
 			t.Fatal(err)

@@ -84,9 +84,9 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 			key, value := fmt.Sprintf("p/%07d", seq), fmt.Sprintf("value-%d-%d", round, seq)
 			if seq%40 == 0 {
 				batchSeq++
-				ops := make([]pluginapi.Op, crashBatchOps)
+				ops := make([]kv.Op, crashBatchOps)
 				for i := range ops {
-					ops[i] = pluginapi.PutOp(fmt.Sprintf("b/%06d/%04d", batchSeq, i), []byte(value), 0, pluginapi.Condition{})
+					ops[i] = kv.PutOp(fmt.Sprintf("b/%06d/%04d", batchSeq, i), []byte(value), 0, kv.Condition{})
 				}
 				mu.Lock()
 				if nacked >= threshold {
@@ -102,7 +102,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 				}
 				ackedBatches = append(ackedBatches, batchSeq)
 			} else {
-				if _, err := p.Put(ctx, pluginapi.PutRequest{Key: key, Value: []byte(value)}); err != nil {
+				if _, err := p.Put(ctx, kv.PutRequest{Key: key, Value: []byte(value)}); err != nil {
 					inFlight = "put " + key
 					break
 				}
@@ -135,7 +135,7 @@ func checkAfterCrash(t *testing.T, path string, acked map[string]string, ackedBa
 		keys = append(keys, k)
 	}
 	for len(keys) > 0 {
-		n := min(len(keys), pluginapi.MaxGetMany)
+		n := min(len(keys), kv.MaxGetMany)
 		got, err := s.GetMany(ctx, keys[:n])
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-// Package sqlite is kvhost's embedded default backend: a pluginapi.Backend
+// Package sqlite is kvhost's embedded default backend: a kv.Backend
 // (and Watcher and Expirer) on one SQLite file, through the pure-Go driver
 // modernc.org/sqlite, so it needs no cgo and no service.
 //
@@ -12,7 +12,7 @@
 //
 // The host passes settings as strings; Open parses them with ParseSettings.
 // An unknown setting or a malformed value is refused with an error wrapping
-// pluginapi.ErrInvalidArgument that names it.
+// kv.ErrInvalidArgument that names it.
 //
 //	setting          default             meaning
 //	path             ./data/kvhost.db    database file; its directory is created
@@ -73,7 +73,7 @@
 // # Errors
 //
 // Every error names the operation and key ("sqlite: put \"a\": ...") and
-// wraps a pluginapi sentinel: ErrNotFound, *pluginapi.ConflictError,
+// wraps a pluginapi sentinel: ErrNotFound, *kv.ConflictError,
 // ErrInvalidArgument for bad input, a non-counter value or an overflowing
 // increment, ErrUnavailable for I/O-level failures (full disk, busy or
 // corrupt file), ErrTooLarge past SQLite's row limit, ErrClosed after Close.

@@ -20,8 +20,8 @@ func mapErr(err error) error {
 		return nil
 	}
 	for _, known := range []error{
-		pluginapi.ErrNotFound, pluginapi.ErrConflict, pluginapi.ErrInvalidArgument, pluginapi.ErrUnavailable,
-		pluginapi.ErrNotSupported, pluginapi.ErrTooLarge, pluginapi.ErrClosed, pluginapi.ErrInternal,
+		kv.ErrNotFound, kv.ErrConflict, kv.ErrInvalidArgument, kv.ErrUnavailable,
+		kv.ErrNotSupported, kv.ErrTooLarge, kv.ErrClosed, kv.ErrInternal,
 		context.Canceled, context.DeadlineExceeded,
 	} {
 		if errors.Is(err, known) {
@@ -31,21 +31,21 @@ func mapErr(err error) error {
 	// database/sql's errors for a use racing with Close. The package does
 	// not export these two, so their text is the only handle on them.
 	if msg := err.Error(); errors.Is(err, sql.ErrConnDone) || msg == "sql: database is closed" || msg == "sql: statement is closed" {
-		return fmt.Errorf("%w: %w", pluginapi.ErrClosed, err)
+		return fmt.Errorf("%w: %w", kv.ErrClosed, err)
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_TOOBIG:
-			return fmt.Errorf("%w: %w", pluginapi.ErrTooLarge, err)
+			return fmt.Errorf("%w: %w", kv.ErrTooLarge, err)
 		case sqlite3.SQLITE_INTERRUPT:
 			return fmt.Errorf("%w: %w", context.Canceled, err)
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
 			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB,
 			sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_PERM, sqlite3.SQLITE_NOLFS,
 			sqlite3.SQLITE_AUTH:
-			return fmt.Errorf("%w: %w", pluginapi.ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", kv.ErrUnavailable, err)
 		}
 	}
-	return fmt.Errorf("%w: %w", pluginapi.ErrInternal, err)
+	return fmt.Errorf("%w: %w", kv.ErrInternal, err)
 }

@@ -26,7 +26,7 @@ func lockFile(dbPath string) (*fileLock, error) {
 	path := dbPath + ".lock"
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w: create lock file: %w", pluginapi.ErrUnavailable, err)
+		return nil, fmt.Errorf("sqlite: %w: create lock file: %w", kv.ErrUnavailable, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder := ""
@@ -38,9 +38,9 @@ func lockFile(dbPath string) (*fileLock, error) {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("sqlite: %w: database %s is already open by another store%s: lock file %s is held; SQLite here is single-node, run one kvhost per file",
-				pluginapi.ErrUnavailable, dbPath, holder, path)
+				kv.ErrUnavailable, dbPath, holder, path)
 		}
-		return nil, fmt.Errorf("sqlite: %w: lock %s: %w", pluginapi.ErrUnavailable, path, err)
+		return nil, fmt.Errorf("sqlite: %w: lock %s: %w", kv.ErrUnavailable, path, err)
 	}
 	// The pid is only a hint for the error above; failing to write it is harmless.
 	if err := f.Truncate(0); err == nil {

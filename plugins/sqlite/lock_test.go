@@ -19,7 +19,7 @@ func TestSecondProcessRefused(t *testing.T) {
 	dir := t.TempDir()
 	settings := func(testing.TB) map[string]string { return map[string]string{"path": filepath.Join(dir, "kv.db")} }
 	first := conformance.StartPlugin(t, testbin.Plugin(t, "sqlite"), settings)
-	if _, err := first.Put(t.Context(), pluginapi.PutRequest{Key: "k", Value: []byte("v")}); err != nil {
+	if _, err := first.Put(t.Context(), kv.PutRequest{Key: "k", Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := pluginapi.Start(t.Context(), pluginapi.StartConfig{Path: testbin.Plugin(t, "sqlite"), Settings: settings(t)})
@@ -52,7 +52,7 @@ func TestSymlinkTakesTheSameLock(t *testing.T) {
 			other.Close()
 			t.Fatalf("a second open through %s was allowed", p)
 		}
-		if !errors.Is(err, pluginapi.ErrUnavailable) && !errors.Is(err, pluginapi.ErrInvalidArgument) {
+		if !errors.Is(err, kv.ErrUnavailable) && !errors.Is(err, kv.ErrInvalidArgument) {
 			t.Fatalf("open through %s: %v, want a clear refusal", p, err)
 		}
 	}

@@ -72,10 +72,10 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 		target     error
 		mention    []string
 	}{
-		{"not a SQLite file", notSQLite, pluginapi.ErrInvalidArgument, []string{notSQLite, "not a SQLite database"}},
-		{"corrupt SQLite file", corrupt, pluginapi.ErrUnavailable, []string{corrupt}},
-		{"another application's database", foreign, pluginapi.ErrInvalidArgument, []string{"not a kvhost one", "users"}},
-		{"newer schema", newer, pluginapi.ErrInvalidArgument, []string{"schema version 99", "version 1", "upgrade"}},
+		{"not a SQLite file", notSQLite, kv.ErrInvalidArgument, []string{notSQLite, "not a SQLite database"}},
+		{"corrupt SQLite file", corrupt, kv.ErrUnavailable, []string{corrupt}},
+		{"another application's database", foreign, kv.ErrInvalidArgument, []string{"not a kvhost one", "users"}},
+		{"newer schema", newer, kv.ErrInvalidArgument, []string{"schema version 99", "version 1", "upgrade"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, tc.path)
@@ -116,7 +116,7 @@ func TestOpenUnwritablePath(t *testing.T) {
 	}
 	// A path under a regular file cannot be created, even by root.
 	_, err := New(ctx, Config{Path: filepath.Join(file, "sub", "kv.db")})
-	if !errors.Is(err, pluginapi.ErrUnavailable) || !strings.Contains(err.Error(), file) {
+	if !errors.Is(err, kv.ErrUnavailable) || !strings.Contains(err.Error(), file) {
 		t.Fatalf("path under a file: %v", err)
 	}
 	if got := snapshot(t, file); string(got) != "x" {
@@ -124,7 +124,7 @@ func TestOpenUnwritablePath(t *testing.T) {
 	}
 	// A directory where the database file should be.
 	_, err = New(ctx, Config{Path: dir})
-	if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), "not a regular file") {
+	if !errors.Is(err, kv.ErrInvalidArgument) || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("directory as path: %v", err)
 	}
 	if os.Geteuid() != 0 {
@@ -133,7 +133,7 @@ func TestOpenUnwritablePath(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = New(ctx, Config{Path: filepath.Join(ro, "kv.db")})
-		if !errors.Is(err, pluginapi.ErrUnavailable) {
+		if !errors.Is(err, kv.ErrUnavailable) {
 			t.Fatalf("read-only directory: %v", err)
 		}
 	}
@@ -156,12 +156,12 @@ func TestSecondOpenRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = New(ctx, Config{Path: path})
-	if !errors.Is(err, pluginapi.ErrUnavailable) || !strings.Contains(err.Error(), "already open") {
+	if !errors.Is(err, kv.ErrUnavailable) || !strings.Contains(err.Error(), "already open") {
 		t.Fatalf("second open: %v", err)
 	}
 	// The same file through another spelling of its path.
 	_, err = New(ctx, Config{Path: filepath.Join(filepath.Dir(path), ".", "kv.db")})
-	if !errors.Is(err, pluginapi.ErrUnavailable) {
+	if !errors.Is(err, kv.ErrUnavailable) {
 		t.Fatalf("second open, other spelling: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -192,7 +192,7 @@ func TestSettings(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Open(ctx, tc.settings)
-			if !errors.Is(err, pluginapi.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.mention) {
+			if !errors.Is(err, kv.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.mention) {
 				t.Fatalf("Open(%v): %v, want ErrInvalidArgument naming %s", tc.settings, err, tc.mention)
 			}
 		})

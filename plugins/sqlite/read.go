@@ -20,27 +20,27 @@ func msTime(ms int64) time.Time {
 }
 
 // Get returns the live entry stored under key, or ErrNotFound.
-func (s *Store) Get(ctx context.Context, key string) (pluginapi.Entry, error) {
-	if err := pluginapi.ValidateKey(key); err != nil {
-		return pluginapi.Entry{}, fmt.Errorf("sqlite: get: %w", err)
+func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.Entry{}, fmt.Errorf("sqlite: get: %w", err)
 	}
 	if err := s.checkOpen(); err != nil {
-		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, err)
+		return kv.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, err)
+		return kv.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, err)
 	}
 	growStack()
-	e := pluginapi.Entry{Key: key}
+	e := kv.Entry{Key: key}
 	var exp int64
 	// One key is bounded work: see txn.ctx for why it is not cancellable.
 	err := s.rs.get.QueryRowContext(context.WithoutCancel(ctx), sql.Named("key", key), sql.Named("now", s.now().UnixMilli())).
 		Scan(&e.Value, &e.Version, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
-		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, pluginapi.ErrNotFound)
+		return kv.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, kv.ErrNotFound)
 	}
 	if err != nil {
-		return pluginapi.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, mapErr(err))
+		return kv.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, mapErr(err))
 	}
 	e.ExpiresAt = msTime(exp)
 	return e, nil
@@ -48,30 +48,30 @@ func (s *Store) Get(ctx context.Context, key string) (pluginapi.Entry, error) {
 
 // GetMany looks up keys in one statement, so the answer is one consistent
 // snapshot, and answers in request order with nil for a missing key.
-func (s *Store) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry, error) {
-	if err := pluginapi.ValidateGetMany(keys); err != nil {
+func (s *Store) GetMany(ctx context.Context, keys []string) ([]*kv.Entry, error) {
+	if err := kv.ValidateGetMany(keys); err != nil {
 		return nil, fmt.Errorf("sqlite: get-many: %w", err)
 	}
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("sqlite: get-many: %w", err)
 	}
-	out := make([]*pluginapi.Entry, len(keys))
+	out := make([]*kv.Entry, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
 	growStack()
 	arg, err := json.Marshal(keys)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: get-many: %w: %v", pluginapi.ErrInternal, err)
+		return nil, fmt.Errorf("sqlite: get-many: %w: %v", kv.ErrInternal, err)
 	}
 	rows, err := s.rs.getMany.QueryContext(ctx, sql.Named("keys", string(arg)), sql.Named("now", s.now().UnixMilli()))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
 	}
 	defer rows.Close()
-	found := make(map[string]*pluginapi.Entry, len(keys))
+	found := make(map[string]*kv.Entry, len(keys))
 	for rows.Next() {
-		e := &pluginapi.Entry{}
+		e := &kv.Entry{}
 		var exp int64
 		if err := rows.Scan(&e.Key, &e.Value, &e.Version, &exp); err != nil {
 			return nil, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
@@ -101,24 +101,24 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([]*pluginapi.Entry,
 
 // List returns one page of live entries under the prefix, in byte order,
 // as a range scan on the primary key: key >= prefix AND key < PrefixEnd.
-func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.ListResult, error) {
-	req, err := pluginapi.NormalizeList(req)
+func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
+	req, err := kv.NormalizeList(req)
 	if err != nil {
-		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list: %w", err)
+		return kv.ListResult{}, fmt.Errorf("sqlite: list: %w", err)
 	}
 	if err := s.checkOpen(); err != nil {
-		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, err)
+		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, err)
 	}
 	lo, after := req.Prefix, 0
 	if req.StartAfter >= req.Prefix {
 		lo, after = req.StartAfter, 1
 	}
-	hi := pluginapi.PrefixEnd(req.Prefix)
+	hi := kv.PrefixEnd(req.Prefix)
 	end := 0
 	if hi != "" {
 		end = 1
 		if lo >= hi {
-			return pluginapi.ListResult{}, nil // StartAfter is past the prefix
+			return kv.ListResult{}, nil // StartAfter is past the prefix
 		}
 	}
 	keysOnly := 0
@@ -132,11 +132,11 @@ func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.
 	growStack()
 	rows, err := s.rs.list[end][after][keysOnly].QueryContext(ctx, args...)
 	if err != nil {
-		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
+		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 	}
 	defer rows.Close()
 	var (
-		res pluginapi.ListResult
+		res kv.ListResult
 		acc entries
 	)
 	for rows.Next() {
@@ -144,7 +144,7 @@ func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.
 			res.More = true
 			break
 		}
-		var e pluginapi.Entry
+		var e kv.Entry
 		var exp int64
 		if req.KeysOnly {
 			err = rows.Scan(&e.Key, &e.Version, &exp)
@@ -152,13 +152,13 @@ func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.
 			err = rows.Scan(&e.Key, &e.Value, &e.Version, &exp)
 		}
 		if err != nil {
-			return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
+			return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 		}
 		e.ExpiresAt = msTime(exp)
 		acc.add(e)
 	}
 	if err := rows.Err(); err != nil {
-		return pluginapi.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
+		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 	}
 	res.Entries = acc.all()
 	return res, nil
@@ -166,7 +166,7 @@ func (s *Store) List(ctx context.Context, req pluginapi.ListRequest) (pluginapi.
 
 // Count returns how many live keys start with prefix.
 func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
-	if err := pluginapi.ValidatePrefix(prefix); err != nil {
+	if err := kv.ValidatePrefix(prefix); err != nil {
 		return 0, fmt.Errorf("sqlite: count: %w", err)
 	}
 	if err := s.checkOpen(); err != nil {
@@ -174,7 +174,7 @@ func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
 	}
 	args := []any{sql.Named("lo", prefix), sql.Named("now", s.now().UnixMilli())}
 	st := s.rs.count[0]
-	if hi := pluginapi.PrefixEnd(prefix); hi != "" {
+	if hi := kv.PrefixEnd(prefix); hi != "" {
 		st = s.rs.count[1]
 		args = append(args, sql.Named("hi", hi))
 	}
@@ -187,14 +187,14 @@ func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
 }
 
 // Stats counts live keys and their key plus value bytes.
-func (s *Store) Stats(ctx context.Context) (pluginapi.Stats, error) {
+func (s *Store) Stats(ctx context.Context) (kv.Stats, error) {
 	if err := s.checkOpen(); err != nil {
-		return pluginapi.Stats{}, fmt.Errorf("sqlite: stats: %w", err)
+		return kv.Stats{}, fmt.Errorf("sqlite: stats: %w", err)
 	}
-	st := pluginapi.Stats{Backend: Name, Version: Version}
+	st := kv.Stats{Backend: Name, Version: Version}
 	growStack()
 	if err := s.rs.stats.QueryRowContext(ctx, sql.Named("now", s.now().UnixMilli())).Scan(&st.Keys, &st.Bytes); err != nil {
-		return pluginapi.Stats{}, fmt.Errorf("sqlite: stats: %w", mapErr(err))
+		return kv.Stats{}, fmt.Errorf("sqlite: stats: %w", mapErr(err))
 	}
 	return st, nil
 }
@@ -203,30 +203,30 @@ func (s *Store) Stats(ctx context.Context) (pluginapi.Stats, error) {
 // page is copied once at the end instead of on every doubling, and a short
 // one does not pay for a large limit.
 type entries struct {
-	full [][]pluginapi.Entry
-	cur  []pluginapi.Entry
+	full [][]kv.Entry
+	cur  []kv.Entry
 	n    int
 }
 
-func (a *entries) add(e pluginapi.Entry) {
+func (a *entries) add(e kv.Entry) {
 	if len(a.cur) == cap(a.cur) {
 		if a.cur != nil {
 			a.full = append(a.full, a.cur)
 		}
-		a.cur = make([]pluginapi.Entry, 0, min(max(2*cap(a.cur), 64), 4096))
+		a.cur = make([]kv.Entry, 0, min(max(2*cap(a.cur), 64), 4096))
 	}
 	a.cur = append(a.cur, e)
 	a.n++
 }
 
-func (a *entries) all() []pluginapi.Entry {
+func (a *entries) all() []kv.Entry {
 	if len(a.full) == 0 {
 		if a.cur == nil {
-			return []pluginapi.Entry{}
+			return []kv.Entry{}
 		}
 		return a.cur
 	}
-	out := make([]pluginapi.Entry, 0, a.n)
+	out := make([]kv.Entry, 0, a.n)
 	for _, c := range a.full {
 		out = append(out, c...)
 	}

@@ -84,15 +84,15 @@ func checkFile(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("sqlite: %w: open %s: %w", pluginapi.ErrUnavailable, path, err)
+		return fmt.Errorf("sqlite: %w: open %s: %w", kv.ErrUnavailable, path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("sqlite: %w: stat %s: %w", pluginapi.ErrUnavailable, path, err)
+		return fmt.Errorf("sqlite: %w: stat %s: %w", kv.ErrUnavailable, path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("sqlite: %w: %s is not a regular file", pluginapi.ErrInvalidArgument, path)
+		return fmt.Errorf("sqlite: %w: %s is not a regular file", kv.ErrInvalidArgument, path)
 	}
 	if fi.Size() == 0 {
 		return nil // SQLite treats an empty file as an empty database
@@ -100,7 +100,7 @@ func checkFile(path string) error {
 	head := make([]byte, len(sqliteHeader))
 	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, sqliteHeader) {
 		return fmt.Errorf("sqlite: %w: %s is not a SQLite database (no SQLite header); refusing to touch it",
-			pluginapi.ErrInvalidArgument, path)
+			kv.ErrInvalidArgument, path)
 	}
 	return nil
 }
@@ -138,18 +138,18 @@ func inspect(ctx context.Context, c execer, path string) (int, error) {
 	}
 	if !found {
 		return 0, fmt.Errorf("sqlite: %w: %s is a SQLite database but not a kvhost one (tables: %s); refusing to touch it",
-			pluginapi.ErrInvalidArgument, path, strings.Join(tables, ", "))
+			kv.ErrInvalidArgument, path, strings.Join(tables, ", "))
 	}
 	var v int64
 	if err := c.QueryRowContext(ctx, `SELECT value FROM `+metaTable+` WHERE name = 'schema_version'`).Scan(&v); err != nil {
-		return 0, fmt.Errorf("sqlite: %w: %s: read schema_version: %v", pluginapi.ErrUnavailable, path, err)
+		return 0, fmt.Errorf("sqlite: %w: %s: read schema_version: %v", kv.ErrUnavailable, path, err)
 	}
 	if v > SchemaVersion {
 		return 0, fmt.Errorf("sqlite: %w: %s has schema version %d, newer than version %d that this plugin knows; upgrade the sqlite plugin (the file was not modified)",
-			pluginapi.ErrInvalidArgument, path, v, SchemaVersion)
+			kv.ErrInvalidArgument, path, v, SchemaVersion)
 	}
 	if v < 0 {
-		return 0, fmt.Errorf("sqlite: %w: %s has schema version %d, which no plugin wrote", pluginapi.ErrInvalidArgument, path, v)
+		return 0, fmt.Errorf("sqlite: %w: %s has schema version %d, which no plugin wrote", kv.ErrInvalidArgument, path, v)
 	}
 	return int(v), nil
 }

@@ -52,14 +52,14 @@ type Store struct {
 }
 
 var (
-	_ pluginapi.Backend = (*Store)(nil)
-	_ pluginapi.Watcher = (*Store)(nil)
-	_ pluginapi.Expirer = (*Store)(nil)
+	_ kv.Backend = (*Store)(nil)
+	_ kv.Watcher = (*Store)(nil)
+	_ kv.Expirer = (*Store)(nil)
 )
 
 // live is the expiry filter every read and condition applies: a key with
 // an expiry at or before now is invisible at once, whether or not cleanup
-// has removed its row yet (pluginapi.Expired).
+// has removed its row yet (kv.Expired).
 const live = `(expires_at = 0 OR expires_at > :now)`
 
 type writeStmts struct {
@@ -92,10 +92,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	path, err := filepath.Abs(cfg.Path)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w: path %q: %w", pluginapi.ErrInvalidArgument, cfg.Path, err)
+		return nil, fmt.Errorf("sqlite: %w: path %q: %w", kv.ErrInvalidArgument, cfg.Path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("sqlite: %w: create directory for %s: %w", pluginapi.ErrUnavailable, path, err)
+		return nil, fmt.Errorf("sqlite: %w: create directory for %s: %w", kv.ErrUnavailable, path, err)
 	}
 	// The lock file is named after the database's real path, so a symlink
 	// to the database (or to its directory) takes the same lock. A hard
@@ -151,7 +151,7 @@ func (s *Store) dsn(readOnly bool) string {
 func (s *Store) open(ctx context.Context) error {
 	var err error
 	if s.wdb, err = sql.Open("sqlite", s.dsn(false)); err != nil {
-		return fmt.Errorf("sqlite: %w: open %s: %w", pluginapi.ErrUnavailable, s.path, err)
+		return fmt.Errorf("sqlite: %w: open %s: %w", kv.ErrUnavailable, s.path, err)
 	}
 	s.wdb.SetMaxOpenConns(1)
 	s.wdb.SetMaxIdleConns(1)
@@ -171,7 +171,7 @@ func (s *Store) open(ctx context.Context) error {
 		return fmt.Errorf("sqlite: set WAL mode on %s: %w", s.path, mapErr(err))
 	}
 	if mode != "wal" {
-		return fmt.Errorf("sqlite: %w: %s: journal mode is %q, WAL could not be set", pluginapi.ErrUnavailable, s.path, mode)
+		return fmt.Errorf("sqlite: %w: %s: journal mode is %q, WAL could not be set", kv.ErrUnavailable, s.path, mode)
 	}
 	if _, err := s.w.ExecContext(ctx, `PRAGMA journal_size_limit = 67108864`); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", s.path, mapErr(err))
@@ -187,7 +187,7 @@ func (s *Store) open(ctx context.Context) error {
 	}
 
 	if s.rdb, err = sql.Open("sqlite", s.dsn(true)); err != nil {
-		return fmt.Errorf("sqlite: %w: open %s: %w", pluginapi.ErrUnavailable, s.path, err)
+		return fmt.Errorf("sqlite: %w: open %s: %w", kv.ErrUnavailable, s.path, err)
 	}
 	s.rdb.SetMaxOpenConns(s.cfg.Readers)
 	s.rdb.SetMaxIdleConns(s.cfg.Readers)
@@ -339,21 +339,21 @@ func (s *Store) shutdown() error {
 
 func (s *Store) checkOpen() error {
 	if s.closed.Load() {
-		return pluginapi.ErrClosed
+		return kv.ErrClosed
 	}
 	return nil
 }
 
 // Info describes the backend.
-func (s *Store) Info(ctx context.Context) (pluginapi.Info, error) {
+func (s *Store) Info(ctx context.Context) (kv.Info, error) {
 	if err := s.checkOpen(); err != nil {
-		return pluginapi.Info{}, fmt.Errorf("sqlite: info: %w", err)
+		return kv.Info{}, fmt.Errorf("sqlite: info: %w", err)
 	}
-	return pluginapi.Info{
+	return kv.Info{
 		Name:            Name,
 		Version:         Version,
 		ProtocolVersion: pluginapi.ProtocolVersion,
-		Capabilities:    pluginapi.Capabilities{Watch: true, CleanupExpired: true},
+		Capabilities:    kv.Capabilities{Watch: true, CleanupExpired: true},
 	}, nil
 }
 

@@ -48,9 +48,9 @@ func openStore(t testing.TB, cfg Config) *Store {
 	return s
 }
 
-func mustPut(t testing.TB, s pluginapi.Backend, key, value string, ttl time.Duration) pluginapi.Entry {
+func mustPut(t testing.TB, s kv.Backend, key, value string, ttl time.Duration) kv.Entry {
 	t.Helper()
-	e, err := s.Put(context.Background(), pluginapi.PutRequest{Key: key, Value: []byte(value), TTL: ttl})
+	e, err := s.Put(context.Background(), kv.PutRequest{Key: key, Value: []byte(value), TTL: ttl})
 	if err != nil {
 		t.Fatalf("Put(%q): %v", key, err)
 	}
@@ -70,25 +70,25 @@ func TestBasicSemantics(t *testing.T) {
 	if err != nil || string(got.Value) != "one" || got.Version != e1.Version || !got.ExpiresAt.IsZero() {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if _, err := s.Get(ctx, "nope"); !errors.Is(err, pluginapi.ErrNotFound) {
+	if _, err := s.Get(ctx, "nope"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("Get missing: %v", err)
 	}
 
 	// if-absent on a live key conflicts and reports its version.
-	_, err = s.Put(ctx, pluginapi.PutRequest{Key: "a/1", Value: []byte("x"), Cond: pluginapi.IfAbsent()})
-	var ce *pluginapi.ConflictError
+	_, err = s.Put(ctx, kv.PutRequest{Key: "a/1", Value: []byte("x"), Cond: kv.IfAbsent()})
+	var ce *kv.ConflictError
 	if !errors.As(err, &ce) || ce.CurrentVersion != e1.Version || ce.OpIndex != -1 {
 		t.Fatalf("if-absent on live key: %v", err)
 	}
 	// compare-and-set.
-	if _, err := s.Put(ctx, pluginapi.PutRequest{Key: "a/1", Value: []byte("y"), Cond: pluginapi.IfVersion(e1.Version + 100)}); !errors.Is(err, pluginapi.ErrConflict) {
+	if _, err := s.Put(ctx, kv.PutRequest{Key: "a/1", Value: []byte("y"), Cond: kv.IfVersion(e1.Version + 100)}); !errors.Is(err, kv.ErrConflict) {
 		t.Fatalf("if-version wrong: %v", err)
 	}
-	e2, err := s.Put(ctx, pluginapi.PutRequest{Key: "a/1", Value: []byte("two"), Cond: pluginapi.IfVersion(e1.Version)})
+	e2, err := s.Put(ctx, kv.PutRequest{Key: "a/1", Value: []byte("two"), Cond: kv.IfVersion(e1.Version)})
 	if err != nil || e2.Version <= e1.Version {
 		t.Fatalf("if-version right: %+v %v", e2, err)
 	}
-	if _, err := s.Put(ctx, pluginapi.PutRequest{Key: "zz", Value: []byte("y"), Cond: pluginapi.IfVersion(3)}); !errors.As(err, &ce) || ce.CurrentVersion != 0 {
+	if _, err := s.Put(ctx, kv.PutRequest{Key: "zz", Value: []byte("y"), Cond: kv.IfVersion(3)}); !errors.As(err, &ce) || ce.CurrentVersion != 0 {
 		t.Fatalf("if-version on missing: %v", err)
 	}
 
@@ -98,13 +98,13 @@ func TestBasicSemantics(t *testing.T) {
 		t.Fatalf("expiry %v, want %v", e3.ExpiresAt, want)
 	}
 	clk.advance(1500 * time.Millisecond)
-	if _, err := s.Get(ctx, "ttl"); !errors.Is(err, pluginapi.ErrNotFound) {
+	if _, err := s.Get(ctx, "ttl"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("expired key visible: %v", err)
 	}
 	if n, _ := s.Count(ctx, ""); n != 1 {
 		t.Fatalf("count with expired = %d", n)
 	}
-	if _, err := s.Put(ctx, pluginapi.PutRequest{Key: "ttl", Value: []byte("w"), Cond: pluginapi.IfAbsent()}); err != nil {
+	if _, err := s.Put(ctx, kv.PutRequest{Key: "ttl", Value: []byte("w"), Cond: kv.IfAbsent()}); err != nil {
 		t.Fatalf("if-absent on expired: %v", err)
 	}
 	// Put without TTL clears it.
@@ -115,13 +115,13 @@ func TestBasicSemantics(t *testing.T) {
 	}
 
 	// Delete.
-	if ok, err := s.Delete(ctx, "a/1", pluginapi.IfVersion(e1.Version)); !errors.Is(err, pluginapi.ErrConflict) || ok {
+	if ok, err := s.Delete(ctx, "a/1", kv.IfVersion(e1.Version)); !errors.Is(err, kv.ErrConflict) || ok {
 		t.Fatalf("delete stale version: %v %v", ok, err)
 	}
-	if ok, err := s.Delete(ctx, "a/1", pluginapi.IfVersion(e2.Version)); err != nil || !ok {
+	if ok, err := s.Delete(ctx, "a/1", kv.IfVersion(e2.Version)); err != nil || !ok {
 		t.Fatalf("delete: %v %v", ok, err)
 	}
-	if ok, err := s.Delete(ctx, "a/1", pluginapi.Condition{}); err != nil || ok {
+	if ok, err := s.Delete(ctx, "a/1", kv.Condition{}); err != nil || ok {
 		t.Fatalf("delete missing: %v %v", ok, err)
 	}
 	// Versions never go back after delete and recreate.
@@ -138,7 +138,7 @@ func TestIncrementAndRefresh(t *testing.T) {
 	if err != nil || c.Value != 5 || !c.ExpiresAt.IsZero() {
 		t.Fatalf("increment missing: %+v %v", c, err)
 	}
-	if _, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "n", TTL: time.Minute}); err != nil {
+	if _, err := s.RefreshTTL(ctx, kv.RefreshRequest{Key: "n", TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	c2, err := s.Increment(ctx, "n", -7)
@@ -150,22 +150,22 @@ func TestIncrementAndRefresh(t *testing.T) {
 		t.Fatalf("increment expired: %+v %v", c3, err)
 	}
 	mustPut(t, s, "s", "abc", 0)
-	if _, err := s.Increment(ctx, "s", 1); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+	if _, err := s.Increment(ctx, "s", 1); !errors.Is(err, kv.ErrInvalidArgument) {
 		t.Fatalf("increment non-counter: %v", err)
 	}
 	mustPut(t, s, "big", "9223372036854775807", 0)
-	if _, err := s.Increment(ctx, "big", 1); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+	if _, err := s.Increment(ctx, "big", 1); !errors.Is(err, kv.ErrInvalidArgument) {
 		t.Fatalf("increment overflow: %v", err)
 	}
-	if _, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "missing", TTL: time.Minute}); !errors.Is(err, pluginapi.ErrNotFound) {
+	if _, err := s.RefreshTTL(ctx, kv.RefreshRequest{Key: "missing", TTL: time.Minute}); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("refresh missing: %v", err)
 	}
 	e := mustPut(t, s, "r", "v", time.Second)
-	r, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "r", TTL: 0, Cond: pluginapi.IfVersion(e.Version)})
+	r, err := s.RefreshTTL(ctx, kv.RefreshRequest{Key: "r", TTL: 0, Cond: kv.IfVersion(e.Version)})
 	if err != nil || r.Version != e.Version || !r.ExpiresAt.IsZero() {
 		t.Fatalf("refresh: %+v %v", r, err)
 	}
-	if _, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "r", TTL: time.Second, Cond: pluginapi.IfVersion(e.Version + 1)}); !errors.Is(err, pluginapi.ErrConflict) {
+	if _, err := s.RefreshTTL(ctx, kv.RefreshRequest{Key: "r", TTL: time.Second, Cond: kv.IfVersion(e.Version + 1)}); !errors.Is(err, kv.ErrConflict) {
 		t.Fatalf("refresh wrong version: %v", err)
 	}
 }
@@ -180,7 +180,7 @@ func TestListPaginationAndPrefixes(t *testing.T) {
 	var got []string
 	after := ""
 	for {
-		res, err := s.List(ctx, pluginapi.ListRequest{Prefix: "a/", StartAfter: after, Limit: 2})
+		res, err := s.List(ctx, kv.ListRequest{Prefix: "a/", StartAfter: after, Limit: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +198,7 @@ func TestListPaginationAndPrefixes(t *testing.T) {
 	if fmt.Sprint(got) != "[a/ a/1 a/2 a/3]" {
 		t.Fatalf("paged list = %v", got)
 	}
-	all, err := s.List(ctx, pluginapi.ListRequest{KeysOnly: true})
+	all, err := s.List(ctx, kv.ListRequest{KeysOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,11 +218,11 @@ func TestListPaginationAndPrefixes(t *testing.T) {
 	if n, _ := s.Count(ctx, "\u007f"); n != 1 {
 		t.Fatalf("count DEL = %d", n)
 	}
-	res, _ := s.List(ctx, pluginapi.ListRequest{Prefix: "a/", StartAfter: "zzz"})
+	res, _ := s.List(ctx, kv.ListRequest{Prefix: "a/", StartAfter: "zzz"})
 	if len(res.Entries) != 0 || res.More {
 		t.Fatalf("start-after past prefix: %+v", res)
 	}
-	if _, err := s.DeletePrefix(ctx, ""); !errors.Is(err, pluginapi.ErrInvalidArgument) {
+	if _, err := s.DeletePrefix(ctx, ""); !errors.Is(err, kv.ErrInvalidArgument) {
 		t.Fatalf("delete empty prefix: %v", err)
 	}
 	if n, err := s.DeletePrefix(ctx, "a/"); err != nil || n != 4 {
@@ -264,22 +264,22 @@ func TestBatchAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	_, err = s.Batch(ctx, []pluginapi.Op{
-		pluginapi.PutOp("n1", []byte("a"), 0, pluginapi.Condition{}),
-		pluginapi.DeleteOp("k", pluginapi.Condition{}),
-		pluginapi.PutOp("k", []byte("b"), 0, pluginapi.IfVersion(e.Version)), // k is gone now
+	_, err = s.Batch(ctx, []kv.Op{
+		kv.PutOp("n1", []byte("a"), 0, kv.Condition{}),
+		kv.DeleteOp("k", kv.Condition{}),
+		kv.PutOp("k", []byte("b"), 0, kv.IfVersion(e.Version)), // k is gone now
 	})
-	var ce *pluginapi.ConflictError
+	var ce *kv.ConflictError
 	if !errors.As(err, &ce) || ce.OpIndex != 2 || ce.Key != "k" || ce.CurrentVersion != 0 {
 		t.Fatalf("batch conflict: %v", err)
 	}
-	if _, err := s.Get(ctx, "n1"); !errors.Is(err, pluginapi.ErrNotFound) {
+	if _, err := s.Get(ctx, "n1"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("half a batch applied: %v", err)
 	}
-	res, err := s.Batch(ctx, []pluginapi.Op{
-		pluginapi.PutOp("n1", []byte("a"), time.Hour, pluginapi.IfAbsent()),
-		pluginapi.PutOp("n1", []byte("b"), 0, pluginapi.Condition{}),
-		pluginapi.DeleteOp("k", pluginapi.IfVersion(e.Version)),
+	res, err := s.Batch(ctx, []kv.Op{
+		kv.PutOp("n1", []byte("a"), time.Hour, kv.IfAbsent()),
+		kv.PutOp("n1", []byte("b"), 0, kv.Condition{}),
+		kv.DeleteOp("k", kv.IfVersion(e.Version)),
 	})
 	if err != nil || len(res) != 3 || res[0].ExpiresAt.IsZero() || res[1].Version <= res[0].Version || !res[2].Deleted {
 		t.Fatalf("batch: %+v %v", res, err)
@@ -310,7 +310,7 @@ func TestWatchAndCleanup(t *testing.T) {
 	}
 	mustPut(t, s, "q", "v", time.Second)
 	e := mustPut(t, s, "p/keep", "v", 0)
-	if _, err := s.RefreshTTL(ctx, pluginapi.RefreshRequest{Key: "p/keep", TTL: time.Hour}); err != nil {
+	if _, err := s.RefreshTTL(ctx, kv.RefreshRequest{Key: "p/keep", TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	versions := map[string]int64{}
@@ -336,7 +336,7 @@ func TestWatchAndCleanup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Type != pluginapi.EventExpire || ev.Version != versions[ev.Key] || ev.Value != nil {
+		if ev.Type != kv.EventExpire || ev.Version != versions[ev.Key] || ev.Value != nil {
 			t.Fatalf("event %+v", ev)
 		}
 		delete(versions, ev.Key)
@@ -348,10 +348,10 @@ func TestWatchAndCleanup(t *testing.T) {
 		t.Fatalf("count after cleanup = %d", n)
 	}
 	s.Close()
-	if _, err := w.Recv(); !errors.Is(err, pluginapi.ErrClosed) {
+	if _, err := w.Recv(); !errors.Is(err, kv.ErrClosed) {
 		t.Fatalf("watch after close: %v", err)
 	}
-	if _, err := s.Get(ctx, "p/keep"); !errors.Is(err, pluginapi.ErrClosed) {
+	if _, err := s.Get(ctx, "p/keep"); !errors.Is(err, kv.ErrClosed) {
 		t.Fatalf("get after close: %v", err)
 	}
 }
@@ -384,8 +384,8 @@ func TestVersionsSurviveReopen(t *testing.T) {
 func TestLargeValue(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, Config{})
-	big := bytes.Repeat([]byte{0, 1, 2, 0xff}, pluginapi.MinValueSize/4)
-	if _, err := s.Put(ctx, pluginapi.PutRequest{Key: "big", Value: big}); err != nil {
+	big := bytes.Repeat([]byte{0, 1, 2, 0xff}, kv.MinValueSize/4)
+	if _, err := s.Put(ctx, kv.PutRequest{Key: "big", Value: big}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(ctx, "big")
@@ -408,15 +408,15 @@ func TestBatchRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	var ops []pluginapi.Op
+	var ops []kv.Op
 	for i := range 150 {
 		ttl := time.Duration(0)
 		if i%3 == 0 {
 			ttl = time.Hour
 		}
-		ops = append(ops, pluginapi.PutOp(fmt.Sprintf("k%02d", i%20), []byte(fmt.Sprint(i)), ttl, pluginapi.Condition{}))
+		ops = append(ops, kv.PutOp(fmt.Sprintf("k%02d", i%20), []byte(fmt.Sprint(i)), ttl, kv.Condition{}))
 		if i == 100 {
-			ops = append(ops, pluginapi.PutOp("new", nil, 0, pluginapi.IfAbsent()))
+			ops = append(ops, kv.PutOp("new", nil, 0, kv.IfAbsent()))
 		}
 	}
 	res, err := s.Batch(ctx, ops)
@@ -462,14 +462,14 @@ func TestCloseWhileBusy(t *testing.T) {
 				case 0:
 					_, err = s.Get(ctx, "k")
 				case 1:
-					_, err = s.Put(ctx, pluginapi.PutRequest{Key: fmt.Sprintf("k%d", i), Value: []byte("v")})
+					_, err = s.Put(ctx, kv.PutRequest{Key: fmt.Sprintf("k%d", i), Value: []byte("v")})
 				case 2:
-					_, err = s.List(ctx, pluginapi.ListRequest{})
+					_, err = s.List(ctx, kv.ListRequest{})
 				case 3:
 					_, err = s.Stats(ctx)
 				}
 				if err != nil {
-					if !errors.Is(err, pluginapi.ErrClosed) {
+					if !errors.Is(err, kv.ErrClosed) {
 						errs <- err
 					}
 					return

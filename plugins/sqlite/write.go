@@ -33,7 +33,7 @@ type txn struct {
 	// so it cannot change during a transaction, and a transaction with no
 	// watchers builds no events.
 	watched bool
-	events  []pluginapi.Event
+	events  []kv.Event
 }
 
 // update runs fn in one IMMEDIATE transaction under the writer mutex. When
@@ -44,7 +44,7 @@ func (s *Store) update(ctx context.Context, fn func(t *txn) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed.Load() {
-		return pluginapi.ErrClosed
+		return kv.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -86,7 +86,7 @@ func (s *Store) rollback() {
 }
 
 func conflict(key string, current int64, opIndex int) error {
-	return &pluginapi.ConflictError{Key: key, CurrentVersion: current, OpIndex: opIndex}
+	return &kv.ConflictError{Key: key, CurrentVersion: current, OpIndex: opIndex}
 }
 
 // liveVersion is the version of the live key, 0 when absent or expired.
@@ -99,18 +99,18 @@ func (t *txn) liveVersion(key string) (int64, error) {
 	return v, mapErr(err)
 }
 
-func (t *txn) emit(typ pluginapi.EventType, key string, value []byte, version int64) {
+func (t *txn) emit(typ kv.EventType, key string, value []byte, version int64) {
 	if t.watched {
-		t.events = append(t.events, pluginapi.Event{Type: typ, Key: key, Value: value, Version: version})
+		t.events = append(t.events, kv.Event{Type: typ, Key: key, Value: value, Version: version})
 	}
 }
 
 // put stores one value under its condition; opIndex is -1 outside a batch.
-func (t *txn) put(key string, value []byte, ttl time.Duration, cond pluginapi.Condition, opIndex int) (pluginapi.OpResult, error) {
+func (t *txn) put(key string, value []byte, ttl time.Duration, cond kv.Condition, opIndex int) (kv.OpResult, error) {
 	if value == nil {
 		value = []byte{} // a nil blob binds as NULL
 	}
-	exp := pluginapi.ExpiryAt(t.now, ttl)
+	exp := kv.ExpiryAt(t.now, ttl)
 	var expMs int64
 	if !exp.IsZero() {
 		expMs = exp.UnixMilli()
@@ -124,48 +124,48 @@ func (t *txn) put(key string, value []byte, ttl time.Duration, cond pluginapi.Co
 	)
 	ws := &t.s.ws
 	switch cond.Kind {
-	case pluginapi.CondNone:
+	case kv.CondNone:
 		res, err = ws.upsert.ExecContext(t.ctx, args...)
-	case pluginapi.CondAbsent:
+	case kv.CondAbsent:
 		res, err = ws.insertAbsent.ExecContext(t.ctx, args...)
-	case pluginapi.CondVersion:
+	case kv.CondVersion:
 		res, err = ws.updateVersion.ExecContext(t.ctx, append(args, sql.Named("cond", cond.Version))...)
 	default:
-		return pluginapi.OpResult{}, fmt.Errorf("%w: unknown condition kind %d", pluginapi.ErrInvalidArgument, cond.Kind)
+		return kv.OpResult{}, fmt.Errorf("%w: unknown condition kind %d", kv.ErrInvalidArgument, cond.Kind)
 	}
 	if err != nil {
-		return pluginapi.OpResult{}, mapErr(err)
+		return kv.OpResult{}, mapErr(err)
 	}
-	if cond.Kind != pluginapi.CondNone {
+	if cond.Kind != kv.CondNone {
 		n, err := res.RowsAffected()
 		if err != nil {
-			return pluginapi.OpResult{}, mapErr(err)
+			return kv.OpResult{}, mapErr(err)
 		}
 		if n == 0 {
 			cur, err := t.liveVersion(key)
 			if err != nil {
-				return pluginapi.OpResult{}, err
+				return kv.OpResult{}, err
 			}
-			return pluginapi.OpResult{}, conflict(key, cur, opIndex)
+			return kv.OpResult{}, conflict(key, cur, opIndex)
 		}
 	}
 	t.version = v
 	if t.watched {
-		t.emit(pluginapi.EventPut, key, bytes.Clone(value), v)
+		t.emit(kv.EventPut, key, bytes.Clone(value), v)
 	}
-	return pluginapi.OpResult{Version: v, ExpiresAt: exp}, nil
+	return kv.OpResult{Version: v, ExpiresAt: exp}, nil
 }
 
 // del removes one key under its condition; opIndex is -1 outside a batch.
-func (t *txn) del(key string, cond pluginapi.Condition, opIndex int) (bool, error) {
+func (t *txn) del(key string, cond kv.Condition, opIndex int) (bool, error) {
 	var condVersion int64
-	if cond.Kind == pluginapi.CondVersion {
+	if cond.Kind == kv.CondVersion {
 		condVersion = cond.Version
 	}
 	var v int64
 	err := t.s.ws.del.QueryRowContext(t.ctx, sql.Named("key", key), sql.Named("cond", condVersion), sql.Named("now", t.nowMs)).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
-		if cond.Kind != pluginapi.CondVersion {
+		if cond.Kind != kv.CondVersion {
 			return false, nil
 		}
 		cur, err := t.liveVersion(key)
@@ -177,35 +177,35 @@ func (t *txn) del(key string, cond pluginapi.Condition, opIndex int) (bool, erro
 	if err != nil {
 		return false, mapErr(err)
 	}
-	t.emit(pluginapi.EventDelete, key, nil, v)
+	t.emit(kv.EventDelete, key, nil, v)
 	return true, nil
 }
 
 // Put stores a value under its condition. The entry returned carries the
 // key, the new version and the expiry, not the value.
-func (s *Store) Put(ctx context.Context, req pluginapi.PutRequest) (pluginapi.Entry, error) {
-	if err := pluginapi.ValidatePut(req); err != nil {
-		return pluginapi.Entry{}, fmt.Errorf("sqlite: put: %w", err)
+func (s *Store) Put(ctx context.Context, req kv.PutRequest) (kv.Entry, error) {
+	if err := kv.ValidatePut(req); err != nil {
+		return kv.Entry{}, fmt.Errorf("sqlite: put: %w", err)
 	}
-	var res pluginapi.OpResult
+	var res kv.OpResult
 	err := s.update(ctx, func(t *txn) (err error) {
 		res, err = t.put(req.Key, req.Value, req.TTL, req.Cond, -1)
 		return err
 	})
 	if err != nil {
-		return pluginapi.Entry{}, fmt.Errorf("sqlite: put %q: %w", req.Key, err)
+		return kv.Entry{}, fmt.Errorf("sqlite: put %q: %w", req.Key, err)
 	}
-	return pluginapi.Entry{Key: req.Key, Version: res.Version, ExpiresAt: res.ExpiresAt}, nil
+	return kv.Entry{Key: req.Key, Version: res.Version, ExpiresAt: res.ExpiresAt}, nil
 }
 
 // Delete removes key under its condition and says whether it did. A
 // missing or expired key is not an error, unless the condition names a
 // version: then it is a conflict with current version 0.
-func (s *Store) Delete(ctx context.Context, key string, cond pluginapi.Condition) (bool, error) {
-	if err := pluginapi.ValidateKey(key); err != nil {
+func (s *Store) Delete(ctx context.Context, key string, cond kv.Condition) (bool, error) {
+	if err := kv.ValidateKey(key); err != nil {
 		return false, fmt.Errorf("sqlite: delete: %w", err)
 	}
-	if err := pluginapi.ValidateCondition(cond, false); err != nil {
+	if err := kv.ValidateCondition(cond, false); err != nil {
 		return false, fmt.Errorf("sqlite: delete %q: %w", key, err)
 	}
 	var deleted bool
@@ -222,14 +222,14 @@ func (s *Store) Delete(ctx context.Context, key string, cond pluginapi.Condition
 // DeletePrefix removes every live key under a non-empty prefix in one
 // transaction and emits a DELETE event for each, in key order.
 func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int64, error) {
-	if err := pluginapi.ValidateDeletePrefix(prefix); err != nil {
+	if err := kv.ValidateDeletePrefix(prefix); err != nil {
 		return 0, fmt.Errorf("sqlite: delete-prefix: %w", err)
 	}
 	var n int64
 	err := s.update(ctx, func(t *txn) error {
 		args := []any{sql.Named("lo", prefix), sql.Named("now", t.nowMs)}
 		end := 0
-		if hi := pluginapi.PrefixEnd(prefix); hi != "" {
+		if hi := kv.PrefixEnd(prefix); hi != "" {
 			end = 1
 			args = append(args, sql.Named("hi", hi))
 		}
@@ -245,9 +245,9 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int64, error) 
 		if err != nil {
 			return err
 		}
-		slices.SortFunc(removed, func(a, b pluginapi.Event) int { return strings.Compare(a.Key, b.Key) })
+		slices.SortFunc(removed, func(a, b kv.Event) int { return strings.Compare(a.Key, b.Key) })
 		for _, ev := range removed {
-			t.emit(pluginapi.EventDelete, ev.Key, nil, ev.Version)
+			t.emit(kv.EventDelete, ev.Key, nil, ev.Version)
 		}
 		n = int64(len(removed))
 		return nil
@@ -259,15 +259,15 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int64, error) 
 }
 
 // collect runs a DELETE ... RETURNING key, version and gathers its rows.
-func (t *txn) collect(st *sql.Stmt, args ...any) ([]pluginapi.Event, error) {
+func (t *txn) collect(st *sql.Stmt, args ...any) ([]kv.Event, error) {
 	rows, err := st.QueryContext(t.scan, args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	defer rows.Close()
-	var out []pluginapi.Event
+	var out []kv.Event
 	for rows.Next() {
-		var ev pluginapi.Event
+		var ev kv.Event
 		if err := rows.Scan(&ev.Key, &ev.Version); err != nil {
 			return nil, mapErr(err)
 		}
@@ -281,11 +281,11 @@ func (t *txn) collect(st *sql.Stmt, args ...any) ([]pluginapi.Event, error) {
 
 // Increment adds delta to the decimal int64 counter at key. A missing or
 // expired key counts from 0 with no expiry; a live key keeps its expiry.
-func (s *Store) Increment(ctx context.Context, key string, delta int64) (pluginapi.Counter, error) {
-	if err := pluginapi.ValidateKey(key); err != nil {
-		return pluginapi.Counter{}, fmt.Errorf("sqlite: increment: %w", err)
+func (s *Store) Increment(ctx context.Context, key string, delta int64) (kv.Counter, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.Counter{}, fmt.Errorf("sqlite: increment: %w", err)
 	}
-	var c pluginapi.Counter
+	var c kv.Counter
 	err := s.update(ctx, func(t *txn) error {
 		var (
 			old     []byte
@@ -299,11 +299,11 @@ func (s *Store) Increment(ctx context.Context, key string, delta int64) (plugina
 		case err != nil:
 			return mapErr(err)
 		default:
-			if n, err = pluginapi.ParseCounter(key, old); err != nil {
+			if n, err = kv.ParseCounter(key, old); err != nil {
 				return err
 			}
 		}
-		sum, err := pluginapi.AddCounter(key, n, delta)
+		sum, err := kv.AddCounter(key, n, delta)
 		if err != nil {
 			return err
 		}
@@ -314,30 +314,30 @@ func (s *Store) Increment(ctx context.Context, key string, delta int64) (plugina
 			return mapErr(err)
 		}
 		t.version = v
-		t.emit(pluginapi.EventPut, key, value, v)
-		c = pluginapi.Counter{Value: sum, Version: v, ExpiresAt: msTime(expMs)}
+		t.emit(kv.EventPut, key, value, v)
+		c = kv.Counter{Value: sum, Version: v, ExpiresAt: msTime(expMs)}
 		return nil
 	})
 	if err != nil {
-		return pluginapi.Counter{}, fmt.Errorf("sqlite: increment %q: %w", key, err)
+		return kv.Counter{}, fmt.Errorf("sqlite: increment %q: %w", key, err)
 	}
 	return c, nil
 }
 
 // RefreshTTL changes only the expiry of a live key: the value and version
 // stay, and no event is emitted. A missing or expired key is ErrNotFound.
-func (s *Store) RefreshTTL(ctx context.Context, req pluginapi.RefreshRequest) (pluginapi.Entry, error) {
-	if err := pluginapi.ValidateRefresh(req); err != nil {
-		return pluginapi.Entry{}, fmt.Errorf("sqlite: refresh-ttl: %w", err)
+func (s *Store) RefreshTTL(ctx context.Context, req kv.RefreshRequest) (kv.Entry, error) {
+	if err := kv.ValidateRefresh(req); err != nil {
+		return kv.Entry{}, fmt.Errorf("sqlite: refresh-ttl: %w", err)
 	}
-	var e pluginapi.Entry
+	var e kv.Entry
 	err := s.update(ctx, func(t *txn) error {
-		exp := pluginapi.ExpiryAt(t.now, req.TTL)
+		exp := kv.ExpiryAt(t.now, req.TTL)
 		var expMs, condVersion int64
 		if !exp.IsZero() {
 			expMs = exp.UnixMilli()
 		}
-		if req.Cond.Kind == pluginapi.CondVersion {
+		if req.Cond.Kind == kv.CondVersion {
 			condVersion = req.Cond.Version
 		}
 		var v int64
@@ -349,29 +349,29 @@ func (s *Store) RefreshTTL(ctx context.Context, req pluginapi.RefreshRequest) (p
 				return err
 			}
 			if cur == 0 {
-				return pluginapi.ErrNotFound
+				return kv.ErrNotFound
 			}
 			return conflict(req.Key, cur, -1)
 		}
 		if err != nil {
 			return mapErr(err)
 		}
-		e = pluginapi.Entry{Key: req.Key, Version: v, ExpiresAt: exp}
+		e = kv.Entry{Key: req.Key, Version: v, ExpiresAt: exp}
 		return nil
 	})
 	if err != nil {
-		return pluginapi.Entry{}, fmt.Errorf("sqlite: refresh-ttl %q: %w", req.Key, err)
+		return kv.Entry{}, fmt.Errorf("sqlite: refresh-ttl %q: %w", req.Key, err)
 	}
 	return e, nil
 }
 
 // Batch applies ops in order in one transaction: all or none. A failed
 // condition is a *ConflictError whose OpIndex names the op.
-func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpResult, error) {
-	if err := pluginapi.ValidateBatch(ops); err != nil {
+func (s *Store) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) {
+	if err := kv.ValidateBatch(ops); err != nil {
 		return nil, fmt.Errorf("sqlite: batch: %w", err)
 	}
-	results := make([]pluginapi.OpResult, len(ops))
+	results := make([]kv.OpResult, len(ops))
 	if len(ops) == 0 {
 		if err := s.checkOpen(); err != nil {
 			return nil, fmt.Errorf("sqlite: batch: %w", err)
@@ -393,13 +393,13 @@ func (s *Store) Batch(ctx context.Context, ops []pluginapi.Op) ([]pluginapi.OpRe
 			}
 			var err error
 			switch op.Kind {
-			case pluginapi.OpPut:
+			case kv.OpPut:
 				results[i], err = t.put(op.Key, op.Value, op.TTL, op.Cond, i)
-			case pluginapi.OpDelete:
+			case kv.OpDelete:
 				results[i].Deleted, err = t.del(op.Key, op.Cond, i)
 			}
 			if err != nil {
-				var ce *pluginapi.ConflictError
+				var ce *kv.ConflictError
 				if errors.As(err, &ce) {
 					return err
 				}
@@ -423,9 +423,9 @@ var upsertRunSizes = []int{64, 8}
 
 // unconditionalPuts is how many ops from the first are puts without a
 // condition.
-func unconditionalPuts(ops []pluginapi.Op) int {
+func unconditionalPuts(ops []kv.Op) int {
 	n := 0
-	for n < len(ops) && ops[n].Kind == pluginapi.OpPut && ops[n].Cond.Kind == pluginapi.CondNone {
+	for n < len(ops) && ops[n].Kind == kv.OpPut && ops[n].Cond.Kind == kv.CondNone {
 		n++
 	}
 	return n
@@ -433,7 +433,7 @@ func unconditionalPuts(ops []pluginapi.Op) int {
 
 // putRun stores a run of unconditional puts with multi-row upserts, and
 // the rest of the run, shorter than the smallest size, one by one.
-func (t *txn) putRun(ops []pluginapi.Op, results []pluginapi.OpResult) error {
+func (t *txn) putRun(ops []kv.Op, results []kv.OpResult) error {
 	args := make([]any, 0, 6*upsertRunSizes[0])
 	for len(ops) > 0 {
 		n, st := 0, (*sql.Stmt)(nil)
@@ -458,14 +458,14 @@ func (t *txn) putRun(ops []pluginapi.Op, results []pluginapi.OpResult) error {
 			if value == nil {
 				value = []byte{}
 			}
-			exp := pluginapi.ExpiryAt(t.now, op.TTL)
+			exp := kv.ExpiryAt(t.now, op.TTL)
 			var expMs int64
 			if !exp.IsZero() {
 				expMs = exp.UnixMilli()
 			}
 			v := t.version + 1 + int64(i)
 			args = append(args, op.Key, value, v, expMs, t.nowMs, t.nowMs)
-			results[i] = pluginapi.OpResult{Version: v, ExpiresAt: exp}
+			results[i] = kv.OpResult{Version: v, ExpiresAt: exp}
 		}
 		if _, err := st.ExecContext(t.ctx, args...); err != nil {
 			return mapErr(err)
@@ -473,7 +473,7 @@ func (t *txn) putRun(ops []pluginapi.Op, results []pluginapi.OpResult) error {
 		for _, op := range ops[:n] {
 			t.version++
 			if t.watched {
-				t.emit(pluginapi.EventPut, op.Key, bytes.Clone(op.Value), t.version)
+				t.emit(kv.EventPut, op.Key, bytes.Clone(op.Value), t.version)
 			}
 		}
 		ops, results = ops[n:], results[n:]
@@ -499,7 +499,7 @@ func (s *Store) CleanupExpired(ctx context.Context, limit int) (int64, error) {
 				return err
 			}
 			for _, ev := range removed {
-				t.emit(pluginapi.EventExpire, ev.Key, nil, ev.Version)
+				t.emit(kv.EventExpire, ev.Key, nil, ev.Version)
 			}
 			n = int64(len(removed))
 			return nil
@@ -516,8 +516,8 @@ func (s *Store) CleanupExpired(ctx context.Context, limit int) (int64, error) {
 }
 
 // Watch subscribes to changes committed under prefix from now on.
-func (s *Store) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream, error) {
-	if err := pluginapi.ValidatePrefix(prefix); err != nil {
+func (s *Store) Watch(ctx context.Context, prefix string) (kv.WatchStream, error) {
+	if err := kv.ValidatePrefix(prefix); err != nil {
 		return nil, fmt.Errorf("sqlite: watch: %w", err)
 	}
 	// Subscribing under the writer mutex puts the subscription between two
@@ -526,7 +526,7 @@ func (s *Store) Watch(ctx context.Context, prefix string) (pluginapi.WatchStream
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed.Load() {
-		return nil, fmt.Errorf("sqlite: watch %q: %w", prefix, pluginapi.ErrClosed)
+		return nil, fmt.Errorf("sqlite: watch %q: %w", prefix, kv.ErrClosed)
 	}
 	w, err := s.hub.Subscribe(ctx, prefix)
 	if err != nil {

@@ -1,4 +1,4 @@
-package pluginapi
+package kv
 
 import (
 	"fmt"
@@ -215,4 +215,15 @@ func ValidateRefresh(req RefreshRequest) error {
 		return err
 	}
 	return ValidateCondition(req.Cond, false)
+}
+
+// ValidateWatch checks a watch request.
+func ValidateWatch(req WatchRequest) error {
+	if err := ValidatePrefix(req.Prefix); err != nil {
+		return err
+	}
+	if req.StartRevision < 0 {
+		return invalid("watch start revision %d is negative", req.StartRevision)
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package pluginapi_test
+package rpcerr_test
 
 import (
 	"context"
@@ -6,22 +6,23 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/api/rpcerr"
+	"github.com/kvhost/kvhost/kv"
 )
 
 // Every sentinel keeps its identity through ToStatus and FromStatus, the
 // path every error takes across the plugin wire.
 func TestErrorTableRoundTrip(t *testing.T) {
 	sentinels := []error{
-		pluginapi.ErrNotFound, pluginapi.ErrConflict, pluginapi.ErrInvalidArgument,
-		pluginapi.ErrUnavailable, pluginapi.ErrNotSupported, pluginapi.ErrWatchOverflow,
-		pluginapi.ErrTooLarge, pluginapi.ErrPermissionDenied, pluginapi.ErrUnauthenticated,
-		pluginapi.ErrInternal, context.Canceled, context.DeadlineExceeded,
+		kv.ErrNotFound, kv.ErrConflict, kv.ErrInvalidArgument,
+		kv.ErrUnavailable, kv.ErrNotSupported, kv.ErrWatchOverflow,
+		kv.ErrTooLarge, kv.ErrPermissionDenied, kv.ErrUnauthenticated,
+		kv.ErrInternal, context.Canceled, context.DeadlineExceeded,
 	}
 	for _, s := range sentinels {
 		t.Run(s.Error(), func(t *testing.T) {
 			wrapped := fmt.Errorf("sqlite: get %q: %w", "k", s)
-			back := pluginapi.FromStatus(pluginapi.ToStatus(wrapped))
+			back := rpcerr.FromStatus(rpcerr.ToStatus(wrapped))
 			if !errors.Is(back, s) {
 				t.Fatalf("%v came back as %v, which is not %v", wrapped, back, s)
 			}
@@ -38,17 +39,17 @@ func TestErrorTableRoundTrip(t *testing.T) {
 }
 
 func TestClosedArrivesAsUnavailable(t *testing.T) {
-	back := pluginapi.FromStatus(pluginapi.ToStatus(fmt.Errorf("memory: %w", pluginapi.ErrClosed)))
-	if !errors.Is(back, pluginapi.ErrUnavailable) || errors.Is(back, context.Canceled) {
+	back := rpcerr.FromStatus(rpcerr.ToStatus(fmt.Errorf("memory: %w", kv.ErrClosed)))
+	if !errors.Is(back, kv.ErrUnavailable) || errors.Is(back, context.Canceled) {
 		t.Fatalf("ErrClosed came back as %v, want ErrUnavailable", back)
 	}
 }
 
 func TestConflictErrorCrossesTheWire(t *testing.T) {
-	in := &pluginapi.ConflictError{Key: "lock", CurrentVersion: 42, OpIndex: 3}
-	back := pluginapi.FromStatus(pluginapi.ToStatus(fmt.Errorf("batch: %w", in)))
-	var ce *pluginapi.ConflictError
-	if !errors.As(back, &ce) || !errors.Is(back, pluginapi.ErrConflict) {
+	in := &kv.ConflictError{Key: "lock", CurrentVersion: 42, OpIndex: 3}
+	back := rpcerr.FromStatus(rpcerr.ToStatus(fmt.Errorf("batch: %w", in)))
+	var ce *kv.ConflictError
+	if !errors.As(back, &ce) || !errors.Is(back, kv.ErrConflict) {
 		t.Fatalf("got %v (%T), want a *ConflictError", back, back)
 	}
 	if *ce != *in {
@@ -57,11 +58,11 @@ func TestConflictErrorCrossesTheWire(t *testing.T) {
 }
 
 func TestUnknownErrorsBecomeInternal(t *testing.T) {
-	back := pluginapi.FromStatus(pluginapi.ToStatus(errors.New("disk on fire")))
-	if !errors.Is(back, pluginapi.ErrInternal) || back.Error() != "disk on fire" {
+	back := rpcerr.FromStatus(rpcerr.ToStatus(errors.New("disk on fire")))
+	if !errors.Is(back, kv.ErrInternal) || back.Error() != "disk on fire" {
 		t.Fatalf("got %v", back)
 	}
-	if pluginapi.FromStatus(nil) != nil || pluginapi.ToStatus(nil) != nil {
+	if rpcerr.FromStatus(nil) != nil || rpcerr.ToStatus(nil) != nil {
 		t.Fatal("nil must stay nil")
 	}
 }

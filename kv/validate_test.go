@@ -1,4 +1,4 @@
-package pluginapi_test
+package kv_test
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 func TestPrefixEnd(t *testing.T) {
@@ -20,7 +20,7 @@ func TestPrefixEnd(t *testing.T) {
 		{"é", "\xc3\xaa"},
 	}
 	for _, tc := range cases {
-		if got := pluginapi.PrefixEnd(tc.prefix); got != tc.want {
+		if got := kv.PrefixEnd(tc.prefix); got != tc.want {
 			t.Errorf("PrefixEnd(%q) = %q, want %q", tc.prefix, got, tc.want)
 		}
 	}
@@ -29,7 +29,7 @@ func TestPrefixEnd(t *testing.T) {
 func TestTTLMillisRoundsUp(t *testing.T) {
 	cases := map[time.Duration]int64{0: 0, -time.Second: 0, time.Nanosecond: 1, time.Millisecond: 1, 1500 * time.Microsecond: 2, time.Hour: 3600000}
 	for in, want := range cases {
-		if got := pluginapi.TTLMillis(in); got != want {
+		if got := kv.TTLMillis(in); got != want {
 			t.Errorf("TTLMillis(%v) = %d, want %d", in, got, want)
 		}
 	}
@@ -42,12 +42,12 @@ func FuzzValidateKey(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
-		err := pluginapi.ValidateKey(key)
-		ok := key != "" && len(key) <= pluginapi.MaxKeyLen && utf8.ValidString(key) && !strings.ContainsRune(key, 0)
+		err := kv.ValidateKey(key)
+		ok := key != "" && len(key) <= kv.MaxKeyLen && utf8.ValidString(key) && !strings.ContainsRune(key, 0)
 		if ok != (err == nil) {
 			t.Fatalf("ValidateKey(%q) = %v, want ok=%v", key, err, ok)
 		}
-		if err != nil && !errors.Is(err, pluginapi.ErrInvalidArgument) {
+		if err != nil && !errors.Is(err, kv.ErrInvalidArgument) {
 			t.Fatalf("ValidateKey error %v is not ErrInvalidArgument", err)
 		}
 	})
@@ -61,14 +61,14 @@ func FuzzParseCounter(f *testing.F) {
 	f.Add([]byte("-5"), int64(-9223372036854775808))
 	f.Add([]byte("x"), int64(0))
 	f.Fuzz(func(t *testing.T, v []byte, delta int64) {
-		n, err := pluginapi.ParseCounter("k", v)
+		n, err := kv.ParseCounter("k", v)
 		if err != nil {
-			if !errors.Is(err, pluginapi.ErrInvalidArgument) {
+			if !errors.Is(err, kv.ErrInvalidArgument) {
 				t.Fatal(err)
 			}
 			return
 		}
-		sum, err := pluginapi.AddCounter("k", n, delta)
+		sum, err := kv.AddCounter("k", n, delta)
 		if err == nil && (sum-delta != n) {
 			t.Fatalf("%d + %d = %d wrapped", n, delta, sum)
 		}
