@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
 
@@ -155,11 +156,14 @@ func put(t *testing.T, b kv.Backend, key, value string, ttl time.Duration) kv.En
 
 func get(t *testing.T, b kv.Backend, key string) kv.Entry {
 	t.Helper()
-	e, err := b.Get(ctxOf(t), key)
+	r, err := b.Get(ctxOf(t), key)
 	if err != nil {
 		t.Fatalf("get %q: %v", key, err)
 	}
-	return e
+	if !r.Found {
+		t.Fatalf("get %q: not found", key)
+	}
+	return r.Entry
 }
 
 func wantErr(t *testing.T, what string, err, target error) {
@@ -171,8 +175,10 @@ func wantErr(t *testing.T, what string, err, target error) {
 
 func wantNotFound(t *testing.T, b kv.Backend, key string) {
 	t.Helper()
-	_, err := b.Get(ctxOf(t), key)
-	wantErr(t, fmt.Sprintf("get %q", key), err, kv.ErrNotFound)
+	r, err := b.Get(ctxOf(t), key)
+	if err != nil || r.Found {
+		t.Fatalf("get %q: found=%v err=%v, want not found and no error", key, r.Found, err)
+	}
 }
 
 func wantConflict(t *testing.T, what string, err error, current int64, opIndex int) {
@@ -248,7 +254,7 @@ func (s *suite) testInfo(t *testing.T) {
 	}
 	if !info.Capabilities.Watch {
 		if w, ok := b.(kv.Watcher); ok {
-			_, err := w.Watch(ctxOf(t), "")
+			_, err := w.Watch(ctxOf(t), kv.WatchRequest{})
 			wantErr(t, "watch on a backend without the capability", err, kv.ErrNotSupported)
 		}
 	}
@@ -297,7 +303,7 @@ func (s *suite) testKeys(t *testing.T) {
 	}
 	_, err := b.Put(ctxOf(t), kv.PutRequest{Key: "neg", TTL: -time.Second})
 	wantErr(t, "put with negative ttl", err, kv.ErrInvalidArgument)
-	if n, err := b.Count(ctxOf(t), ""); err != nil || n != int64(len(good)) {
+	if n, err := b.Count(ctxOf(t), ""); err != nil || n.Count != int64(len(good)) {
 		t.Fatalf("count after bad puts: %d, %v; want %d (bad input must store nothing)", n, err, len(good))
 	}
 }
@@ -359,25 +365,25 @@ func (s *suite) testVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next("batch op 0", res[0].Version)
-	next("batch op 1", res[1].Version)
-	if e := get(t, b, "c"); e.Version != res[1].Version {
-		t.Fatalf("get c: version %d, batch said %d", e.Version, res[1].Version)
+	next("batch op 0", res.Results[0].Version)
+	next("batch op 1", res.Results[1].Version)
+	if e := get(t, b, "c"); e.Version != res.Results[1].Version {
+		t.Fatalf("get c: version %d, batch said %d", e.Version, res.Results[1].Version)
 	}
 	// A TTL refresh changes no version.
 	e, err := b.RefreshTTL(ctxOf(t), kv.RefreshRequest{Key: "c", TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Version != res[1].Version {
-		t.Fatalf("refresh ttl changed the version from %d to %d", res[1].Version, e.Version)
+	if e.Entry.Version != res.Results[1].Version {
+		t.Fatalf("refresh ttl changed the version from %d to %d", res.Results[1].Version, e.Entry.Version)
 	}
 }
 
 func (s *suite) testNoABA(t *testing.T) {
 	b := s.open(t)
 	v1 := put(t, b, "lock", "owner-1", 0).Version
-	if ok, err := b.Delete(ctxOf(t), "lock", kv.Condition{}); err != nil || !ok {
+	if ok, err := b.Delete(ctxOf(t), "lock", kv.Condition{}); err != nil || !ok.Deleted {
 		t.Fatalf("delete: %v %v", ok, err)
 	}
 	v2 := put(t, b, "lock", "owner-2", 0).Version
@@ -443,13 +449,13 @@ func (s *suite) testTTLInvisible(t *testing.T) {
 	ctx := ctxOf(t)
 	wantNotFound(t, b, "p/dead")
 	many, err := b.GetMany(ctx, []string{"p/dead", "p/live"})
-	if err != nil || len(many) != 2 || many[0] != nil || many[1] == nil {
+	if err != nil || len(many.Entries) != 2 || many.Entries[0] != nil || many.Entries[1] == nil {
 		t.Fatalf("get-many after expiry: %v %v", many, err)
 	}
 	if keys := listAll(t, b, "p/"); !equalStrings(keys, []string{"p/live"}) {
 		t.Fatalf("list after expiry: %q", keys)
 	}
-	if n, err := b.Count(ctx, "p/"); err != nil || n != 1 {
+	if n, err := b.Count(ctx, "p/"); err != nil || n.Count != 1 {
 		t.Fatalf("count after expiry: %d %v, want 1", n, err)
 	}
 	if st, err := b.Stats(ctx); err != nil || st.Keys != 1 {
@@ -459,10 +465,10 @@ func (s *suite) testTTLInvisible(t *testing.T) {
 	wantConflict(t, "if-version on an expired key", err, 0, -1)
 	_, err = b.RefreshTTL(ctx, kv.RefreshRequest{Key: "p/dead", TTL: time.Hour})
 	wantErr(t, "refresh ttl of an expired key", err, kv.ErrNotFound)
-	if ok, err := b.Delete(ctx, "p/dead2", kv.Condition{}); err != nil || ok {
+	if ok, err := b.Delete(ctx, "p/dead2", kv.Condition{}); err != nil || ok.Deleted {
 		t.Fatalf("delete of an expired key: deleted=%v err=%v, want false, nil", ok, err)
 	}
-	if n, err := b.DeletePrefix(ctx, "p/dead"); err != nil || n != 0 {
+	if n, err := b.DeletePrefix(ctx, "p/dead"); err != nil || n.Deleted != 0 {
 		t.Fatalf("delete-prefix over expired keys: %d %v, want 0", n, err)
 	}
 	c, err := b.Increment(ctx, "p/dead", 2)
@@ -497,13 +503,13 @@ func (s *suite) testGetMany(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 4 || got[0] == nil || got[1] != nil || got[2] == nil || got[3] == nil {
+	if len(got.Entries) != 4 || got.Entries[0] == nil || got.Entries[1] != nil || got.Entries[2] == nil || got.Entries[3] == nil {
 		t.Fatalf("get-many: %v", got)
 	}
-	if got[0].Key != "c" || string(got[0].Value) != "3" || got[0].ExpiresAt.IsZero() || got[2].Key != "a" || string(got[2].Value) != "1" {
+	if got := got.Entries; got[0].Key != "c" || string(got[0].Value) != "3" || got[0].ExpiresAt.IsZero() || got[2].Key != "a" || string(got[2].Value) != "1" {
 		t.Fatalf("get-many answers out of order or incomplete: %+v %+v", *got[0], *got[2])
 	}
-	if got, err := b.GetMany(ctxOf(t), nil); err != nil || len(got) != 0 {
+	if got, err := b.GetMany(ctxOf(t), nil); err != nil || len(got.Entries) != 0 {
 		t.Fatalf("get-many of nothing: %v %v", got, err)
 	}
 	keys := make([]string, kv.MaxGetMany+1)
@@ -512,8 +518,8 @@ func (s *suite) testGetMany(t *testing.T) {
 	}
 	_, err = b.GetMany(ctxOf(t), keys)
 	wantErr(t, "get-many over the limit", err, kv.ErrInvalidArgument)
-	if got, err := b.GetMany(ctxOf(t), keys[:kv.MaxGetMany]); err != nil || len(got) != kv.MaxGetMany {
-		t.Fatalf("get-many at the limit: %d results, %v", len(got), err)
+	if got, err := b.GetMany(ctxOf(t), keys[:kv.MaxGetMany]); err != nil || len(got.Entries) != kv.MaxGetMany {
+		t.Fatalf("get-many at the limit: %d results, %v", len(got.Entries), err)
 	}
 }
 
@@ -548,7 +554,7 @@ func (s *suite) testPutConditions(t *testing.T) {
 func (s *suite) testDelete(t *testing.T) {
 	b := s.open(t)
 	ctx := ctxOf(t)
-	if ok, err := b.Delete(ctx, "missing", kv.Condition{}); err != nil || ok {
+	if ok, err := b.Delete(ctx, "missing", kv.Condition{}); err != nil || ok.Deleted {
 		t.Fatalf("delete missing: %v %v, want false, nil", ok, err)
 	}
 	e := put(t, b, "k", "v", 0)
@@ -557,7 +563,7 @@ func (s *suite) testDelete(t *testing.T) {
 	get(t, b, "k")
 	_, err = b.Delete(ctx, "k", kv.IfAbsent())
 	wantErr(t, "delete if-absent", err, kv.ErrInvalidArgument)
-	if ok, err := b.Delete(ctx, "k", kv.IfVersion(e.Version)); err != nil || !ok {
+	if ok, err := b.Delete(ctx, "k", kv.IfVersion(e.Version)); err != nil || !ok.Deleted {
 		t.Fatalf("delete with the right version: %v %v", ok, err)
 	}
 	wantNotFound(t, b, "k")
@@ -657,17 +663,17 @@ func (s *suite) testLiteralPrefixes(t *testing.T) {
 		if !equalStrings(got, want) {
 			t.Fatalf("list %q: %q, want only literal matches %q", p, got, want)
 		}
-		if n, err := b.Count(ctxOf(t), p); err != nil || n != int64(len(want)) {
+		if n, err := b.Count(ctxOf(t), p); err != nil || n.Count != int64(len(want)) {
 			t.Fatalf("count %q: %d %v, want %d", p, n, err, len(want))
 		}
 	}
-	if n, err := b.DeletePrefix(ctxOf(t), `a_`); err != nil || n != 1 {
+	if n, err := b.DeletePrefix(ctxOf(t), `a_`); err != nil || n.Deleted != 1 {
 		t.Fatalf("delete-prefix a_: %d %v, want 1", n, err)
 	}
-	if n, err := b.DeletePrefix(ctxOf(t), `a%`); err != nil || n != 1 {
+	if n, err := b.DeletePrefix(ctxOf(t), `a%`); err != nil || n.Deleted != 1 {
 		t.Fatalf("delete-prefix a%%: %d %v, want 1", n, err)
 	}
-	if n, err := b.Count(ctxOf(t), "a"); err != nil || n != int64(len(keys)-2) {
+	if n, err := b.Count(ctxOf(t), "a"); err != nil || n.Count != int64(len(keys)-2) {
 		t.Fatalf("count after literal deletes: %d %v, want %d", n, err, len(keys)-2)
 	}
 	get(t, b, "axb")
@@ -681,21 +687,21 @@ func (s *suite) testCountDeletePrefix(t *testing.T) {
 	put(t, b, "actors", "x", 0)
 	put(t, b, "node/1", "x", 0)
 	ctx := ctxOf(t)
-	if n, err := b.Count(ctx, "actor/"); err != nil || n != 5 {
+	if n, err := b.Count(ctx, "actor/"); err != nil || n.Count != 5 {
 		t.Fatalf("count actor/: %d %v", n, err)
 	}
-	if n, err := b.Count(ctx, ""); err != nil || n != 7 {
+	if n, err := b.Count(ctx, ""); err != nil || n.Count != 7 {
 		t.Fatalf("count all: %d %v", n, err)
 	}
-	if n, err := b.Count(ctx, "zzz"); err != nil || n != 0 {
+	if n, err := b.Count(ctx, "zzz"); err != nil || n.Count != 0 {
 		t.Fatalf("count none: %d %v", n, err)
 	}
 	_, err := b.DeletePrefix(ctx, "")
 	wantErr(t, "delete-prefix with an empty prefix", err, kv.ErrInvalidArgument)
-	if n, err := b.Count(ctx, ""); err != nil || n != 7 {
+	if n, err := b.Count(ctx, ""); err != nil || n.Count != 7 {
 		t.Fatalf("refused delete-prefix deleted something: count %d %v", n, err)
 	}
-	if n, err := b.DeletePrefix(ctx, "actor/"); err != nil || n != 5 {
+	if n, err := b.DeletePrefix(ctx, "actor/"); err != nil || n.Deleted != 5 {
 		t.Fatalf("delete-prefix actor/: %d %v", n, err)
 	}
 	if got := listAll(t, b, ""); !equalStrings(got, []string{"actors", "node/1"}) {
@@ -756,10 +762,11 @@ func (s *suite) testRefreshTTL(t *testing.T) {
 	_, err := b.RefreshTTL(ctx, kv.RefreshRequest{Key: "missing", TTL: time.Second})
 	wantErr(t, "refresh ttl of a missing key", err, kv.ErrNotFound)
 	e := put(t, b, "hb", "alive", shortTTL)
-	r, err := b.RefreshTTL(ctx, kv.RefreshRequest{Key: "hb", TTL: time.Hour})
+	rr, err := b.RefreshTTL(ctx, kv.RefreshRequest{Key: "hb", TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r := rr.Entry
 	if r.Version != e.Version || !r.ExpiresAt.After(e.ExpiresAt) {
 		t.Fatalf("refresh: %+v, want version %d and a later expiry than %v", r, e.Version, e.ExpiresAt)
 	}
@@ -769,7 +776,7 @@ func (s *suite) testRefreshTTL(t *testing.T) {
 	}
 	_, err = b.RefreshTTL(ctx, kv.RefreshRequest{Key: "hb", TTL: time.Hour, Cond: kv.IfVersion(e.Version + 1)})
 	wantConflict(t, "refresh with a wrong version", err, e.Version, -1)
-	if r, err = b.RefreshTTL(ctx, kv.RefreshRequest{Key: "hb", TTL: 0, Cond: kv.IfVersion(e.Version)}); err != nil || !r.ExpiresAt.IsZero() {
+	if rr, err = b.RefreshTTL(ctx, kv.RefreshRequest{Key: "hb", TTL: 0, Cond: kv.IfVersion(e.Version)}); err != nil || !rr.Entry.ExpiresAt.IsZero() {
 		t.Fatalf("refresh to ttl 0: %+v %v, want no expiry", r, err)
 	}
 	if g := get(t, b, "hb"); !g.ExpiresAt.IsZero() {
@@ -791,10 +798,10 @@ func (s *suite) testBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 5 || res[1].Version <= res[0].Version || !res[2].Deleted || res[3].Deleted || res[1].ExpiresAt.IsZero() {
+	if res := res.Results; len(res) != 5 || res[1].Version <= res[0].Version || !res[2].Deleted || res[3].Deleted || res[1].ExpiresAt.IsZero() {
 		t.Fatalf("batch results: %+v", res)
 	}
-	if g := get(t, b, "a"); string(g.Value) != "2" || g.Version != res[1].Version {
+	if g := get(t, b, "a"); string(g.Value) != "2" || g.Version != res.Results[1].Version {
 		t.Fatalf("a after batch: %+v", g)
 	}
 	wantNotFound(t, b, "old")
@@ -809,10 +816,10 @@ func (s *suite) testBatch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("delete then if-absent put in one batch: %v", err)
 	}
-	if g := get(t, b, "a"); string(g.Value) != "3" || g.Version != res[1].Version {
+	if g := get(t, b, "a"); string(g.Value) != "3" || g.Version != res.Results[1].Version {
 		t.Fatalf("a after the second batch: %+v", g)
 	}
-	if res, err := b.Batch(ctx, nil); err != nil || len(res) != 0 {
+	if res, err := b.Batch(ctx, nil); err != nil || len(res.Results) != 0 {
 		t.Fatalf("empty batch: %v %v", res, err)
 	}
 }
@@ -910,7 +917,7 @@ func (s *suite) testWatch(t *testing.T) {
 	}
 	ctx := ctxOf(t)
 	put(t, b, "cfg/before", "x", 0) // before the watch: never delivered
-	ws, err := w.Watch(ctx, "cfg/")
+	ws, err := w.Watch(ctx, kv.WatchRequest{Prefix: "cfg/", ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -944,7 +951,7 @@ func (s *suite) testWatch(t *testing.T) {
 	wantEvent(t, recv(t, ws), kv.EventPut, "cfg/a", "2", e2.Version)
 	wantEvent(t, recv(t, ws), kv.EventPut, "cfg/n", "3", c.Version)
 	wantEvent(t, recv(t, ws), kv.EventDelete, "cfg/a", "", e2.Version)
-	wantEvent(t, recv(t, ws), kv.EventPut, "cfg/b", "b", res[0].Version)
+	wantEvent(t, recv(t, ws), kv.EventPut, "cfg/b", "b", res.Results[0].Version)
 	wantEvent(t, recv(t, ws), kv.EventDelete, "cfg/n", "", c.Version)
 	ev := recv(t, ws)
 	if ev.Type != kv.EventPut || ev.Key != "cfg/x/1" {
@@ -955,7 +962,7 @@ func (s *suite) testWatch(t *testing.T) {
 	// A second watcher on everything sees the same later writes, and
 	// cancelling a watch ends its stream.
 	wctx, cancel := context.WithCancel(ctx)
-	all, err := w.Watch(wctx, "")
+	all, err := w.Watch(wctx, kv.WatchRequest{ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -979,7 +986,7 @@ func (s *suite) testWatch(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("cancelled watch did not end")
 	}
-	_, err = w.Watch(ctx, "a\x00")
+	_, err = w.Watch(ctx, kv.WatchRequest{Prefix: "a\x00"})
 	wantErr(t, "watch with an invalid prefix", err, kv.ErrInvalidArgument)
 }
 
@@ -990,7 +997,7 @@ func (s *suite) testWatchOverflow(t *testing.T) {
 		t.Skip("backend does not claim watch")
 	}
 	ctx := ctxOf(t)
-	ws, err := w.Watch(ctx, "")
+	ws, err := w.Watch(ctx, kv.WatchRequest{ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1014,7 +1021,7 @@ func (s *suite) testWatchOverflow(t *testing.T) {
 				done <- err
 				return
 			}
-			for _, r := range res {
+			for _, r := range res.Results {
 				versions = append(versions, r.Version)
 			}
 		}
@@ -1072,7 +1079,7 @@ func (s *suite) testCleanupExpired(t *testing.T) {
 	ctx := ctxOf(t)
 	var ws kv.WatchStream
 	if w, ok := watcher(t, b); ok {
-		if ws, err = w.Watch(ctx, "s/"); err != nil {
+		if ws, err = w.Watch(ctx, kv.WatchRequest{Prefix: "s/", ProgressInterval: -1}); err != nil {
 			t.Fatal(err)
 		}
 		defer ws.Close()

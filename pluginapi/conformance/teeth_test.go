@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi/conformance"
 	"github.com/kvhost/kvhost/plugins/memory"
 )
@@ -86,10 +86,10 @@ func (b *brokenBackend) Put(ctx context.Context, req kv.PutRequest) (kv.Entry, e
 	return b.Backend.Put(ctx, req)
 }
 
-func (b *brokenBackend) Delete(ctx context.Context, key string, cond kv.Condition) (bool, error) {
+func (b *brokenBackend) Delete(ctx context.Context, key string, cond kv.Condition) (kv.DeleteResult, error) {
 	if b.how == "reuses-versions" {
-		if e, err := b.Backend.Get(ctx, key); err == nil {
-			b.deleted[key] = e.Version
+		if r, err := b.Backend.Get(ctx, key); err == nil && r.Found {
+			b.deleted[key] = r.Entry.Version
 		}
 	}
 	return b.Backend.Delete(ctx, key, cond)
@@ -120,7 +120,7 @@ func (b *brokenBackend) List(ctx context.Context, req kv.ListRequest) (kv.ListRe
 	if err != nil {
 		return all, err
 	}
-	var out kv.ListResult
+	out := kv.ListResult{Revision: all.Revision}
 	re := like(req.Prefix)
 	for _, e := range all.Entries {
 		if re.MatchString(e.Key) {
@@ -130,25 +130,26 @@ func (b *brokenBackend) List(ctx context.Context, req kv.ListRequest) (kv.ListRe
 	return out, nil
 }
 
-func (b *brokenBackend) Count(ctx context.Context, prefix string) (int64, error) {
+func (b *brokenBackend) Count(ctx context.Context, prefix string) (kv.CountResult, error) {
 	if b.how != "underscore-wildcard" {
 		return b.Backend.Count(ctx, prefix)
 	}
 	res, err := b.List(ctx, kv.ListRequest{Prefix: prefix, KeysOnly: true})
-	return int64(len(res.Entries)), err
+	return kv.CountResult{Count: int64(len(res.Entries)), Revision: res.Revision}, err
 }
 
-func (b *brokenBackend) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) {
+func (b *brokenBackend) Batch(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) {
 	if b.how != "half-batch" {
 		return b.Backend.Batch(ctx, ops)
 	}
-	out := make([]kv.OpResult, len(ops))
+	out := kv.BatchResult{Results: make([]kv.OpResult, len(ops))}
 	for i, op := range ops {
 		res, err := b.Backend.Batch(ctx, []kv.Op{op})
 		if err != nil {
-			return nil, err
+			return kv.BatchResult{}, err
 		}
-		out[i] = res[0]
+		out.Results[i] = res.Results[0]
+		out.Revision = res.Revision
 	}
 	return out, nil
 }
@@ -156,8 +157,8 @@ func (b *brokenBackend) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, 
 // The broken backend keeps the memory backend's watch and cleanup, so the
 // suite's watch and cleanup tests run against it too.
 
-func (b *brokenBackend) Watch(ctx context.Context, prefix string) (kv.WatchStream, error) {
-	ws, err := b.Backend.(kv.Watcher).Watch(ctx, prefix)
+func (b *brokenBackend) Watch(ctx context.Context, req kv.WatchRequest) (kv.WatchStream, error) {
+	ws, err := b.Backend.(kv.Watcher).Watch(ctx, req)
 	if err != nil || b.how != "drops-events" {
 		return ws, err
 	}

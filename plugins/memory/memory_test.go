@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/kvhost/kvhost/internal/testbin"
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi/conformance"
 	"github.com/kvhost/kvhost/plugins/memory"
 )
