@@ -14,11 +14,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
-	kv "github.com/kvhost/kvhost/api/kvhostv1"
-	"github.com/kvhost/kvhost/pluginapi"
+	apipb "github.com/kvhost/kvhost/api/kvhostv1"
+	"github.com/kvhost/kvhost/api/rpcerr"
+	"github.com/kvhost/kvhost/kv"
 )
 
-// The sentinels every error of this package wraps; they are pluginapi's, so
+// The sentinels every error of this package wraps; they are package kv's, so
 // errors.Is holds whichever package a caller names.
 var (
 	ErrNotFound         = kv.ErrNotFound
@@ -32,12 +33,17 @@ var (
 	ErrUnauthenticated  = kv.ErrUnauthenticated
 	ErrClosed           = kv.ErrClosed
 	ErrInternal         = kv.ErrInternal
+	ErrCompacted        = kv.ErrCompacted
 )
 
 // ConflictError is the error of a failed condition (errors.Is(err,
 // ErrConflict)); CurrentVersion is the key's version, 0 when absent, and
 // OpIndex the failing op of a Batch (-1 outside one).
 type ConflictError = kv.ConflictError
+
+// maxMessageSize bounds one message each way: a 16 MiB value with room
+// for batches of several large values (the server's own limit decides).
+const maxMessageSize = 128 << 20
 
 // DefaultAddr is where `kvhost serve` listens when it has no configuration.
 const DefaultAddr = "127.0.0.1:7070"
@@ -46,7 +52,7 @@ const DefaultAddr = "127.0.0.1:7070"
 // one Client per server is enough for a whole program.
 type Client struct {
 	conn   *grpc.ClientConn
-	rpc    kv.KVClient
+	rpc    apipb.KVClient
 	closed atomic.Bool
 }
 
@@ -115,8 +121,8 @@ func New(addr string, opts ...Option) (*Client, error) {
 		// permits this rate.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(pluginapi.MaxMessageSize),
-			grpc.MaxCallSendMsgSize(pluginapi.MaxMessageSize),
+			grpc.MaxCallRecvMsgSize(maxMessageSize),
+			grpc.MaxCallSendMsgSize(maxMessageSize),
 		),
 	}
 	if o.token != "" {
@@ -126,7 +132,7 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: server address %q: %w", ErrInvalidArgument, addr, err)
 	}
-	return &Client{conn: conn, rpc: kv.NewKVClient(conn)}, nil
+	return &Client{conn: conn, rpc: apipb.NewKVClient(conn)}, nil
 }
 
 // Close ends the connection. Calls after Close fail with ErrClosed; so do
@@ -148,7 +154,7 @@ func (c *Client) check() error {
 }
 
 // wireErr turns an RPC error into a sentinel-wrapping error by
-// pluginapi's table.
+// the one error table (api/rpcerr).
 func (c *Client) wireErr(err error) error {
 	if c.closed.Load() {
 		return ErrClosed

@@ -12,7 +12,7 @@ import (
 	"github.com/kvhost/kvhost/client"
 	"github.com/kvhost/kvhost/host/server"
 	"github.com/kvhost/kvhost/internal/testbin"
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 func TestGetPutDelete(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package client is the Go client of a kvhost server: the public gRPC API
 // (package kvhost.v1) behind ordinary Go methods that take a context first
-// and return the domain types of package pluginapi.
+// and return the domain types of package kv. It links no plugin
+// machinery: its only kvhost imports are kv, the API and its error table.
 //
 // # Connecting
 //
@@ -25,6 +26,23 @@
 // does not hold fails with a *ConflictError carrying the key's current
 // version, so a compare-and-set loop can retry without another read.
 //
+// # Revisions and watches
+//
+// Every committed change takes one revision from a store-wide counter; an
+// entry's Version is the revision of its last value change. List pages
+// and Stats say the revision they were read at, and every watch event
+// carries its revision, so a watcher can list, then follow, and resume
+// after a lost stream without missing or repeating a change:
+//
+//	page, err := c.List(ctx, "config/")
+//	ws, err := c.Watch(ctx, "config/", client.FromRevision(page.Revision+1))
+//	for {
+//		ev, err := ws.Recv()
+//		if errors.Is(err, client.ErrWatchOverflow) { /* watch again from last+1 */ }
+//		if errors.Is(err, client.ErrCompacted) { /* too old: list again */ }
+//		...
+//	}
+//
 // # Errors
 //
 // Every error wraps one of the sentinels re-exported here (ErrNotFound,
@@ -32,7 +50,8 @@
 // ErrUnauthenticated, ErrUnavailable, ...), whether it was found on the
 // client (a bad key is refused before it is sent: a protobuf string cannot
 // even carry invalid UTF-8) or came from the server, where the status code
-// is turned back into the sentinel by pluginapi's one error table. Test
+// is turned back into the sentinel by the reason in its status detail and
+// the one error table (api/rpcerr). Test
 // them with errors.Is and errors.As:
 //
 //	_, err := c.Get(ctx, "missing")

@@ -6,8 +6,8 @@ import (
 	"iter"
 	"time"
 
-	kv "github.com/kvhost/kvhost/api/kvhostv1"
-	"github.com/kvhost/kvhost/pluginapi"
+	apipb "github.com/kvhost/kvhost/api/kvhostv1"
+	"github.com/kvhost/kvhost/kv"
 )
 
 // WriteOption qualifies a write: Put takes all of them; Delete and
@@ -75,6 +75,10 @@ type Stats struct {
 	// Backend and BackendVersion name the backend plugin.
 	Backend        string
 	BackendVersion string
+	// Revision is the store revision now; OldestRevision the oldest a
+	// watch can start at (0 when the backend keeps no history).
+	Revision       int64
+	OldestRevision int64
 }
 
 // Get returns the live entry under key, or an error wrapping ErrNotFound.
@@ -85,7 +89,7 @@ func (c *Client) Get(ctx context.Context, key string) (kv.Entry, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.Entry{}, err
 	}
-	r, err := c.rpc.Get(ctx, &kv.GetRequest{Key: key})
+	r, err := c.rpc.Get(ctx, &apipb.GetRequest{Key: key})
 	if err != nil {
 		return kv.Entry{}, c.wireErr(err)
 	}
@@ -101,7 +105,7 @@ func (c *Client) GetMany(ctx context.Context, keys []string) ([]*kv.Entry, error
 	if err := kv.ValidateGetMany(keys); err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.GetMany(ctx, &kv.GetManyRequest{Keys: keys})
+	r, err := c.rpc.GetMany(ctx, &apipb.GetManyRequest{Keys: keys})
 	if err != nil {
 		return nil, c.wireErr(err)
 	}
@@ -130,7 +134,7 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 	if err := kv.ValidatePut(req); err != nil {
 		return kv.Entry{}, err
 	}
-	r, err := c.rpc.Put(ctx, &kv.PutRequest{
+	r, err := c.rpc.Put(ctx, &apipb.PutRequest{
 		Key: key, Value: value, TtlMs: kv.TTLMillis(o.ttl), Condition: condToPB(o.cond),
 	})
 	if err != nil {
@@ -155,7 +159,7 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (b
 	if err := kv.ValidateCondition(o.cond, false); err != nil {
 		return false, err
 	}
-	r, err := c.rpc.Delete(ctx, &kv.DeleteRequest{Key: key, Condition: condToPB(o.cond)})
+	r, err := c.rpc.Delete(ctx, &apipb.DeleteRequest{Key: key, Condition: condToPB(o.cond)})
 	if err != nil {
 		return false, c.wireErr(err)
 	}
@@ -164,7 +168,9 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (b
 
 // List returns one page of live entries whose key starts with prefix, in
 // ascending byte order; More says whether keys remain after the last one
-// (continue with StartAfter(lastKey), or use All).
+// (continue with StartAfter(lastKey), or use All). Revision is the store
+// revision the page was read at: watch from Revision+1 to follow every
+// later change.
 func (c *Client) List(ctx context.Context, prefix string, opts ...ListOption) (kv.ListResult, error) {
 	if err := c.check(); err != nil {
 		return kv.ListResult{}, err
@@ -178,13 +184,13 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...ListOption) (k
 	if _, err := kv.NormalizeList(req); err != nil {
 		return kv.ListResult{}, err
 	}
-	r, err := c.rpc.List(ctx, &kv.ListRequest{
+	r, err := c.rpc.List(ctx, &apipb.ListRequest{
 		Prefix: prefix, StartAfter: req.StartAfter, Limit: int32(min(req.Limit, kv.MaxListLimit)), KeysOnly: req.KeysOnly,
 	})
 	if err != nil {
 		return kv.ListResult{}, c.wireErr(err)
 	}
-	out := kv.ListResult{Entries: make([]kv.Entry, len(r.Entries)), More: r.More}
+	out := kv.ListResult{Entries: make([]kv.Entry, len(r.Entries)), More: r.More, Revision: r.Revision}
 	for i, e := range r.Entries {
 		out.Entries[i] = entryFromPB(e)
 	}
@@ -232,7 +238,7 @@ func (c *Client) Count(ctx context.Context, prefix string) (int64, error) {
 	if err := kv.ValidatePrefix(prefix); err != nil {
 		return 0, err
 	}
-	r, err := c.rpc.Count(ctx, &kv.CountRequest{Prefix: prefix})
+	r, err := c.rpc.Count(ctx, &apipb.CountRequest{Prefix: prefix})
 	if err != nil {
 		return 0, c.wireErr(err)
 	}
@@ -248,7 +254,7 @@ func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error)
 	if err := kv.ValidateDeletePrefix(prefix); err != nil {
 		return 0, err
 	}
-	r, err := c.rpc.DeletePrefix(ctx, &kv.DeletePrefixRequest{Prefix: prefix})
+	r, err := c.rpc.DeletePrefix(ctx, &apipb.DeletePrefixRequest{Prefix: prefix})
 	if err != nil {
 		return 0, c.wireErr(err)
 	}
@@ -265,7 +271,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (kv.Cou
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.Counter{}, err
 	}
-	r, err := c.rpc.Increment(ctx, &kv.IncrementRequest{Key: key, Delta: delta})
+	r, err := c.rpc.Increment(ctx, &apipb.IncrementRequest{Key: key, Delta: delta})
 	if err != nil {
 		return kv.Counter{}, c.wireErr(err)
 	}
@@ -286,7 +292,7 @@ func (c *Client) RefreshTTL(ctx context.Context, key string, ttl time.Duration, 
 	if err := kv.ValidateRefresh(kv.RefreshRequest{Key: key, TTL: ttl, Cond: o.cond}); err != nil {
 		return kv.Entry{}, err
 	}
-	r, err := c.rpc.RefreshTTL(ctx, &kv.RefreshTTLRequest{Key: key, TtlMs: kv.TTLMillis(ttl), Condition: condToPB(o.cond)})
+	r, err := c.rpc.RefreshTTL(ctx, &apipb.RefreshTTLRequest{Key: key, TtlMs: kv.TTLMillis(ttl), Condition: condToPB(o.cond)})
 	if err != nil {
 		return kv.Entry{}, c.wireErr(err)
 	}
@@ -303,10 +309,10 @@ func (c *Client) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) 
 	if err := kv.ValidateBatch(ops); err != nil {
 		return nil, err
 	}
-	req := &kv.BatchRequest{Ops: make([]*kv.Op, len(ops))}
+	req := &apipb.BatchRequest{Ops: make([]*apipb.Op, len(ops))}
 	for i, op := range ops {
-		req.Ops[i] = &kv.Op{
-			Kind: kv.Op_Kind(op.Kind), Key: op.Key, Value: op.Value,
+		req.Ops[i] = &apipb.Op{
+			Kind: apipb.Op_Kind(op.Kind), Key: op.Key, Value: op.Value,
 			TtlMs: kv.TTLMillis(op.TTL), Condition: condToPB(op.Cond),
 		}
 	}
@@ -319,7 +325,7 @@ func (c *Client) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) 
 	}
 	out := make([]kv.OpResult, len(ops))
 	for i, res := range r.Results {
-		out[i] = kv.OpResult{Version: res.Version, ExpiresAt: kv.FromUnixMillis(res.ExpiresAtMs), Deleted: res.Deleted}
+		out[i] = kv.OpResult{Version: res.Version, ExpiresAt: kv.FromUnixMillis(res.ExpiresAtMs), Deleted: res.Deleted, Revision: res.Revision}
 	}
 	return out, nil
 }
@@ -329,26 +335,27 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	if err := c.check(); err != nil {
 		return Stats{}, err
 	}
-	r, err := c.rpc.Stats(ctx, &kv.StatsRequest{})
+	r, err := c.rpc.Stats(ctx, &apipb.StatsRequest{})
 	if err != nil {
 		return Stats{}, c.wireErr(err)
 	}
 	return Stats{
 		Keys: r.Keys, BackendKeys: r.BackendKeys, BackendBytes: r.BackendBytes,
 		Backend: r.Backend, BackendVersion: r.BackendVersion,
+		Revision: r.Revision, OldestRevision: r.OldestRevision,
 	}, nil
 }
 
-func entryFromPB(e *kv.Entry) kv.Entry {
+func entryFromPB(e *apipb.Entry) kv.Entry {
 	if e == nil {
 		return kv.Entry{}
 	}
 	return kv.Entry{Key: e.Key, Value: e.Value, Version: e.Version, ExpiresAt: kv.FromUnixMillis(e.ExpiresAtMs)}
 }
 
-func condToPB(c kv.Condition) *kv.Condition {
+func condToPB(c kv.Condition) *apipb.Condition {
 	if c.Kind == kv.CondNone {
 		return nil
 	}
-	return &kv.Condition{Kind: kv.Condition_Kind(c.Kind), Version: c.Version}
+	return &apipb.Condition{Kind: apipb.Condition_Kind(c.Kind), Version: c.Version}
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 func TestIsLoopback(t *testing.T) {

@@ -6,26 +6,64 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
-	kv "github.com/kvhost/kvhost/api/kvhostv1"
-	"github.com/kvhost/kvhost/pluginapi"
+	apipb "github.com/kvhost/kvhost/api/kvhostv1"
+	"github.com/kvhost/kvhost/kv"
 )
+
+// WatchOption shapes a Watch.
+type WatchOption func(*apipb.WatchRequest)
+
+// FromRevision replays every change from revision rev on (resume with the
+// last revision seen plus one; after a List, its Revision plus one), then
+// continues live. A revision older than the history the server keeps fails
+// with an error wrapping ErrCompacted (a *kv.CompactedError naming the
+// oldest revision still available).
+func FromRevision(rev int64) WatchOption {
+	return func(r *apipb.WatchRequest) { r.StartRevision = rev }
+}
+
+// WithTTLEvents also delivers kv.EventTTL events: a key's expiry changed
+// (RefreshTTL) while its value and version did not.
+func WithTTLEvents() WatchOption {
+	return func(r *apipb.WatchRequest) { r.TtlEvents = true }
+}
+
+// WithProgressInterval sets how often an idle watch receives a
+// kv.EventProgress (default 5s; negative: never).
+func WithProgressInterval(d time.Duration) WatchOption {
+	return func(r *apipb.WatchRequest) {
+		r.ProgressIntervalMs = kv.TTLMillis(d)
+		if d < 0 {
+			r.ProgressIntervalMs = -1
+		}
+	}
+}
 
 // Watch subscribes to changes under prefix ("" for all of the tenant's
 // keys). It returns once the server says the subscription is live: every
-// change committed after that arrives exactly once, in commit order. The
-// stream ends when ctx is done (Recv returns the context's error) or on
-// Close (ErrClosed); a watcher that fell behind gets ErrWatchOverflow.
-// Close the stream when done with it: it holds a server-side subscription.
-func (c *Client) Watch(ctx context.Context, prefix string) (kv.WatchStream, error) {
+// change from FromRevision (or, without it, committed after Watch returns)
+// arrives exactly once, in revision order, with no gap. An idle watch
+// receives a kv.EventProgress now and then, saying every change up to its
+// Revision has been delivered. The stream ends when ctx is done (Recv
+// returns the context's error) or on Close (ErrClosed); a watcher that fell
+// behind gets ErrWatchOverflow and watches again from its last revision
+// plus one. Close the stream when done with it: it holds a server-side
+// subscription.
+func (c *Client) Watch(ctx context.Context, prefix string, opts ...WatchOption) (kv.WatchStream, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	if err := kv.ValidatePrefix(prefix); err != nil {
+	req := &apipb.WatchRequest{Prefix: prefix}
+	for _, opt := range opts {
+		opt(req)
+	}
+	if err := kv.ValidateWatch(kv.WatchRequest{Prefix: prefix, StartRevision: req.StartRevision}); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	st, err := c.rpc.Watch(ctx, &kv.WatchRequest{Prefix: prefix})
+	st, err := c.rpc.Watch(ctx, req)
 	if err != nil {
 		cancel()
 		return nil, c.wireErr(err)
@@ -47,10 +85,10 @@ func (c *Client) Watch(ctx context.Context, prefix string) (kv.WatchStream, erro
 
 type watchStream struct {
 	c       *Client
-	st      kv.KV_WatchClient
+	st      apipb.KV_WatchClient
 	cancel  context.CancelFunc
 	closed  atomic.Bool
-	pending []*kv.Event // received, not yet returned
+	pending []*apipb.Event // received, not yet returned
 }
 
 func (s *watchStream) Recv() (kv.Event, error) {
@@ -69,7 +107,8 @@ func (s *watchStream) Recv() (kv.Event, error) {
 	}
 	ev := s.pending[0]
 	s.pending = s.pending[1:]
-	return kv.Event{Type: kv.EventType(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version}, nil
+	return kv.Event{Type: kv.EventType(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version,
+		Revision: ev.Revision, ExpiresAt: kv.FromUnixMillis(ev.ExpiresAtMs)}, nil
 }
 
 func (s *watchStream) Close() error {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 // Events that come faster than they are sent travel several to a message

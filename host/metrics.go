@@ -3,9 +3,8 @@ package host
 import (
 	"time"
 
+	"github.com/kvhost/kvhost/api/rpcerr"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/kvhost/kvhost/pluginapi"
 )
 
 // Metrics are the store's Prometheus metrics. A nil *Metrics records

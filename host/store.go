@@ -9,31 +9,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/kv/op"
 	"github.com/kvhost/kvhost/pluginapi"
 )
 
-// Op names an operation as guards and metrics see it.
-type Op string
-
-// The operations. A batch is checked op by op, as OpPut and OpDelete;
-// GetMany is checked key by key, as OpGet.
-const (
-	OpGet          Op = "get"
-	OpPut          Op = "put"
-	OpDelete       Op = "delete"
-	OpList         Op = "list"
-	OpCount        Op = "count"
-	OpDeletePrefix Op = "delete_prefix"
-	OpIncrement    Op = "increment"
-	OpRefreshTTL   Op = "refresh_ttl"
-	OpWatch        Op = "watch"
-	OpStats        Op = "stats"
-)
-
-// Check is one operation as a Guard sees it. Key is the tenant-relative key
-// or prefix. A guard may change TTL (for OpPut and OpRefreshTTL).
+// Check is one operation as a Guard sees it (Op is one of package kv/op's,
+// never Batch: a batch is checked op by op). Key is the tenant-relative key
+// or prefix. A guard may change TTL (for op.Put and op.RefreshTTL).
 type Check struct {
-	Op       Op
+	Op       op.Op
 	Key      string
 	Value    []byte
 	TTL      time.Duration
@@ -264,7 +249,7 @@ func (s *Store) authorize(ctx context.Context, c *Check) error {
 }
 
 // call runs fn against the live backend with metrics and supervision.
-func call[T any](s *Store, ctx context.Context, op Op, fn func(kv.Backend) (T, error)) (T, error) {
+func call[T any](s *Store, ctx context.Context, o op.Op, fn func(kv.Backend) (T, error)) (T, error) {
 	start := time.Now()
 	var zero T
 	p, gen, err := s.sup.backend()
@@ -274,21 +259,21 @@ func call[T any](s *Store, ctx context.Context, op Op, fn func(kv.Backend) (T, e
 			s.sup.report(gen, err)
 		}
 	}
-	s.observe(op, start, err)
+	s.observe(o, start, err)
 	return zero, err
 }
 
-func (s *Store) observe(op Op, start time.Time, err error) {
+func (s *Store) observe(o op.Op, start time.Time, err error) {
 	d := time.Since(start)
-	s.cfg.Metrics.observe(string(op), s.sup.currentInfo().Name, d, err, s.cfg.SlowThreshold)
+	s.cfg.Metrics.observe(o.String(), s.sup.currentInfo().Name, d, err, s.cfg.SlowThreshold)
 	if s.cfg.SlowThreshold > 0 && d >= s.cfg.SlowThreshold {
-		s.log.Warn("slow operation", "op", op, "duration", d, "error", err)
+		s.log.Warn("slow operation", "op", o.String(), "duration", d, "error", err)
 	}
 }
 
 // fail records a refused operation and returns its error.
-func (s *Store) fail(op Op, start time.Time, err error) error {
-	s.observe(op, start, err)
+func (s *Store) fail(o op.Op, start time.Time, err error) error {
+	s.observe(o, start, err)
 	return err
 }
 
@@ -297,31 +282,30 @@ func strip(prefix string, e kv.Entry) kv.Entry {
 	return e
 }
 
-// Get returns the live entry under key.
-func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
+// Get looks up key. A missing key is Found false, with the revision the
+// read was served at.
+func (s *Store) Get(ctx context.Context, key string) (kv.GetResult, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
 		err = s.checkKey(key)
 	}
 	if err == nil {
-		err = s.authorize(ctx, &Check{Op: OpGet, Key: key, Identity: id})
+		err = s.authorize(ctx, &Check{Op: op.Get, Key: key, Identity: id})
 	}
 	if err != nil {
-		return kv.Entry{}, s.fail(OpGet, start, err)
+		return kv.GetResult{}, s.fail(op.Get, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpGet, func(b kv.Backend) (kv.Entry, error) {
-		e, err := b.Get(ctx, tp+key)
-		if errors.Is(err, kv.ErrNotFound) {
-			return e, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
-		}
-		return strip(tp, e), err
+	return call(s, ctx, op.Get, func(b kv.Backend) (kv.GetResult, error) {
+		res, err := b.Get(ctx, tp+key)
+		res.Entry = strip(tp, res.Entry)
+		return res, renameKey(err, tp+key, key)
 	})
 }
 
 // GetMany looks up keys in request order; nil marks a missing key.
-func (s *Store) GetMany(ctx context.Context, keys []string) ([]*kv.Entry, error) {
+func (s *Store) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil && len(keys) > kv.MaxGetMany {
@@ -334,21 +318,21 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([]*kv.Entry, error)
 			break
 		}
 		if err = s.checkKey(k); err == nil {
-			err = s.authorize(ctx, &Check{Op: OpGet, Key: k, Identity: id})
+			err = s.authorize(ctx, &Check{Op: op.Get, Key: k, Identity: id})
 		}
 		full[i] = tp + k
 	}
 	if err != nil {
-		return nil, s.fail(OpGet, start, err)
+		return kv.GetManyResult{}, s.fail(op.Get, start, err)
 	}
-	return call(s, ctx, OpGet, func(b kv.Backend) ([]*kv.Entry, error) {
-		es, err := b.GetMany(ctx, full)
-		for _, e := range es {
+	return call(s, ctx, op.Get, func(b kv.Backend) (kv.GetManyResult, error) {
+		res, err := b.GetMany(ctx, full)
+		for _, e := range res.Entries {
 			if e != nil {
 				*e = strip(tp, *e)
 			}
 		}
-		return es, err
+		return res, err
 	})
 }
 
@@ -363,18 +347,19 @@ func (s *Store) Put(ctx context.Context, req kv.PutRequest) (kv.Entry, error) {
 		err = s.checkValue(req.Key, req.Value)
 	}
 	if err == nil {
-		c := &Check{Op: OpPut, Key: req.Key, Value: req.Value, TTL: req.TTL, Identity: id}
+		c := &Check{Op: op.Put, Key: req.Key, Value: req.Value, TTL: req.TTL, Identity: id}
 		err = s.authorize(ctx, c)
 		req.TTL = c.TTL
 	}
 	if err != nil {
-		return kv.Entry{}, s.fail(OpPut, start, err)
+		return kv.Entry{}, s.fail(op.Put, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	req.Key = tp + req.Key
-	return call(s, ctx, OpPut, func(b kv.Backend) (kv.Entry, error) {
+	key := req.Key
+	req.Key = tp + key
+	return call(s, ctx, op.Put, func(b kv.Backend) (kv.Entry, error) {
 		e, err := b.Put(ctx, req)
-		return strip(tp, e), stripErr(tp, err)
+		return strip(tp, e), stripErr(tp, renameKey(err, tp+key, key))
 	})
 }
 
@@ -390,22 +375,22 @@ func stripErr(tp string, err error) error {
 }
 
 // Delete removes a key.
-func (s *Store) Delete(ctx context.Context, key string, cond kv.Condition) (bool, error) {
+func (s *Store) Delete(ctx context.Context, key string, cond kv.Condition) (kv.DeleteResult, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
 		err = s.checkKey(key)
 	}
 	if err == nil {
-		err = s.authorize(ctx, &Check{Op: OpDelete, Key: key, Identity: id})
+		err = s.authorize(ctx, &Check{Op: op.Delete, Key: key, Identity: id})
 	}
 	if err != nil {
-		return false, s.fail(OpDelete, start, err)
+		return kv.DeleteResult{}, s.fail(op.Delete, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpDelete, func(b kv.Backend) (bool, error) {
-		ok, err := b.Delete(ctx, tp+key, cond)
-		return ok, stripErr(tp, err)
+	return call(s, ctx, op.Delete, func(b kv.Backend) (kv.DeleteResult, error) {
+		res, err := b.Delete(ctx, tp+key, cond)
+		return res, stripErr(tp, renameKey(err, tp+key, key))
 	})
 }
 
@@ -417,17 +402,17 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 		err = s.checkPrefix(req.Prefix)
 	}
 	if err == nil {
-		err = s.authorize(ctx, &Check{Op: OpList, Key: req.Prefix, Identity: id})
+		err = s.authorize(ctx, &Check{Op: op.List, Key: req.Prefix, Identity: id})
 	}
 	if err != nil {
-		return kv.ListResult{}, s.fail(OpList, start, err)
+		return kv.ListResult{}, s.fail(op.List, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
 	req.Prefix = tp + req.Prefix
 	if req.StartAfter != "" {
 		req.StartAfter = tp + req.StartAfter
 	}
-	return call(s, ctx, OpList, func(b kv.Backend) (kv.ListResult, error) {
+	return call(s, ctx, op.List, func(b kv.Backend) (kv.ListResult, error) {
 		res, err := b.List(ctx, req)
 		for i := range res.Entries {
 			res.Entries[i] = strip(tp, res.Entries[i])
@@ -437,24 +422,24 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 }
 
 // Count returns how many live keys start with prefix.
-func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
+func (s *Store) Count(ctx context.Context, prefix string) (kv.CountResult, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
 		err = s.checkPrefix(prefix)
 	}
 	if err == nil {
-		err = s.authorize(ctx, &Check{Op: OpCount, Key: prefix, Identity: id})
+		err = s.authorize(ctx, &Check{Op: op.Count, Key: prefix, Identity: id})
 	}
 	if err != nil {
-		return 0, s.fail(OpCount, start, err)
+		return kv.CountResult{}, s.fail(op.Count, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpCount, func(b kv.Backend) (int64, error) { return b.Count(ctx, tp+prefix) })
+	return call(s, ctx, op.Count, func(b kv.Backend) (kv.CountResult, error) { return b.Count(ctx, tp+prefix) })
 }
 
 // DeletePrefix removes every live key under prefix (not empty).
-func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int64, error) {
+func (s *Store) DeletePrefix(ctx context.Context, prefix string) (kv.DeletePrefixResult, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
@@ -464,13 +449,13 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int64, error) 
 		err = s.checkPrefix(prefix)
 	}
 	if err == nil {
-		err = s.authorize(ctx, &Check{Op: OpDeletePrefix, Key: prefix, Identity: id})
+		err = s.authorize(ctx, &Check{Op: op.DeletePrefix, Key: prefix, Identity: id})
 	}
 	if err != nil {
-		return 0, s.fail(OpDeletePrefix, start, err)
+		return kv.DeletePrefixResult{}, s.fail(op.DeletePrefix, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpDeletePrefix, func(b kv.Backend) (int64, error) { return b.DeletePrefix(ctx, tp+prefix) })
+	return call(s, ctx, op.DeletePrefix, func(b kv.Backend) (kv.DeletePrefixResult, error) { return b.DeletePrefix(ctx, tp+prefix) })
 }
 
 // Increment adds delta to the counter at key.
@@ -481,19 +466,16 @@ func (s *Store) Increment(ctx context.Context, key string, delta int64) (kv.Coun
 		err = s.checkKey(key)
 	}
 	if err == nil {
-		err = s.authorize(ctx, &Check{Op: OpIncrement, Key: key, Identity: id})
+		err = s.authorize(ctx, &Check{Op: op.Increment, Key: key, Identity: id})
 	}
 	if err != nil {
-		return kv.Counter{}, s.fail(OpIncrement, start, err)
+		return kv.Counter{}, s.fail(op.Increment, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpIncrement, func(b kv.Backend) (kv.Counter, error) {
+	return call(s, ctx, op.Increment, func(b kv.Backend) (kv.Counter, error) {
 		c, err := b.Increment(ctx, tp+key, delta)
-		if err != nil {
-			// Backend messages name the stored key; name the caller's.
-			return c, renameKey(err, tp+key, key)
-		}
-		return c, nil
+		// Backend messages name the stored key; name the caller's.
+		return c, renameKey(err, tp+key, key)
 	})
 }
 
@@ -515,36 +497,36 @@ func (r *renamed) Error() string { return r.msg }
 func (r *renamed) Unwrap() error { return r.err }
 
 // RefreshTTL changes a live key's expiry.
-func (s *Store) RefreshTTL(ctx context.Context, req kv.RefreshRequest) (kv.Entry, error) {
+func (s *Store) RefreshTTL(ctx context.Context, req kv.RefreshRequest) (kv.RefreshResult, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
 		err = s.checkKey(req.Key)
 	}
 	if err == nil {
-		c := &Check{Op: OpRefreshTTL, Key: req.Key, TTL: req.TTL, Identity: id}
+		c := &Check{Op: op.RefreshTTL, Key: req.Key, TTL: req.TTL, Identity: id}
 		err = s.authorize(ctx, c)
 		req.TTL = c.TTL
 	}
 	if err != nil {
-		return kv.Entry{}, s.fail(OpRefreshTTL, start, err)
+		return kv.RefreshResult{}, s.fail(op.RefreshTTL, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
 	key := req.Key
 	req.Key = tp + key
-	return call(s, ctx, OpRefreshTTL, func(b kv.Backend) (kv.Entry, error) {
-		e, err := b.RefreshTTL(ctx, req)
+	return call(s, ctx, op.RefreshTTL, func(b kv.Backend) (kv.RefreshResult, error) {
+		res, err := b.RefreshTTL(ctx, req)
 		if errors.Is(err, kv.ErrNotFound) {
-			return e, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
+			return res, fmt.Errorf("%w: %q", kv.ErrNotFound, key)
 		}
-		return strip(tp, e), stripErr(tp, err)
+		res.Entry = strip(tp, res.Entry)
+		return res, stripErr(tp, renameKey(err, tp+key, key))
 	})
 }
 
 // Batch applies ops atomically. Each op passes the guard on its own.
-func (s *Store) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) {
+func (s *Store) Batch(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) {
 	start := time.Now()
-	const op = Op("batch")
 	id, err := s.identity(ctx)
 	if err == nil && len(ops) > s.limits.MaxBatchOps {
 		err = fmt.Errorf("%w: batch has %d ops, more than the %d allowed", kv.ErrInvalidArgument, len(ops), s.limits.MaxBatchOps)
@@ -560,9 +542,9 @@ func (s *Store) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) {
 		}
 	}
 	if err != nil {
-		return nil, s.fail(op, start, err)
+		return kv.BatchResult{}, s.fail(op.Batch, start, err)
 	}
-	return call(s, ctx, op, func(b kv.Backend) ([]kv.OpResult, error) {
+	return call(s, ctx, op.Batch, func(b kv.Backend) (kv.BatchResult, error) {
 		res, err := b.Batch(ctx, full)
 		return res, stripErr(tp, err)
 	})
@@ -578,12 +560,12 @@ func (s *Store) checkBatchOp(ctx context.Context, id Identity, tp string, o kv.O
 	c := &Check{Key: o.Key, Value: o.Value, TTL: o.TTL, Identity: id, InBatch: true}
 	switch o.Kind {
 	case kv.OpPut:
-		c.Op = OpPut
+		c.Op = op.Put
 		if err := s.checkValue(o.Key, o.Value); err != nil {
 			return o, err
 		}
 	case kv.OpDelete:
-		c.Op = OpDelete
+		c.Op = op.Delete
 	default:
 		return o, fmt.Errorf("%w: unknown kind %d", kv.ErrInvalidArgument, o.Kind)
 	}
@@ -602,6 +584,10 @@ type Stats struct {
 	BackendBytes int64
 	Backend      string
 	Version      string
+	// Revision is the store revision; OldestRevision the oldest a watch
+	// can start at (0 when the backend keeps no history).
+	Revision       int64
+	OldestRevision int64
 }
 
 // Stats returns the tenant's key count and the backend's totals.
@@ -609,45 +595,55 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
-		err = s.authorize(ctx, &Check{Op: OpStats, Identity: id})
+		err = s.authorize(ctx, &Check{Op: op.Stats, Identity: id})
 	}
 	if err != nil {
-		return Stats{}, s.fail(OpStats, start, err)
+		return Stats{}, s.fail(op.Stats, start, err)
 	}
 	tp := tenantPrefix(id.Tenant)
-	return call(s, ctx, OpStats, func(b kv.Backend) (Stats, error) {
+	return call(s, ctx, op.Stats, func(b kv.Backend) (Stats, error) {
 		n, err := b.Count(ctx, tp)
 		if err != nil {
 			return Stats{}, err
 		}
 		st, err := b.Stats(ctx)
-		return Stats{TenantKeys: n, BackendKeys: st.Keys, BackendBytes: st.Bytes, Backend: st.Backend, Version: st.Version}, err
+		return Stats{TenantKeys: n.Count, BackendKeys: st.Keys, BackendBytes: st.Bytes, Backend: st.Backend, Version: st.Version,
+			Revision: st.Revision, OldestRevision: st.OldestRevision}, err
 	})
 }
 
-// Watch streams changes under prefix in the caller's tenant.
-func (s *Store) Watch(ctx context.Context, prefix string) (kv.WatchStream, error) {
+// Watch streams changes under req.Prefix in the caller's tenant, from
+// req.StartRevision when it is set.
+func (s *Store) Watch(ctx context.Context, req kv.WatchRequest) (kv.WatchStream, error) {
 	start := time.Now()
 	id, err := s.identity(ctx)
 	if err == nil {
-		err = s.checkPrefix(prefix)
+		err = s.checkPrefix(req.Prefix)
 	}
 	if err == nil {
-		err = s.authorize(ctx, &Check{Op: OpWatch, Key: prefix, Identity: id})
+		err = kv.ValidateWatch(req)
+	}
+	if err == nil {
+		err = s.authorize(ctx, &Check{Op: op.Watch, Key: req.Prefix, Identity: id})
 	}
 	if err != nil {
-		return nil, s.fail(OpWatch, start, err)
+		return nil, s.fail(op.Watch, start, err)
 	}
-	if !s.sup.currentInfo().Capabilities.Watch {
-		return nil, s.fail(OpWatch, start, fmt.Errorf("%w: the %s backend cannot watch", kv.ErrNotSupported, s.sup.currentInfo().Name))
+	info := s.sup.currentInfo()
+	if !info.Capabilities.Watch {
+		return nil, s.fail(op.Watch, start, fmt.Errorf("%w: the %s backend cannot watch", kv.ErrNotSupported, info.Name))
+	}
+	if req.StartRevision > 0 && !info.Capabilities.WatchHistory {
+		return nil, s.fail(op.Watch, start, fmt.Errorf("%w: the %s backend keeps no history to watch from revision %d", kv.ErrNotSupported, info.Name, req.StartRevision))
 	}
 	tp := tenantPrefix(id.Tenant)
-	ws, err := call(s, ctx, OpWatch, func(b kv.Backend) (kv.WatchStream, error) {
+	req.Prefix = tp + req.Prefix
+	ws, err := call(s, ctx, op.Watch, func(b kv.Backend) (kv.WatchStream, error) {
 		w, ok := b.(kv.Watcher)
 		if !ok {
 			return nil, fmt.Errorf("%w: watch", kv.ErrNotSupported)
 		}
-		return w.Watch(ctx, tp+prefix)
+		return w.Watch(ctx, req)
 	})
 	if err != nil {
 		return nil, err
@@ -711,7 +707,7 @@ func (s *Store) cleanupLoop(ctx context.Context) {
 		}
 		const batch = 1000
 		for ctx.Err() == nil {
-			n, err := call(s, ctx, Op("cleanup_expired"), func(b kv.Backend) (int64, error) {
+			n, err := call(s, ctx, op.CleanupExpired, func(b kv.Backend) (int64, error) {
 				x, ok := b.(kv.Expirer)
 				if !ok {
 					return 0, kv.ErrNotSupported

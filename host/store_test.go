@@ -18,7 +18,8 @@ import (
 
 	"github.com/kvhost/kvhost/host"
 	"github.com/kvhost/kvhost/internal/testbin"
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/kv/op"
 )
 
 func openStore(t testing.TB, mutate func(*host.Config)) *host.Store {
@@ -53,20 +54,20 @@ func TestTenantsNeverMeet(t *testing.T) {
 	if _, err := st.Put(b, kv.PutRequest{Key: "x", Value: []byte("acme-eu")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Get(b, "eu/x"); !errors.Is(err, kv.ErrNotFound) {
-		t.Fatalf("tenant acme-eu sees acme's key: %v", err)
+	if g, err := st.Get(b, "eu/x"); err != nil || g.Found {
+		t.Fatalf("tenant acme-eu sees acme's key: %+v %v", g, err)
 	}
 	res, err := st.List(a, kv.ListRequest{})
 	if err != nil || len(res.Entries) != 1 || res.Entries[0].Key != "eu/x" {
 		t.Fatalf("acme lists %+v %v, want only its own key without the tenant prefix", res.Entries, err)
 	}
-	if n, _ := st.Count(b, ""); n != 1 {
-		t.Fatalf("acme-eu counts %d keys, want 1", n)
+	if n, _ := st.Count(b, ""); n.Count != 1 {
+		t.Fatalf("acme-eu counts %d keys, want 1", n.Count)
 	}
-	if n, err := st.DeletePrefix(b, "e"); err != nil || n != 0 {
-		t.Fatalf("acme-eu deleted %d of acme's keys: %v", n, err)
+	if n, err := st.DeletePrefix(b, "e"); err != nil || n.Deleted != 0 {
+		t.Fatalf("acme-eu deleted %d of acme's keys: %v", n.Deleted, err)
 	}
-	ws, err := st.Watch(b, "")
+	ws, err := st.Watch(b, kv.WatchRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +109,8 @@ func TestLimits(t *testing.T) {
 	if _, err := st.Batch(ctx, []kv.Op{ops[0], kv.PutOp("big", make([]byte, 1001), 0, kv.Condition{})}); !errors.Is(err, kv.ErrTooLarge) {
 		t.Fatalf("batch with a value over the limit: %v", err)
 	}
-	if n, _ := st.Count(ctx, ""); n != 0 {
-		t.Fatalf("refused writes stored %d keys", n)
+	if n, _ := st.Count(ctx, ""); n.Count != 0 {
+		t.Fatalf("refused writes stored %d keys", n.Count)
 	}
 	if _, err := host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory")}, Limits: host.Limits{MaxKeyBytes: 5000}}); !errors.Is(err, kv.ErrInvalidArgument) {
 		t.Fatalf("impossible key limit accepted: %v", err)
@@ -123,7 +124,7 @@ func (g *denyGuard) Check(_ context.Context, c *host.Check) error {
 	if strings.HasPrefix(c.Key, "secret/") {
 		return fmt.Errorf("%w: policy test denied %s %q", kv.ErrPermissionDenied, c.Op, c.Key)
 	}
-	if c.Op == host.OpPut && c.TTL == 0 {
+	if c.Op == op.Put && c.TTL == 0 {
 		c.TTL = time.Hour // the guard may impose a TTL
 	}
 	return nil
@@ -150,7 +151,7 @@ func TestGuardSeesEveryOperation(t *testing.T) {
 		"delete-prefix": func() error { _, err := st.DeletePrefix(ctx, "secret/"); return err },
 		"increment":     func() error { _, err := st.Increment(ctx, "secret/n", 1); return err },
 		"refresh-ttl":   func() error { _, err := st.RefreshTTL(ctx, kv.RefreshRequest{Key: "secret/x"}); return err },
-		"watch":         func() error { _, err := st.Watch(ctx, "secret/"); return err },
+		"watch":         func() error { _, err := st.Watch(ctx, kv.WatchRequest{Prefix: "secret/"}); return err },
 		"batch": func() error {
 			_, err := st.Batch(ctx, []kv.Op{kv.PutOp("ok", nil, 0, kv.Condition{}), kv.DeleteOp("secret/y", kv.Condition{})})
 			return err

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
 

@@ -44,7 +44,7 @@ func FuzzWire(f *testing.F) {
 				t.Fatalf("put %q: %v", key, err)
 			}
 			g, err := c.Get(ctx, key)
-			if err != nil || !bytes.Equal(g.Value, value) || g.Version != e.Version {
+			if err != nil || !g.Found || !bytes.Equal(g.Entry.Value, value) || g.Entry.Version != e.Version {
 				t.Fatalf("get %q after put: %+v %v", key, g, err)
 			}
 		}

@@ -21,7 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvhost/kvhost/client"
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 // Exit codes of the client commands. main exits with an error's ExitCode.
@@ -239,6 +239,8 @@ type entryJSON struct {
 	ValueBase64 bool       `json:"value_base64,omitempty"`
 	Version     int64      `json:"version"`
 	ExpiresAt   *time.Time `json:"expires_at"`
+	// Revision, in list output, is the store revision the page was read at.
+	Revision int64 `json:"revision,omitempty"`
 }
 
 func toJSON(e kv.Entry, withValue bool) entryJSON {
@@ -459,7 +461,9 @@ func listCommand() *cobra.Command {
 		Long: `
 Without PREFIX it lists every key. Text output is KEY<TAB>VALUE per line (a
 key or value that is not printable is Go-quoted), or KEY alone with
---keys-only; -o json prints one entry per line. Without --limit every key
+--keys-only; -o json prints one entry per line, with "revision": the store
+revision its page was read at (watch --from-revision REVISION+1 follows
+every later change). Without --limit every key
 is listed, fetched a page at a time; with it, a note on stderr says how to
 continue when keys remain. --timeout bounds each page.`,
 		Args: nargs(0, 1),
@@ -492,7 +496,7 @@ continue when keys remain. --timeout bounds each page.`,
 				return err
 			}
 			for _, e := range res.Entries {
-				if err := k.listed(e, keysOnly); err != nil {
+				if err := k.listed(e, keysOnly, res.Revision); err != nil {
 					return err
 				}
 			}
@@ -511,10 +515,12 @@ continue when keys remain. --timeout bounds each page.`,
 	return cmd
 }
 
-func (k *conn) listed(e kv.Entry, keysOnly bool) error {
+func (k *conn) listed(e kv.Entry, keysOnly bool, revision int64) error {
 	switch {
 	case k.json:
-		return k.emit(toJSON(e, !keysOnly))
+		out := toJSON(e, !keysOnly)
+		out.Revision = revision
+		return k.emit(out)
 	case keysOnly:
 		return k.printf("%s\n", display([]byte(e.Key)))
 	}
@@ -678,40 +684,72 @@ change is made only at that version.`,
 }
 
 func watchCommand() *cobra.Command {
+	var (
+		fromRevision int64
+		ttlEvents    bool
+		progress     time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "watch [PREFIX]",
 		Short: "Print changes to the keys under PREFIX as they happen, until interrupted",
 		Long: `
 Once the watch is live, "watching ..." is printed on stderr; every change
-committed after that is printed once, in commit order, as TYPE<TAB>KEY and,
-for a PUT, <TAB>VALUE (Go-quoted when not printable). TYPE is PUT, DELETE
-or EXPIRE. -o json prints one event per line. Ctrl-C ends it with exit
-status 0. A watcher that falls too far behind is ended by the server (exit
-status 1): list to resync, then watch again.`,
+committed after that (or, with --from-revision, every change from that
+revision on) is printed once, in revision order, as TYPE<TAB>KEY and, for a
+PUT, <TAB>VALUE (Go-quoted when not printable). TYPE is PUT, DELETE or
+EXPIRE, and TTL with --ttl-events. -o json prints one event per line with
+its revision, version and expiry. With --progress, an idle watch prints
+PROGRESS<TAB>REVISION now and then: every change up to REVISION has been
+printed. Ctrl-C ends it with exit status 0.
+
+A watcher that falls too far behind is ended by the server (exit status
+1); the message says the --from-revision that resumes it. A revision older
+than the history the backend keeps is refused and names the oldest one
+still available: list to resync, then watch from the list's revision + 1.`,
+		Example: `  kvhost watch config/
+  kvhost watch config/ --from-revision 42 -o json`,
 		Args: nargs(0, 1),
 	}
 	k := newConn(cmd, false)
+	cmd.Flags().Int64Var(&fromRevision, "from-revision", 0, "replay every change from this `revision` on, then follow live")
+	cmd.Flags().BoolVar(&ttlEvents, "ttl-events", false, "also print TTL events (a key's expiry changed)")
+	cmd.Flags().DurationVar(&progress, "progress", 0, "print a progress line after this `interval` without changes (0: never)")
 	cmd.RunE = k.run(func(cmd *cobra.Command, args []string) error {
+		if fromRevision < 0 {
+			return usageError(cmd, "--from-revision %d is negative", fromRevision)
+		}
 		prefix := ""
 		if len(args) == 1 {
 			prefix = args[0]
 		}
+		opts := []client.WatchOption{client.FromRevision(fromRevision), client.WithProgressInterval(-1)}
+		if progress > 0 {
+			opts = append(opts, client.WithProgressInterval(progress))
+		}
+		if ttlEvents {
+			opts = append(opts, client.WithTTLEvents())
+		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		w, err := k.c.Watch(ctx, prefix)
+		w, err := k.c.Watch(ctx, prefix, opts...)
 		if err != nil {
 			return err
 		}
 		defer w.Close()
 		fmt.Fprintf(cmd.ErrOrStderr(), "watching %s on %s (Ctrl-C to stop)\n", strconv.Quote(prefix), k.addr)
+		last := fromRevision - 1
 		for {
 			ev, err := w.Recv()
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
+				if errors.Is(err, client.ErrWatchOverflow) && last > 0 {
+					return fmt.Errorf("%w (resume with --from-revision %d)", err, last+1)
+				}
 				return err
 			}
+			last = max(last, ev.Revision)
 			if err := k.event(ev); err != nil {
 				return err
 			}
@@ -723,19 +761,24 @@ status 1): list to resync, then watch again.`,
 func (k *conn) event(ev kv.Event) error {
 	if k.json {
 		out := struct {
-			Type        string  `json:"type"`
-			Key         string  `json:"key"`
-			Value       *string `json:"value,omitempty"`
-			ValueBase64 bool    `json:"value_base64,omitempty"`
-			Version     int64   `json:"version"`
-		}{Type: ev.Type.String(), Key: ev.Key, Version: ev.Version}
+			Type        string     `json:"type"`
+			Key         string     `json:"key,omitempty"`
+			Value       *string    `json:"value,omitempty"`
+			ValueBase64 bool       `json:"value_base64,omitempty"`
+			Version     int64      `json:"version,omitempty"`
+			Revision    int64      `json:"revision"`
+			ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+		}{Type: ev.Type.String(), Key: ev.Key, Version: ev.Version, Revision: ev.Revision, ExpiresAt: instant(ev.ExpiresAt)}
 		if ev.Type == kv.EventPut {
 			out.Value, out.ValueBase64 = jsonValue(ev.Value)
 		}
 		return k.emit(out)
 	}
-	if ev.Type == kv.EventPut {
+	switch ev.Type {
+	case kv.EventPut:
 		return k.printf("%s\t%s\t%s\n", ev.Type, display([]byte(ev.Key)), display(ev.Value))
+	case kv.EventProgress:
+		return k.printf("%s\t%d\n", ev.Type, ev.Revision)
 	}
 	return k.printf("%s\t%s\n", ev.Type, display([]byte(ev.Key)))
 }
@@ -764,10 +807,12 @@ keys and their bytes (keys plus values).`,
 				BackendBytes   int64  `json:"backend_bytes"`
 				Backend        string `json:"backend"`
 				BackendVersion string `json:"backend_version"`
-			}{s.Keys, s.BackendKeys, s.BackendBytes, s.Backend, s.BackendVersion})
+				Revision       int64  `json:"revision"`
+				OldestRevision int64  `json:"oldest_revision"`
+			}{s.Keys, s.BackendKeys, s.BackendBytes, s.Backend, s.BackendVersion, s.Revision, s.OldestRevision})
 		}
-		return k.printf("keys:           %d\nbackend:        %s %s\nbackend keys:   %d\nbackend bytes:  %d (%s)\n",
-			s.Keys, s.Backend, s.BackendVersion, s.BackendKeys, s.BackendBytes, bytesIEC(s.BackendBytes))
+		return k.printf("keys:           %d\nbackend:        %s %s\nbackend keys:   %d\nbackend bytes:  %d (%s)\nrevision:       %d (history from %d)\n",
+			s.Keys, s.Backend, s.BackendVersion, s.BackendKeys, s.BackendBytes, bytesIEC(s.BackendBytes), s.Revision, s.OldestRevision)
 	})
 	return cmd
 }

@@ -16,34 +16,18 @@ import (
 	"github.com/kvhost/kvhost/host"
 	"github.com/kvhost/kvhost/host/config"
 	"github.com/kvhost/kvhost/host/policy"
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 // policyGuard puts the policy engine at the host's checkpoint.
 type policyGuard struct{ e *policy.Engine }
 
-// policyOps maps the host's operations to the ABI's, once: the guard
-// runs on every operation.
-var policyOps = func() map[host.Op]policy.Op {
-	m := map[host.Op]policy.Op{}
-	for _, op := range []host.Op{host.OpGet, host.OpPut, host.OpDelete, host.OpList, host.OpCount,
-		host.OpDeletePrefix, host.OpIncrement, host.OpRefreshTTL, host.OpWatch, host.OpStats} {
-		p, err := policy.ParseOp(string(op))
-		if err != nil {
-			panic(err) // the two tables disagree: a programming error
-		}
-		m[op] = p
-	}
-	return m
-}()
-
 func (g policyGuard) Check(ctx context.Context, c *host.Check) error {
-	op, ok := policyOps[c.Op]
-	if !ok {
+	if !c.Op.Policy() {
 		return fmt.Errorf("policy guard: %w: operation %q has no policy ABI code", kv.ErrInternal, c.Op)
 	}
 	d, err := g.e.Evaluate(ctx, policy.Request{
-		Op: op, Key: c.Key, Value: c.Value, ValueLen: len(c.Value), TTL: c.TTL,
+		Op: c.Op, Key: c.Key, Value: c.Value, ValueLen: len(c.Value), TTL: c.TTL,
 		Principal: c.Identity.Principal, Tenant: c.Identity.Tenant, InBatch: c.InBatch,
 	})
 	if err != nil {

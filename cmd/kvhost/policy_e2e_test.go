@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/kvhost/kvhost/client"
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/policies/policytest"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/kvhost/kvhost/host/policy"
 	wt "github.com/kvhost/kvhost/host/policy/internal/wasmtest"
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 func TestEmptyChainAllows(t *testing.T) {

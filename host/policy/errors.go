@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 var (

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/kvhost/kvhost/host/policy"
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/policies/policytest"
 )
 

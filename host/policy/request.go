@@ -6,52 +6,43 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kvhost/kvhost/kv/op"
 )
 
-// Op is the storage operation a request is about. The values are the
-// operation codes of the ABI's request record.
-type Op uint8
+// Op is the storage operation a request is about: the operation table of
+// package kv/op, whose numbers are the ABI's operation codes. The names
+// below are that table's, under the names policy code has always used.
+type Op = op.Op
 
 // Operations. For OpList, OpCount, OpWatch and OpDeletePrefix the
 // request's Key is the prefix; each op of a batch is evaluated on its own
 // as OpPut or OpDelete with Request.InBatch set, and each key of a
 // multi-get as OpGet.
 const (
-	OpGet          Op = 1
-	OpPut          Op = 2
-	OpDelete       Op = 3
-	OpList         Op = 4
-	OpCount        Op = 5
-	OpDeletePrefix Op = 6
-	OpIncrement    Op = 7
-	OpRefreshTTL   Op = 8
-	OpWatch        Op = 9
-	OpStats        Op = 10
-	OpAdmin        Op = 11
+	OpGet          = op.Get
+	OpPut          = op.Put
+	OpDelete       = op.Delete
+	OpList         = op.List
+	OpCount        = op.Count
+	OpDeletePrefix = op.DeletePrefix
+	OpIncrement    = op.Increment
+	OpRefreshTTL   = op.RefreshTTL
+	OpWatch        = op.Watch
+	OpStats        = op.Stats
+	OpAdmin        = op.Admin
 )
-
-var opNames = [...]string{
-	OpGet: "get", OpPut: "put", OpDelete: "delete", OpList: "list", OpCount: "count",
-	OpDeletePrefix: "delete_prefix", OpIncrement: "increment", OpRefreshTTL: "refresh_ttl",
-	OpWatch: "watch", OpStats: "stats", OpAdmin: "admin",
-}
-
-// String returns the ABI name of the operation.
-func (o Op) String() string {
-	if int(o) < len(opNames) && opNames[o] != "" {
-		return opNames[o]
-	}
-	return fmt.Sprintf("op(%d)", uint8(o))
-}
 
 // ParseOp parses an ABI operation name such as "delete_prefix".
 func ParseOp(s string) (Op, error) {
-	for i, n := range opNames {
-		if n != "" && n == s {
-			return Op(i), nil
-		}
+	o, err := op.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("policy: %w", err)
 	}
-	return 0, fmt.Errorf("policy: unknown operation %q", s)
+	if !o.Policy() {
+		return 0, fmt.Errorf("policy: operation %q is not one policies see", s)
+	}
+	return o, nil
 }
 
 // Request is one operation to vet.

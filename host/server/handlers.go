@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	pb "github.com/kvhost/kvhost/api/kvhostv1"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
 
@@ -22,20 +25,23 @@ func condFromPB(c *pb.Condition) kv.Condition {
 }
 
 func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
-	e, err := s.store.Get(ctx, req.Key)
+	res, err := s.store.Get(ctx, req.Key)
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GetResponse{Entry: entryToPB(e)}, nil
+	if !res.Found {
+		return nil, fmt.Errorf("%w: %q", kv.ErrNotFound, req.Key)
+	}
+	return &pb.GetResponse{Entry: entryToPB(res.Entry), Revision: res.Revision}, nil
 }
 
 func (s *Server) GetMany(ctx context.Context, req *pb.GetManyRequest) (*pb.GetManyResponse, error) {
-	es, err := s.store.GetMany(ctx, req.Keys)
+	res, err := s.store.GetMany(ctx, req.Keys)
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.GetManyResponse{Results: make([]*pb.Lookup, len(es))}
-	for i, e := range es {
+	out := &pb.GetManyResponse{Results: make([]*pb.Lookup, len(res.Entries)), Revision: res.Revision}
+	for i, e := range res.Entries {
 		if e == nil {
 			out.Results[i] = &pb.Lookup{}
 		} else {
@@ -54,11 +60,11 @@ func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 }
 
 func (s *Server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
-	ok, err := s.store.Delete(ctx, req.Key, condFromPB(req.Condition))
+	res, err := s.store.Delete(ctx, req.Key, condFromPB(req.Condition))
 	if err != nil {
 		return nil, err
 	}
-	return &pb.DeleteResponse{Deleted: ok}, nil
+	return &pb.DeleteResponse{Deleted: res.Deleted, Revision: res.Revision}, nil
 }
 
 func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
@@ -66,7 +72,7 @@ func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespons
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.ListResponse{Entries: make([]*pb.Entry, len(res.Entries)), More: res.More}
+	out := &pb.ListResponse{Entries: make([]*pb.Entry, len(res.Entries)), More: res.More, Revision: res.Revision}
 	for i, e := range res.Entries {
 		out.Entries[i] = entryToPB(e)
 	}
@@ -74,19 +80,19 @@ func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespons
 }
 
 func (s *Server) Count(ctx context.Context, req *pb.CountRequest) (*pb.CountResponse, error) {
-	n, err := s.store.Count(ctx, req.Prefix)
+	res, err := s.store.Count(ctx, req.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	return &pb.CountResponse{Count: n}, nil
+	return &pb.CountResponse{Count: res.Count, Revision: res.Revision}, nil
 }
 
 func (s *Server) DeletePrefix(ctx context.Context, req *pb.DeletePrefixRequest) (*pb.DeletePrefixResponse, error) {
-	n, err := s.store.DeletePrefix(ctx, req.Prefix)
+	res, err := s.store.DeletePrefix(ctx, req.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	return &pb.DeletePrefixResponse{Deleted: n}, nil
+	return &pb.DeletePrefixResponse{Deleted: res.Deleted, Revision: res.Revision}, nil
 }
 
 func (s *Server) Increment(ctx context.Context, req *pb.IncrementRequest) (*pb.IncrementResponse, error) {
@@ -98,11 +104,11 @@ func (s *Server) Increment(ctx context.Context, req *pb.IncrementRequest) (*pb.I
 }
 
 func (s *Server) RefreshTTL(ctx context.Context, req *pb.RefreshTTLRequest) (*pb.RefreshTTLResponse, error) {
-	e, err := s.store.RefreshTTL(ctx, kv.RefreshRequest{Key: req.Key, TTL: kv.Millis(req.TtlMs), Cond: condFromPB(req.Condition)})
+	res, err := s.store.RefreshTTL(ctx, kv.RefreshRequest{Key: req.Key, TTL: kv.Millis(req.TtlMs), Cond: condFromPB(req.Condition)})
 	if err != nil {
 		return nil, err
 	}
-	return &pb.RefreshTTLResponse{Entry: entryToPB(e)}, nil
+	return &pb.RefreshTTLResponse{Entry: entryToPB(res.Entry), Revision: res.Revision}, nil
 }
 
 func (s *Server) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchResponse, error) {
@@ -114,9 +120,9 @@ func (s *Server) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchResp
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.BatchResponse{Results: make([]*pb.OpResult, len(res))}
-	for i, r := range res {
-		out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: kv.UnixMillis(r.ExpiresAt), Deleted: r.Deleted}
+	out := &pb.BatchResponse{Results: make([]*pb.OpResult, len(res.Results)), Revision: res.Revision}
+	for i, r := range res.Results {
+		out.Results[i] = &pb.OpResult{Version: r.Version, ExpiresAtMs: kv.UnixMillis(r.ExpiresAt), Deleted: r.Deleted, Revision: r.Revision}
 	}
 	return out, nil
 }
@@ -126,11 +132,15 @@ func (s *Server) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.StatsRespon
 	if err != nil {
 		return nil, err
 	}
-	return &pb.StatsResponse{Keys: st.TenantKeys, BackendKeys: st.BackendKeys, BackendBytes: st.BackendBytes, Backend: st.Backend, BackendVersion: st.Version}, nil
+	return &pb.StatsResponse{Keys: st.TenantKeys, BackendKeys: st.BackendKeys, BackendBytes: st.BackendBytes, Backend: st.Backend, BackendVersion: st.Version,
+		Revision: st.Revision, OldestRevision: st.OldestRevision}, nil
 }
 
 func (s *Server) Watch(req *pb.WatchRequest, stream pb.KV_WatchServer) error {
-	ws, err := s.store.Watch(stream.Context(), req.Prefix)
+	ws, err := s.store.Watch(stream.Context(), kv.WatchRequest{
+		Prefix: req.Prefix, StartRevision: req.StartRevision, TTLEvents: req.TtlEvents,
+		ProgressInterval: progressInterval(req.ProgressIntervalMs),
+	})
 	if err != nil {
 		return err
 	}
@@ -138,25 +148,21 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.KV_WatchServer) error {
 	if err := stream.Send(&pb.WatchResponse{Ready: true}); err != nil {
 		return err
 	}
-	br, _ := ws.(kv.BatchReceiver)
-	const maxBatch = 256
-	batch := make([]kv.Event, 0, maxBatch)
-	msg := &pb.WatchResponse{Events: make([]*pb.Event, 0, maxBatch)}
-	for {
-		ev, err := ws.Recv()
-		if err != nil {
-			return err
-		}
-		batch = append(batch[:0], ev)
-		if br != nil {
-			batch = br.RecvMore(batch, maxBatch)
-		}
+	msg := &pb.WatchResponse{Events: make([]*pb.Event, 0, pluginapi.WatchBatch)}
+	return pluginapi.ForwardEvents(ws, pluginapi.WatchBatch, func(batch []kv.Event) error {
 		msg.Events = msg.Events[:0]
 		for _, ev := range batch {
-			msg.Events = append(msg.Events, &pb.Event{Type: pb.Event_Type(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version})
+			msg.Events = append(msg.Events, &pb.Event{Type: pb.Event_Type(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version,
+				Revision: ev.Revision, ExpiresAtMs: kv.UnixMillis(ev.ExpiresAt)})
 		}
-		if err := stream.Send(msg); err != nil {
-			return err
-		}
+		return stream.Send(msg)
+	})
+}
+
+// progressInterval reads the wire's interval: negative means never.
+func progressInterval(ms int64) time.Duration {
+	if ms < 0 {
+		return -1
 	}
+	return kv.Millis(ms)
 }

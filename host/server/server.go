@@ -24,7 +24,9 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/kvhost/kvhost/api/kvhostv1"
+	"github.com/kvhost/kvhost/api/rpcerr"
 	"github.com/kvhost/kvhost/host"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
 
