@@ -30,13 +30,13 @@ func Example() {
 	if errors.As(err, &conflict) {
 		fmt.Println("lock held at version", conflict.CurrentVersion == e.Version)
 	}
-	_, err = b.Get(ctx, "lock/follower")
-	fmt.Println("not found:", errors.Is(err, kv.ErrNotFound))
+	g, _ := b.Get(ctx, "lock/follower")
+	fmt.Println("found:", g.Found, "at revision", g.Revision)
 
 	c, _ := b.Increment(ctx, "counter/requests", 5)
 	fmt.Println("counter:", c.Value)
 	// Output:
 	// lock held at version true
-	// not found: true
+	// found: false at revision 1
 	// counter: 5
 }

@@ -261,13 +261,14 @@ func (p *Plugin) Close() error {
 // incompatibleVersion recognises go-plugin's refusal of a plugin whose
 // protocol version the host does not speak, and returns the plugin's
 // version. go-plugin has no typed error for it; its message has said
-// "Incompatible API version with plugin. Plugin version: N, Client
-// versions: [...]" since version negotiation was added.
+// "incompatible API version with plugin. Plugin version: N, Client
+// versions: [...]" (capitalised in older releases) since version
+// negotiation was added.
 func incompatibleVersion(err error) (string, bool) {
 	const marker = "Plugin version: "
 	msg := err.Error()
 	i := strings.Index(msg, marker)
-	if !strings.Contains(msg, "Incompatible API version") || i < 0 {
+	if !strings.Contains(strings.ToLower(msg), "incompatible api version") || i < 0 {
 		return "", false
 	}
 	v := msg[i+len(marker):]
