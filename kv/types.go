@@ -270,13 +270,17 @@ type WatchRequest struct {
 // unless its request says otherwise.
 const DefaultProgressInterval = 5 * time.Second
 
-// Stats counts live keys and their bytes (key plus value lengths) at the
-// store revision Revision.
+// Stats describes the store at the revision Revision.
 type Stats struct {
-	Keys     int64
-	Bytes    int64
-	Backend  string
-	Version  string
+	// Keys counts live keys (expired ones are not counted, even before
+	// cleanup removes them).
+	Keys int64
+	// Bytes is the sum over live keys of key length plus value length.
+	Bytes int64
+	// Backend and Version are Info's Name and Version.
+	Backend string
+	Version string
+	// Revision is the store revision the figures were taken at.
 	Revision int64
 	// OldestRevision is the oldest revision a watch can still start at
 	// (0 when the backend keeps no history).
@@ -298,10 +302,14 @@ type Capabilities struct {
 
 // Info describes a backend.
 type Info struct {
-	// Name and Version identify the backend implementation.
-	Name    string
+	// Name identifies the backend implementation ("sqlite"); the host
+	// labels its metrics with it.
+	Name string
+	// Version is the implementation's own version, for operators.
 	Version string
-	// ProtocolVersion is the plugin protocol the backend was built for.
+	// ProtocolVersion is the plugin protocol the backend was built for
+	// (pluginapi.ProtocolVersion).
 	ProtocolVersion int
-	Capabilities    Capabilities
+	// Capabilities says which optional parts of the contract it keeps.
+	Capabilities Capabilities
 }
