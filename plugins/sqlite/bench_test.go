@@ -1,7 +1,8 @@
 package sqlite
 
 // Benchmarks of the issue's table, each measured three or four ways in one
-// run so the ratios mean something:
+// run so the ratios mean something (the store and the plugin keep history,
+// as configured by default; raw writes none):
 //
 //	ping    a no-op RPC to the plugin: the go-plugin round trip, the floor
 //	plugin  the operation through the real plugin binary over go-plugin
@@ -27,6 +28,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/kvhost/kvhost/internal/testbin"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
 
@@ -74,8 +76,10 @@ func openRaw(b *testing.B, path string) *sql.DB {
 	if _, err := db.ExecContext(ctx, `PRAGMA journal_mode = WAL`); err != nil {
 		b.Fatal(err)
 	}
-	if err := migrations[0](ctx, db, false); err != nil {
-		b.Fatal(err)
+	for _, m := range migrations {
+		if err := m(ctx, db, false); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return db
 }
@@ -377,7 +381,7 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 		kv.Expirer
 	}) {
 		b.Run(name, func(b *testing.B) {
-			w, err := be.Watch(ctx, "exp/")
+			w, err := be.Watch(ctx, kv.WatchRequest{Prefix: "exp/", ProgressInterval: -1})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -532,5 +536,75 @@ func BenchmarkLayout(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkHistoryCost measures what history costs a write: two in-process
+// stores, one writing history rows (as every store does) and one not
+// (Config.noHistory, for this benchmark only), written alternately in one
+// loop so both see the same load on the machine.
+func BenchmarkHistoryCost(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	with, err := New(ctx, Config{Path: filepath.Join(dir, "with.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { with.Close() })
+	without, err := New(ctx, Config{Path: filepath.Join(dir, "without.db"), noHistory: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { without.Close() })
+	sideBySide := func(name string, op func(s *Store, i int) error) {
+		b.Run(name, func(b *testing.B) {
+			var lw, lo latencies
+			i := 0
+			for b.Loop() {
+				for _, s := range []*Store{with, without} {
+					start := time.Now()
+					if err := op(s, i); err != nil {
+						b.Fatal(err)
+					}
+					if s == with {
+						lw.time(start)
+					} else {
+						lo.time(start)
+					}
+				}
+				i++
+			}
+			pw, _ := lw.percentiles()
+			po, _ := lo.percentiles()
+			b.ReportMetric(pw, "history-p50-us")
+			b.ReportMetric(po, "no-history-p50-us")
+			b.ReportMetric(pw-po, "cost-p50-us")
+		})
+	}
+	// Puts cycle through 10K keys, replacing values as real traffic does.
+	sideBySide("put", func(s *Store, i int) error {
+		_, err := s.Put(ctx, kv.PutRequest{Key: fmt.Sprintf("put/%05d", (i*7919)%10000), Value: benchValue})
+		return err
+	})
+	sideBySide("batch-1K", func(s *Store, i int) error {
+		ops := make([]kv.Op, kv.MaxBatchOps)
+		for j := range ops {
+			ops[j] = kv.PutOp(fmt.Sprintf("batch/%06d/%04d", i, j), benchValue, 0, kv.Condition{})
+		}
+		_, err := s.Batch(ctx, ops)
+		return err
+	})
+}
+
+// BenchmarkPublishUnwatched measures what every commit now pays for
+// building its events and publishing them when nobody watches, which the
+// store used to skip: an event with a cloned 100-byte value, and
+// WatchHub.Publish to no subscriber.
+func BenchmarkPublishUnwatched(b *testing.B) {
+	hub := pluginapi.NewWatchHub(0)
+	var rev int64
+	for b.Loop() {
+		rev++
+		hub.Publish(kv.Event{Type: kv.EventPut, Key: "put/00042", Value: bytes.Clone(benchValue), Version: rev, Revision: rev})
 	}
 }

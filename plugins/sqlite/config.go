@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
 
@@ -23,6 +24,10 @@ const (
 	// DefaultCleanupBatch is how many expired keys CleanupExpired removes
 	// in one transaction, and in all when it is given no limit.
 	DefaultCleanupBatch = 1000
+	// DefaultHistory is how many of the most recent revisions are kept
+	// for watches that start at a revision: about 15 MB of history rows
+	// for 100-byte values.
+	DefaultHistory = 100_000
 )
 
 // Config configures a Store. The zero value of each field means its default.
@@ -46,12 +51,20 @@ type Config struct {
 	WatchBuffer int
 	// Readers is the size of the reader connection pool.
 	Readers int
+	// History is how many of the most recent revisions are kept for
+	// watches that start at a revision (DefaultHistory). A watch may
+	// start at any of them; older ones are a *kv.CompactedError.
+	History int
 
 	// now is the clock; tests set it. time.Now when nil.
 	now func() time.Time
 	// withoutRowID creates the kv table WITHOUT ROWID, for the benchmark
 	// that compares layouts.
 	withoutRowID bool
+	// noHistory skips writing history rows, for the benchmark that
+	// measures what they cost. A store opened with it must not be watched
+	// from a revision.
+	noHistory bool
 }
 
 func (c Config) withDefaults() Config {
@@ -80,6 +93,9 @@ func (c Config) withDefaults() Config {
 	if c.Readers == 0 {
 		c.Readers = DefaultReaders
 	}
+	if c.History == 0 {
+		c.History = DefaultHistory
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -104,6 +120,9 @@ func (c Config) validate() error {
 	if c.Readers < 0 {
 		return fmt.Errorf("sqlite: %w: readers %d is negative", kv.ErrInvalidArgument, c.Readers)
 	}
+	if c.History < 0 {
+		return fmt.Errorf("sqlite: %w: history %d is negative", kv.ErrInvalidArgument, c.History)
+	}
 	return nil
 }
 
@@ -116,6 +135,7 @@ const (
 	SettingMmapSizeBytes = "mmap_size_bytes"
 	SettingWatchBuffer   = "watch_buffer"
 	SettingReaders       = "readers"
+	SettingHistory       = "history"
 )
 
 // ParseSettings turns the host's key/value settings into a Config. An
@@ -179,10 +199,16 @@ func ParseSettings(settings map[string]string) (Config, error) {
 				return cfg, bad(name, v, "a number of connections from 1 to 256")
 			}
 			cfg.Readers = n
+		case SettingHistory:
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return cfg, bad(name, v, "a positive number of revisions")
+			}
+			cfg.History = n
 		default:
 			return cfg, fmt.Errorf("sqlite: %w: unknown setting %q (known: %s)", kv.ErrInvalidArgument, name,
 				strings.Join([]string{SettingPath, SettingSynchronous, SettingCacheSizeKiB, SettingBusyTimeoutMs,
-					SettingMmapSizeBytes, SettingWatchBuffer, SettingReaders}, ", "))
+					SettingMmapSizeBytes, SettingWatchBuffer, SettingReaders, SettingHistory}, ", "))
 		}
 	}
 	return cfg, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/kvhost/kvhost/internal/testbin"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/kvhost/kvhost/plugins/sqlite"
 )
@@ -121,6 +122,40 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	}
 }
 
+// checkHistory checks that history holds one row per revision, from the
+// oldest kept to the store revision: no write committed without its
+// history row, and no history row without its write.
+func checkHistory(t *testing.T, s *sqlite.Store) {
+	t.Helper()
+	ctx := t.Context()
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := st.OldestRevision
+	for {
+		evs, through, err := s.ReadHistory(ctx, "", next, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if through != st.Revision {
+			t.Fatalf("history read through revision %d, store at %d", through, st.Revision)
+		}
+		for _, ev := range evs {
+			if ev.Revision != next {
+				t.Fatalf("history has revision %d where %d should be", ev.Revision, next)
+			}
+			next++
+		}
+		if len(evs) == 0 {
+			break
+		}
+	}
+	if next != st.Revision+1 {
+		t.Fatalf("history ends at revision %d, store at %d", next-1, st.Revision)
+	}
+}
+
 // checkAfterCrash reopens the file with the library and checks it.
 func checkAfterCrash(t *testing.T, path string, acked map[string]string, ackedBatches []int, lastBatch int) {
 	t.Helper()
@@ -140,7 +175,7 @@ func checkAfterCrash(t *testing.T, path string, acked map[string]string, ackedBa
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, e := range got {
+		for i, e := range got.Entries {
 			if e == nil {
 				t.Fatalf("acknowledged put %q is missing after the kill", keys[i])
 			}
@@ -155,10 +190,11 @@ func checkAfterCrash(t *testing.T, path string, acked map[string]string, ackedBa
 		isAcked[b] = true
 	}
 	for b := 1; b <= lastBatch; b++ {
-		n, err := s.Count(ctx, fmt.Sprintf("b/%06d/", b))
+		c, err := s.Count(ctx, fmt.Sprintf("b/%06d/", b))
 		if err != nil {
 			t.Fatal(err)
 		}
+		n := c.Count
 		switch {
 		case n != 0 && n != crashBatchOps:
 			t.Fatalf("batch %d is half applied: %d of %d ops", b, n, crashBatchOps)
@@ -166,6 +202,7 @@ func checkAfterCrash(t *testing.T, path string, acked map[string]string, ackedBa
 			t.Fatalf("acknowledged batch %d is missing", b)
 		}
 	}
+	checkHistory(t, s)
 	// And the file itself is sound.
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	if err != nil {

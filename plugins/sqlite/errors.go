@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/kvhost/kvhost/internal/testbin"
+	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
-	"github.com/kvhost/kvhost/pluginapi/conformance"
 	"github.com/kvhost/kvhost/plugins/sqlite"
 )
 
@@ -18,16 +18,23 @@ import (
 func TestSecondProcessRefused(t *testing.T) {
 	dir := t.TempDir()
 	settings := func(testing.TB) map[string]string { return map[string]string{"path": filepath.Join(dir, "kv.db")} }
-	first := conformance.StartPlugin(t, testbin.Plugin(t, "sqlite"), settings)
+	first, err := pluginapi.Start(t.Context(), pluginapi.StartConfig{Path: testbin.Plugin(t, "sqlite"), Settings: settings(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(first.Kill)
 	if _, err := first.Put(t.Context(), kv.PutRequest{Key: "k", Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := pluginapi.Start(t.Context(), pluginapi.StartConfig{Path: testbin.Plugin(t, "sqlite"), Settings: settings(t)})
+	second, err := pluginapi.Start(t.Context(), pluginapi.StartConfig{Path: testbin.Plugin(t, "sqlite"), Settings: settings(t)})
+	if err == nil {
+		second.Kill()
+	}
 	if err == nil || !strings.Contains(err.Error(), "kv.db") {
 		t.Fatalf("second plugin process on the same file: %v, want a refusal naming the file", err)
 	}
-	if e, err := first.Get(t.Context(), "k"); err != nil || string(e.Value) != "v" {
-		t.Fatalf("the first process after the refusal: %+v %v", e, err)
+	if g, err := first.Get(t.Context(), "k"); err != nil || string(g.Entry.Value) != "v" {
+		t.Fatalf("the first process after the refusal: %+v %v", g, err)
 	}
 }
 

@@ -5,12 +5,13 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 // snapshot reads a file so a test can check it was left byte-identical.
@@ -75,7 +76,7 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 		{"not a SQLite file", notSQLite, kv.ErrInvalidArgument, []string{notSQLite, "not a SQLite database"}},
 		{"corrupt SQLite file", corrupt, kv.ErrUnavailable, []string{corrupt}},
 		{"another application's database", foreign, kv.ErrInvalidArgument, []string{"not a kvhost one", "users"}},
-		{"newer schema", newer, kv.ErrInvalidArgument, []string{"schema version 99", "version 1", "upgrade"}},
+		{"newer schema", newer, kv.ErrInvalidArgument, []string{"schema version 99", fmt.Sprintf("version %d", SchemaVersion), "upgrade"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, tc.path)

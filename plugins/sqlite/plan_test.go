@@ -8,37 +8,65 @@ import (
 )
 
 // TestQueryPlans checks that every hot statement searches an index: point
-// lookups and prefix ranges the key index, cleanup the expiry index. A
-// full scan would pass every other test and be slow on a large table.
+// lookups and prefix ranges the key index, cleanup the expiry index,
+// history reads and pruning the history table's revision (its rowid), and
+// that no ordered read sorts its result. A full scan or a sort would pass
+// every other test and be slow on a large table. The statements are the
+// texts the store prepares.
 func TestQueryPlans(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, Config{})
-	for _, tc := range []struct{ name, query, want string }{
-		{"get", getSQL, "USING INDEX sqlite_autoindex_kv_1 (key=?)"},
-		{"get-many", `SELECT key, value, version, expires_at FROM kv WHERE key IN (SELECT value FROM json_each(:keys)) AND ` + live, "USING INDEX sqlite_autoindex_kv_1 (key=?)"},
-		{"list", `SELECT key, value, version, expires_at FROM kv WHERE key > :lo AND key < :hi AND ` + live + ` ORDER BY key LIMIT :limit`, "USING INDEX sqlite_autoindex_kv_1 (key>? AND key<?)"},
-		{"list-all", `SELECT key, value, version, expires_at FROM kv WHERE key >= :lo AND ` + live + ` ORDER BY key LIMIT :limit`, "USING INDEX sqlite_autoindex_kv_1 (key>?)"},
-		{"delete-prefix", `DELETE FROM kv WHERE key >= :lo AND key < :hi AND ` + live, "USING INDEX sqlite_autoindex_kv_1 (key>? AND key<?)"},
-		{"cleanup", cleanupSQL, "USING COVERING INDEX kv_expires_at (expires_at>? AND expires_at<?)"},
+	const keyIndex = "sqlite_autoindex_kv_1"
+	for _, tc := range []struct {
+		name, query string
+		want        []string
+	}{
+		{"get", getSQL, []string{keyIndex + " (key=?)", "SEARCH m USING PRIMARY KEY (name=?)"}},
+		{"get-many", getManySQL, []string{keyIndex + " (key=?)"}},
+		{"list", listSQL(true, true, false), []string{keyIndex + " (key>? AND key<?)"}},
+		{"list-from", listSQL(true, false, true), []string{keyIndex + " (key>? AND key<?)"}},
+		{"list-all", listSQL(false, false, false), []string{keyIndex + " (key>?)"}},
+		{"count", countSQL(true), []string{keyIndex + " (key>? AND key<?)"}},
+		{"delete-prefix", deletePrefixSQL(true), []string{keyIndex + " (key>? AND key<?)"}},
+		{"cleanup", cleanupSQL(false), []string{"USING COVERING INDEX kv_expires_at (expires_at>? AND expires_at<?)"}},
+		{"history", historySQL(true), []string{"SEARCH h USING INTEGER PRIMARY KEY (rowid>?)"}},
+		{"history-all", historySQL(false), []string{"SEARCH h USING INTEGER PRIMARY KEY (rowid>?)"}},
+		{"prune", pruneSQL, []string{"USING INTEGER PRIMARY KEY (rowid<?)"}},
 	} {
-		rows, err := s.w.QueryContext(ctx, `EXPLAIN QUERY PLAN `+tc.query,
-			sql.Named("key", "k"), sql.Named("keys", `["a"]`), sql.Named("lo", "a"), sql.Named("hi", "b"),
-			sql.Named("now", 1), sql.Named("limit", 10))
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		var plan string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
+		t.Run(tc.name, func(t *testing.T) {
+			plan := explain(t, ctx, s, tc.query)
+			for _, want := range tc.want {
+				if !strings.Contains(plan, want) {
+					t.Errorf("plan\n%s\nwant it to contain %q", plan, want)
+				}
 			}
-			plan += detail + "\n"
-		}
-		rows.Close()
-		if !strings.Contains(plan, tc.want) {
-			t.Errorf("%s: plan\n%s\nwant it to contain %q", tc.name, plan, tc.want)
-		}
+			if strings.Contains(plan, "TEMP B-TREE") {
+				t.Errorf("plan\n%s\nsorts its result", plan)
+			}
+		})
 	}
+}
+
+func explain(t *testing.T, ctx context.Context, s *Store, query string) string {
+	t.Helper()
+	rows, err := s.w.QueryContext(ctx, `EXPLAIN QUERY PLAN `+query,
+		sql.Named("key", "k"), sql.Named("keys", `["a"]`), sql.Named("lo", "a"), sql.Named("hi", "b"),
+		sql.Named("now", 1), sql.Named("limit", 10), sql.Named("from", 5), sql.Named("upto", 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan += detail + "\n"
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }

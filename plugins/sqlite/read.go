@@ -5,82 +5,96 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"time"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
-func msTime(ms int64) time.Time {
-	if ms == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms)
-}
-
-// Get returns the live entry stored under key, or ErrNotFound.
-func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
+// Get returns the live entry stored under key, and the revision it was
+// read at, in one statement: the hot path stays one SQLite step.
+func (s *Store) Get(ctx context.Context, key string) (kv.GetResult, error) {
 	if err := kv.ValidateKey(key); err != nil {
-		return kv.Entry{}, fmt.Errorf("sqlite: get: %w", err)
+		return kv.GetResult{}, fmt.Errorf("sqlite: get: %w", err)
 	}
 	if err := s.checkOpen(); err != nil {
-		return kv.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, err)
+		return kv.GetResult{}, fmt.Errorf("sqlite: get %q: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return kv.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, err)
+		return kv.GetResult{}, fmt.Errorf("sqlite: get %q: %w", key, err)
 	}
 	growStack()
-	e := kv.Entry{Key: key}
-	var exp int64
+	var (
+		res kv.GetResult
+		exp int64
+	)
 	// One key is bounded work: see txn.ctx for why it is not cancellable.
 	err := s.rs.get.QueryRowContext(context.WithoutCancel(ctx), sql.Named("key", key), sql.Named("now", s.now().UnixMilli())).
-		Scan(&e.Value, &e.Version, &exp)
-	if errors.Is(err, sql.ErrNoRows) {
-		return kv.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, kv.ErrNotFound)
-	}
+		Scan(&res.Revision, &res.Entry.Value, &res.Entry.Version, &exp)
 	if err != nil {
-		return kv.Entry{}, fmt.Errorf("sqlite: get %q: %w", key, mapErr(err))
+		return kv.GetResult{}, fmt.Errorf("sqlite: get %q: %w", key, mapErr(err))
 	}
-	e.ExpiresAt = msTime(exp)
-	return e, nil
+	if res.Entry.Version == 0 {
+		return kv.GetResult{Revision: res.Revision}, nil
+	}
+	res.Found = true
+	res.Entry.Key, res.Entry.ExpiresAt = key, kv.FromUnixMillis(exp)
+	if res.Entry.Value == nil {
+		res.Entry.Value = []byte{}
+	}
+	return res, nil
+}
+
+// scanEntry scans a row of revision, key, value, version and expiry, and
+// says whether it holds an entry (the row of a read that matched nothing
+// has an empty key).
+func scanEntry(rows *sql.Rows, rev *int64, e *kv.Entry) (bool, error) {
+	var exp int64
+	if err := rows.Scan(rev, &e.Key, &e.Value, &e.Version, &exp); err != nil {
+		return false, mapErr(err)
+	}
+	e.ExpiresAt = kv.FromUnixMillis(exp)
+	return e.Key != "", nil
 }
 
 // GetMany looks up keys in one statement, so the answer is one consistent
 // snapshot, and answers in request order with nil for a missing key.
-func (s *Store) GetMany(ctx context.Context, keys []string) ([]*kv.Entry, error) {
+func (s *Store) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, error) {
 	if err := kv.ValidateGetMany(keys); err != nil {
-		return nil, fmt.Errorf("sqlite: get-many: %w", err)
+		return kv.GetManyResult{}, fmt.Errorf("sqlite: get-many: %w", err)
 	}
 	if err := s.checkOpen(); err != nil {
-		return nil, fmt.Errorf("sqlite: get-many: %w", err)
-	}
-	out := make([]*kv.Entry, len(keys))
-	if len(keys) == 0 {
-		return out, nil
+		return kv.GetManyResult{}, fmt.Errorf("sqlite: get-many: %w", err)
 	}
 	growStack()
 	arg, err := json.Marshal(keys)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: get-many: %w: %v", kv.ErrInternal, err)
+		return kv.GetManyResult{}, fmt.Errorf("sqlite: get-many: %w: %v", kv.ErrInternal, err)
+	}
+	if len(keys) == 0 {
+		arg = []byte("[]") // json.Marshal says null for a nil slice
 	}
 	rows, err := s.rs.getMany.QueryContext(ctx, sql.Named("keys", string(arg)), sql.Named("now", s.now().UnixMilli()))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
+		return kv.GetManyResult{}, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
 	}
 	defer rows.Close()
+	res := kv.GetManyResult{Entries: make([]*kv.Entry, len(keys))}
 	found := make(map[string]*kv.Entry, len(keys))
 	for rows.Next() {
 		e := &kv.Entry{}
-		var exp int64
-		if err := rows.Scan(&e.Key, &e.Value, &e.Version, &exp); err != nil {
-			return nil, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
+		ok, err := scanEntry(rows, &res.Revision, e)
+		if err != nil {
+			return kv.GetManyResult{}, fmt.Errorf("sqlite: get-many: %w", err)
 		}
-		e.ExpiresAt = msTime(exp)
-		found[e.Key] = e
+		if ok {
+			if e.Value == nil {
+				e.Value = []byte{}
+			}
+			found[e.Key] = e
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
+		return kv.GetManyResult{}, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
 	}
 	handed := make(map[string]bool, len(found))
 	for i, k := range keys {
@@ -94,9 +108,9 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([]*kv.Entry, error)
 			e = &c
 		}
 		handed[k] = true
-		out[i] = e
+		res.Entries[i] = e
 	}
-	return out, nil
+	return res, nil
 }
 
 // List returns one page of live entries under the prefix, in byte order,
@@ -113,21 +127,15 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 	if req.StartAfter >= req.Prefix {
 		lo, after = req.StartAfter, 1
 	}
-	hi := kv.PrefixEnd(req.Prefix)
+	args := []any{sql.Named("lo", lo), sql.Named("now", s.now().UnixMilli()), sql.Named("limit", req.Limit+1)}
 	end := 0
-	if hi != "" {
+	if hi := kv.PrefixEnd(req.Prefix); hi != "" {
 		end = 1
-		if lo >= hi {
-			return kv.ListResult{}, nil // StartAfter is past the prefix
-		}
+		args = append(args, sql.Named("hi", hi))
 	}
 	keysOnly := 0
 	if req.KeysOnly {
 		keysOnly = 1
-	}
-	args := []any{sql.Named("lo", lo), sql.Named("now", s.now().UnixMilli()), sql.Named("limit", req.Limit+1)}
-	if end == 1 {
-		args = append(args, sql.Named("hi", hi))
 	}
 	growStack()
 	rows, err := s.rs.list[end][after][keysOnly].QueryContext(ctx, args...)
@@ -145,17 +153,16 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 			break
 		}
 		var e kv.Entry
-		var exp int64
-		if req.KeysOnly {
-			err = rows.Scan(&e.Key, &e.Version, &exp)
-		} else {
-			err = rows.Scan(&e.Key, &e.Value, &e.Version, &exp)
-		}
+		ok, err := scanEntry(rows, &res.Revision, &e)
 		if err != nil {
-			return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
+			return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, err)
 		}
-		e.ExpiresAt = msTime(exp)
-		acc.add(e)
+		if ok {
+			if !req.KeysOnly && e.Value == nil {
+				e.Value = []byte{}
+			}
+			acc.add(e)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
@@ -165,12 +172,12 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 }
 
 // Count returns how many live keys start with prefix.
-func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
+func (s *Store) Count(ctx context.Context, prefix string) (kv.CountResult, error) {
 	if err := kv.ValidatePrefix(prefix); err != nil {
-		return 0, fmt.Errorf("sqlite: count: %w", err)
+		return kv.CountResult{}, fmt.Errorf("sqlite: count: %w", err)
 	}
 	if err := s.checkOpen(); err != nil {
-		return 0, fmt.Errorf("sqlite: count %q: %w", prefix, err)
+		return kv.CountResult{}, fmt.Errorf("sqlite: count %q: %w", prefix, err)
 	}
 	args := []any{sql.Named("lo", prefix), sql.Named("now", s.now().UnixMilli())}
 	st := s.rs.count[0]
@@ -179,23 +186,27 @@ func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
 		args = append(args, sql.Named("hi", hi))
 	}
 	growStack()
-	var n int64
-	if err := st.QueryRowContext(ctx, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("sqlite: count %q: %w", prefix, mapErr(err))
+	var res kv.CountResult
+	if err := st.QueryRowContext(ctx, args...).Scan(&res.Revision, &res.Count); err != nil {
+		return kv.CountResult{}, fmt.Errorf("sqlite: count %q: %w", prefix, mapErr(err))
 	}
-	return n, nil
+	return res, nil
 }
 
-// Stats counts live keys and their key plus value bytes.
+// Stats counts live keys and their key plus value bytes, and says the
+// store revision and the oldest revision a watch can start at.
 func (s *Store) Stats(ctx context.Context) (kv.Stats, error) {
 	if err := s.checkOpen(); err != nil {
 		return kv.Stats{}, fmt.Errorf("sqlite: stats: %w", err)
 	}
 	st := kv.Stats{Backend: Name, Version: Version}
+	var compact int64
 	growStack()
-	if err := s.rs.stats.QueryRowContext(ctx, sql.Named("now", s.now().UnixMilli())).Scan(&st.Keys, &st.Bytes); err != nil {
+	if err := s.rs.stats.QueryRowContext(ctx, sql.Named("now", s.now().UnixMilli())).
+		Scan(&st.Revision, &compact, &st.Keys, &st.Bytes); err != nil {
 		return kv.Stats{}, fmt.Errorf("sqlite: stats: %w", mapErr(err))
 	}
+	st.OldestRevision = s.oldest(st.Revision, compact)
 	return st, nil
 }
 

@@ -11,19 +11,40 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 // SchemaVersion is the schema this build writes. A database created by a
 // newer build (a higher schema_version) is refused, never touched; an
 // older one is migrated forward in one transaction by migrations.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
-// metaTable holds name/value rows: schema_version and last_version (the
-// backend-wide version counter, so versions never go back, not even after
-// a key is deleted and recreated or the process restarts). Its shape never
-// changes, so any build can read schema_version from any database.
+// metaTable holds name/value rows: schema_version, last_version (the store
+// revision: the revision of the last committed change, so revisions never
+// go back, not even after a key is deleted and recreated or the process
+// restarts) and, from schema version 2, compact_revision (the newest
+// revision whose history row was pruned: history holds every revision
+// after it). Its shape never changes, so any build can read
+// schema_version from any database.
 const metaTable = "kvhost_meta"
+
+// History row types, as stored in kv_history.type. They are the file's
+// own codes, not kv.EventType's values, so that renumbering the Go
+// constants never changes what a stored row means.
+const (
+	histPut    = 1
+	histDelete = 2
+	histExpire = 3
+	histTTL    = 4
+)
+
+var histTypes = map[kv.EventType]int64{
+	kv.EventPut: histPut, kv.EventDelete: histDelete, kv.EventExpire: histExpire, kv.EventTTL: histTTL,
+}
+
+var eventTypes = map[int64]kv.EventType{
+	histPut: kv.EventPut, histDelete: kv.EventDelete, histExpire: kv.EventExpire, histTTL: kv.EventTTL,
+}
 
 // migrations[i] takes a database from schema version i to i+1.
 // withoutRowID is only for BenchmarkLayout, which measures the choice of
@@ -58,6 +79,32 @@ var migrations = []func(ctx context.Context, c execer, withoutRowID bool) error{
 			// Only keys with a TTL are indexed: cleanup finds the expired
 			// ones without reading the rest.
 			`CREATE INDEX kv_expires_at ON kv (expires_at) WHERE expires_at > 0`,
+		} {
+			if _, err := c.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	// Version 2: revisions for every change and a history of them. The
+	// history of a migrated database starts empty: its compact revision is
+	// its last version, so a watch can start at the next revision.
+	1: func(ctx context.Context, c execer, _ bool) error {
+		for _, stmt := range []string{
+			// One row per revision. revision is the rowid, so rows append
+			// and pruning deletes a range from the front. No index on key:
+			// a replaying watch reads revisions in order anyway, and an
+			// index would cost every write.
+			`CREATE TABLE kv_history (
+				revision   INTEGER PRIMARY KEY,
+				type       INTEGER NOT NULL,          -- histPut, histDelete, histExpire, histTTL
+				key        TEXT NOT NULL,
+				value      BLOB,                      -- PUT only
+				version    INTEGER NOT NULL,
+				expires_at INTEGER NOT NULL DEFAULT 0 -- unix ms, 0 = never
+			)`,
+			`INSERT INTO ` + metaTable + ` (name, value)
+				SELECT 'compact_revision', value FROM ` + metaTable + ` WHERE name = 'last_version'`,
 		} {
 			if _, err := c.ExecContext(ctx, stmt); err != nil {
 				return err

@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/kv"
 )
 
 // clock is a settable test clock.
@@ -48,6 +49,16 @@ func openStore(t testing.TB, cfg Config) *Store {
 	return s
 }
 
+// revision is the store revision, from Stats.
+func revision(t testing.TB, s *Store) int64 {
+	t.Helper()
+	st, err := s.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Revision
+}
+
 func mustPut(t testing.TB, s kv.Backend, key, value string, ttl time.Duration) kv.Entry {
 	t.Helper()
 	e, err := s.Put(context.Background(), kv.PutRequest{Key: key, Value: []byte(value), TTL: ttl})
@@ -67,11 +78,12 @@ func TestBasicSemantics(t *testing.T) {
 		t.Fatalf("put entry = %+v", e1)
 	}
 	got, err := s.Get(ctx, "a/1")
-	if err != nil || string(got.Value) != "one" || got.Version != e1.Version || !got.ExpiresAt.IsZero() {
+	if err != nil || !got.Found || string(got.Entry.Value) != "one" || got.Entry.Version != e1.Version ||
+		!got.Entry.ExpiresAt.IsZero() || got.Revision != e1.Version {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if _, err := s.Get(ctx, "nope"); !errors.Is(err, kv.ErrNotFound) {
-		t.Fatalf("Get missing: %v", err)
+	if g, err := s.Get(ctx, "nope"); err != nil || g.Found || g.Revision != e1.Version {
+		t.Fatalf("Get missing = %+v, %v; want not found at revision %d", g, err, e1.Version)
 	}
 
 	// if-absent on a live key conflicts and reports its version.
@@ -98,11 +110,11 @@ func TestBasicSemantics(t *testing.T) {
 		t.Fatalf("expiry %v, want %v", e3.ExpiresAt, want)
 	}
 	clk.advance(1500 * time.Millisecond)
-	if _, err := s.Get(ctx, "ttl"); !errors.Is(err, kv.ErrNotFound) {
-		t.Fatalf("expired key visible: %v", err)
+	if g, err := s.Get(ctx, "ttl"); err != nil || g.Found {
+		t.Fatalf("expired key visible: %+v %v", g, err)
 	}
-	if n, _ := s.Count(ctx, ""); n != 1 {
-		t.Fatalf("count with expired = %d", n)
+	if n, _ := s.Count(ctx, ""); n.Count != 1 {
+		t.Fatalf("count with expired = %d", n.Count)
 	}
 	if _, err := s.Put(ctx, kv.PutRequest{Key: "ttl", Value: []byte("w"), Cond: kv.IfAbsent()}); err != nil {
 		t.Fatalf("if-absent on expired: %v", err)
@@ -110,23 +122,24 @@ func TestBasicSemantics(t *testing.T) {
 	// Put without TTL clears it.
 	mustPut(t, s, "ttl2", "v", time.Second)
 	mustPut(t, s, "ttl2", "v", 0)
-	if g, _ := s.Get(ctx, "ttl2"); !g.ExpiresAt.IsZero() {
-		t.Fatalf("put without ttl kept expiry %v", g.ExpiresAt)
+	if g, _ := s.Get(ctx, "ttl2"); !g.Entry.ExpiresAt.IsZero() {
+		t.Fatalf("put without ttl kept expiry %v", g.Entry.ExpiresAt)
 	}
 
-	// Delete.
-	if ok, err := s.Delete(ctx, "a/1", kv.IfVersion(e1.Version)); !errors.Is(err, kv.ErrConflict) || ok {
-		t.Fatalf("delete stale version: %v %v", ok, err)
+	// Delete: a removal takes a revision, nothing else does.
+	before := revision(t, s)
+	if r, err := s.Delete(ctx, "a/1", kv.IfVersion(e1.Version)); !errors.Is(err, kv.ErrConflict) || r.Deleted {
+		t.Fatalf("delete stale version: %+v %v", r, err)
 	}
-	if ok, err := s.Delete(ctx, "a/1", kv.IfVersion(e2.Version)); err != nil || !ok {
-		t.Fatalf("delete: %v %v", ok, err)
+	if r, err := s.Delete(ctx, "a/1", kv.IfVersion(e2.Version)); err != nil || !r.Deleted || r.Revision != before+1 {
+		t.Fatalf("delete = %+v %v, want deleted at revision %d", r, err, before+1)
 	}
-	if ok, err := s.Delete(ctx, "a/1", kv.Condition{}); err != nil || ok {
-		t.Fatalf("delete missing: %v %v", ok, err)
+	if r, err := s.Delete(ctx, "a/1", kv.Condition{}); err != nil || r.Deleted || r.Revision != before+1 {
+		t.Fatalf("delete missing = %+v %v, want nothing at revision %d", r, err, before+1)
 	}
 	// Versions never go back after delete and recreate.
-	if e := mustPut(t, s, "a/1", "again", 0); e.Version <= e2.Version {
-		t.Fatalf("recreated version %d <= %d", e.Version, e2.Version)
+	if e := mustPut(t, s, "a/1", "again", 0); e.Version != before+2 {
+		t.Fatalf("recreated version %d, want %d", e.Version, before+2)
 	}
 }
 
@@ -138,11 +151,12 @@ func TestIncrementAndRefresh(t *testing.T) {
 	if err != nil || c.Value != 5 || !c.ExpiresAt.IsZero() {
 		t.Fatalf("increment missing: %+v %v", c, err)
 	}
-	if _, err := s.RefreshTTL(ctx, kv.RefreshRequest{Key: "n", TTL: time.Minute}); err != nil {
-		t.Fatal(err)
+	r, err := s.RefreshTTL(ctx, kv.RefreshRequest{Key: "n", TTL: time.Minute})
+	if err != nil || r.Entry.Version != c.Version || r.Revision != c.Version+1 {
+		t.Fatalf("refresh = %+v %v: want version %d kept, revision %d taken", r, err, c.Version, c.Version+1)
 	}
 	c2, err := s.Increment(ctx, "n", -7)
-	if err != nil || c2.Value != -2 || c2.Version <= c.Version || c2.ExpiresAt.IsZero() {
+	if err != nil || c2.Value != -2 || c2.Version != r.Revision+1 || c2.ExpiresAt.IsZero() {
 		t.Fatalf("increment keeps ttl: %+v %v", c2, err)
 	}
 	clk.advance(time.Minute)
@@ -161,12 +175,15 @@ func TestIncrementAndRefresh(t *testing.T) {
 		t.Fatalf("refresh missing: %v", err)
 	}
 	e := mustPut(t, s, "r", "v", time.Second)
-	r, err := s.RefreshTTL(ctx, kv.RefreshRequest{Key: "r", TTL: 0, Cond: kv.IfVersion(e.Version)})
-	if err != nil || r.Version != e.Version || !r.ExpiresAt.IsZero() {
+	r, err = s.RefreshTTL(ctx, kv.RefreshRequest{Key: "r", TTL: 0, Cond: kv.IfVersion(e.Version)})
+	if err != nil || r.Entry.Version != e.Version || !r.Entry.ExpiresAt.IsZero() || r.Revision != e.Version+1 {
 		t.Fatalf("refresh: %+v %v", r, err)
 	}
 	if _, err := s.RefreshTTL(ctx, kv.RefreshRequest{Key: "r", TTL: time.Second, Cond: kv.IfVersion(e.Version + 1)}); !errors.Is(err, kv.ErrConflict) {
 		t.Fatalf("refresh wrong version: %v", err)
+	}
+	if rev := revision(t, s); rev != r.Revision {
+		t.Fatalf("failed refresh moved the revision from %d to %d", r.Revision, rev)
 	}
 }
 
@@ -212,24 +229,24 @@ func TestListPaginationAndPrefixes(t *testing.T) {
 	if fmt.Sprint(allKeys) != "[a a/ a/1 a/2 a/3 a0 b \u007f \u0080 é é/x]" || all.More {
 		t.Fatalf("byte order: %q more=%v", allKeys, all.More)
 	}
-	if n, _ := s.Count(ctx, "é"); n != 2 {
-		t.Fatalf("count é = %d", n)
+	if n, _ := s.Count(ctx, "é"); n.Count != 2 || n.Revision != all.Revision {
+		t.Fatalf("count é = %+v", n)
 	}
-	if n, _ := s.Count(ctx, "\u007f"); n != 1 {
-		t.Fatalf("count DEL = %d", n)
+	if n, _ := s.Count(ctx, "\u007f"); n.Count != 1 {
+		t.Fatalf("count DEL = %+v", n)
 	}
 	res, _ := s.List(ctx, kv.ListRequest{Prefix: "a/", StartAfter: "zzz"})
-	if len(res.Entries) != 0 || res.More {
+	if len(res.Entries) != 0 || res.More || res.Revision != int64(len(keys)) {
 		t.Fatalf("start-after past prefix: %+v", res)
 	}
 	if _, err := s.DeletePrefix(ctx, ""); !errors.Is(err, kv.ErrInvalidArgument) {
 		t.Fatalf("delete empty prefix: %v", err)
 	}
-	if n, err := s.DeletePrefix(ctx, "a/"); err != nil || n != 4 {
-		t.Fatalf("delete-prefix = %d, %v", n, err)
+	if n, err := s.DeletePrefix(ctx, "a/"); err != nil || n.Deleted != 4 || n.Revision != int64(len(keys)+4) {
+		t.Fatalf("delete-prefix = %+v, %v", n, err)
 	}
 	st, err := s.Stats(ctx)
-	if err != nil || st.Keys != int64(len(keys)-4) || st.Backend != Name {
+	if err != nil || st.Keys != int64(len(keys)-4) || st.Backend != Name || st.Revision != int64(len(keys)+4) || st.OldestRevision != 1 {
 		t.Fatalf("stats = %+v %v", st, err)
 	}
 	var want int64
@@ -246,12 +263,16 @@ func TestGetMany(t *testing.T) {
 	s := openStore(t, Config{})
 	mustPut(t, s, "x", "1", 0)
 	mustPut(t, s, "y", "", 0)
-	got, err := s.GetMany(ctx, []string{"y", "missing", "x", "x"})
-	if err != nil || len(got) != 4 {
-		t.Fatalf("GetMany: %v %v", got, err)
+	res, err := s.GetMany(ctx, []string{"y", "missing", "x", "x"})
+	got := res.Entries
+	if err != nil || len(got) != 4 || res.Revision != 2 {
+		t.Fatalf("GetMany: %+v %v", res, err)
 	}
-	if got[0] == nil || len(got[0].Value) != 0 || got[1] != nil || got[2] == nil || string(got[3].Value) != "1" || got[2] == got[3] {
+	if got[0] == nil || got[0].Value == nil || len(got[0].Value) != 0 || got[1] != nil || got[2] == nil || string(got[3].Value) != "1" || got[2] == got[3] {
 		t.Fatalf("GetMany = %+v", got)
+	}
+	if none, err := s.GetMany(ctx, nil); err != nil || len(none.Entries) != 0 || none.Revision != 2 {
+		t.Fatalf("GetMany of nothing: %+v %v", none, err)
 	}
 }
 
@@ -259,7 +280,7 @@ func TestBatchAtomic(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, Config{})
 	e := mustPut(t, s, "k", "v", 0)
-	w, err := s.Watch(ctx, "")
+	w, err := s.Watch(ctx, kv.WatchRequest{ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,26 +294,32 @@ func TestBatchAtomic(t *testing.T) {
 	if !errors.As(err, &ce) || ce.OpIndex != 2 || ce.Key != "k" || ce.CurrentVersion != 0 {
 		t.Fatalf("batch conflict: %v", err)
 	}
-	if _, err := s.Get(ctx, "n1"); !errors.Is(err, kv.ErrNotFound) {
-		t.Fatalf("half a batch applied: %v", err)
+	if g, err := s.Get(ctx, "n1"); err != nil || g.Found || g.Revision != e.Version {
+		t.Fatalf("half a batch applied: %+v %v", g, err)
 	}
 	res, err := s.Batch(ctx, []kv.Op{
 		kv.PutOp("n1", []byte("a"), time.Hour, kv.IfAbsent()),
 		kv.PutOp("n1", []byte("b"), 0, kv.Condition{}),
+		kv.DeleteOp("gone", kv.Condition{}),
 		kv.DeleteOp("k", kv.IfVersion(e.Version)),
 	})
-	if err != nil || len(res) != 3 || res[0].ExpiresAt.IsZero() || res[1].Version <= res[0].Version || !res[2].Deleted {
+	r := res.Results
+	if err != nil || len(r) != 4 || r[0].ExpiresAt.IsZero() || r[0].Revision != e.Version+1 || r[1].Version != e.Version+2 ||
+		r[2].Deleted || r[2].Revision != 0 || !r[3].Deleted || r[3].Revision != e.Version+3 || res.Revision != e.Version+3 {
 		t.Fatalf("batch: %+v %v", res, err)
 	}
-	want := []string{"PUT n1 a", "PUT n1 b", "DELETE k "}
+	want := []string{"PUT n1 a 2", "PUT n1 b 3", "DELETE k  4"}
 	for i, w2 := range want {
 		ev, err := w.Recv()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fmt.Sprintf("%s %s %s", ev.Type, ev.Key, ev.Value); got != w2 {
+		if got := fmt.Sprintf("%s %s %s %d", ev.Type, ev.Key, ev.Value, ev.Revision); got != w2 {
 			t.Fatalf("event %d = %q, want %q", i, got, w2)
 		}
+	}
+	if empty, err := s.Batch(ctx, nil); err != nil || len(empty.Results) != 0 || empty.Revision != e.Version+3 {
+		t.Fatalf("empty batch: %+v %v", empty, err)
 	}
 }
 
@@ -300,7 +327,7 @@ func TestWatchAndCleanup(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	s := openStore(t, Config{now: clk.now})
-	w, err := s.Watch(ctx, "p/")
+	w, err := s.Watch(ctx, kv.WatchRequest{Prefix: "p/", ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,13 +352,18 @@ func TestWatchAndCleanup(t *testing.T) {
 		t.Fatal("missed p/keep")
 	}
 	clk.advance(time.Second)
+	before := revision(t, s)
 	if n, err := s.CleanupExpired(ctx, 0); err != nil || n != 1000 {
 		t.Fatalf("cleanup default = %d, %v", n, err)
 	}
 	if n, err := s.CleanupExpired(ctx, 5000); err != nil || n != 1501 {
 		t.Fatalf("cleanup rest = %d, %v", n, err)
 	}
-	for range 2500 {
+	if after := revision(t, s); after != before+2501 {
+		t.Fatalf("cleanup of 2501 keys took revisions %d to %d", before, after)
+	}
+	prev := kv.Event{Revision: before}
+	for i := range 2500 {
 		ev, err := w.Recv()
 		if err != nil {
 			t.Fatal(err)
@@ -339,13 +371,19 @@ func TestWatchAndCleanup(t *testing.T) {
 		if ev.Type != kv.EventExpire || ev.Version != versions[ev.Key] || ev.Value != nil {
 			t.Fatalf("event %+v", ev)
 		}
+		// Key order within one cleanup transaction (of up to 1000 keys),
+		// revisions in order throughout.
+		if ev.Revision <= prev.Revision || (i%DefaultCleanupBatch != 0 && ev.Key <= prev.Key) {
+			t.Fatalf("event %d %+v after %+v", i, ev, prev)
+		}
+		prev = ev
 		delete(versions, ev.Key)
 	}
 	if len(versions) != 1 { // p/keep is left
 		t.Fatalf("no EXPIRE for %v", versions)
 	}
-	if n, _ := s.Count(ctx, ""); n != 1 {
-		t.Fatalf("count after cleanup = %d", n)
+	if n, _ := s.Count(ctx, ""); n.Count != 1 {
+		t.Fatalf("count after cleanup = %+v", n)
 	}
 	s.Close()
 	if _, err := w.Recv(); !errors.Is(err, kv.ErrClosed) {
@@ -353,31 +391,6 @@ func TestWatchAndCleanup(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, "p/keep"); !errors.Is(err, kv.ErrClosed) {
 		t.Fatalf("get after close: %v", err)
-	}
-}
-
-func TestVersionsSurviveReopen(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "kv.db")
-	s, err := New(ctx, Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var last int64
-	for i := range 10 {
-		last = mustPut(t, s, fmt.Sprintf("k%d", i), "v", 0).Version
-	}
-	if _, err := s.DeletePrefix(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s, err = New(ctx, Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if e := mustPut(t, s, "k0", "v", 0); e.Version <= last {
-		t.Fatalf("version went back after reopen: %d <= %d", e.Version, last)
 	}
 }
 
@@ -389,7 +402,7 @@ func TestLargeValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := s.Get(ctx, "big")
-	if err != nil || !bytes.Equal(got.Value, big) {
+	if err != nil || !bytes.Equal(got.Entry.Value, big) {
 		t.Fatalf("big value round trip: %v", err)
 	}
 }
@@ -403,7 +416,7 @@ func TestBatchRuns(t *testing.T) {
 	s := openStore(t, Config{now: clk.now})
 	mustPut(t, s, "k03", "old", time.Millisecond)
 	clk.advance(time.Second) // k03 is expired: created anew by the batch
-	w, err := s.Watch(ctx, "")
+	w, err := s.Watch(ctx, kv.WatchRequest{ProgressInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,13 +432,14 @@ func TestBatchRuns(t *testing.T) {
 			ops = append(ops, kv.PutOp("new", nil, 0, kv.IfAbsent()))
 		}
 	}
-	res, err := s.Batch(ctx, ops)
+	batch, err := s.Batch(ctx, ops)
 	if err != nil {
 		t.Fatal(err)
 	}
+	res := batch.Results
 	last := map[string]int{}
 	for i, op := range ops {
-		if i > 0 && res[i].Version != res[i-1].Version+1 {
+		if res[i].Revision != res[i].Version || (i > 0 && res[i].Version != res[i-1].Version+1) {
 			t.Fatalf("op %d version %d after %d", i, res[i].Version, res[i-1].Version)
 		}
 		if (op.TTL > 0) != !res[i].ExpiresAt.IsZero() {
@@ -433,12 +447,14 @@ func TestBatchRuns(t *testing.T) {
 		}
 		last[op.Key] = i
 		ev, err := w.Recv()
-		if err != nil || ev.Key != op.Key || string(ev.Value) != string(op.Value) || ev.Version != res[i].Version {
+		if err != nil || ev.Key != op.Key || string(ev.Value) != string(op.Value) || ev.Version != res[i].Version ||
+			ev.Revision != res[i].Revision || !ev.ExpiresAt.Equal(res[i].ExpiresAt) {
 			t.Fatalf("event %d = %+v, %v", i, ev, err)
 		}
 	}
 	for k, i := range last {
-		e, err := s.Get(ctx, k)
+		g, err := s.Get(ctx, k)
+		e := g.Entry
 		if err != nil || string(e.Value) != string(ops[i].Value) || e.Version != res[i].Version || e.ExpiresAt != res[i].ExpiresAt {
 			t.Fatalf("%s = %+v %v, want op %d", k, e, err, i)
 		}
@@ -452,7 +468,10 @@ func TestCloseWhileBusy(t *testing.T) {
 	s := openStore(t, Config{})
 	ctx := context.Background()
 	mustPut(t, s, "k", "v", 0)
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		calls atomic.Int64
+	)
 	errs := make(chan error, 1000)
 	for g := range 4 {
 		wg.Go(func() {
@@ -474,10 +493,12 @@ func TestCloseWhileBusy(t *testing.T) {
 					}
 					return
 				}
+				calls.Add(1)
 			}
 		})
 	}
-	time.Sleep(20 * time.Millisecond)
+	// Close once every kind of call is under way.
+	waitFor(t, "100 calls", func() bool { return calls.Load() >= 100 })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -485,5 +506,18 @@ func TestCloseWhileBusy(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Errorf("call racing with Close: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a bound
+// generous enough for a loaded machine.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -1,0 +1,234 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The SQL of every statement the store prepares, in one place: the store
+// prepares these texts and TestQueryPlans checks the same texts search the
+// index they should.
+
+// live is the expiry filter every read and condition applies: a key with
+// an expiry at or before now is invisible at once, whether or not cleanup
+// has removed its row yet (kv.Expired).
+const live = `(expires_at = 0 OR expires_at > :now)`
+
+// Reads report the store revision they were served at. Each read is one
+// statement, which SQLite runs in one read transaction on one WAL
+// snapshot, and reads last_version in that statement: the data and the
+// revision come from the same snapshot. Reads that may match nothing
+// start from the one last_version row and LEFT JOIN the data to it, so
+// they return a row (of NULLs) with the revision even then.
+const (
+	revisionOf = `(SELECT value FROM ` + metaTable + ` WHERE name = 'last_version')`
+	compactOf  = `(SELECT value FROM ` + metaTable + ` WHERE name = 'compact_revision')`
+	fromMeta   = ` FROM ` + metaTable + ` AS m LEFT JOIN kv ON `
+	whereMeta  = ` WHERE m.name = 'last_version'`
+
+	// getSQL is the hot path: one statement, one row, version 0 when the
+	// key is missing or expired (every stored version is above 0).
+	getSQL = `SELECT m.value, kv.value, coalesce(kv.version, 0), coalesce(kv.expires_at, 0)` +
+		fromMeta + `kv.key = :key AND ` + live + whereMeta
+	getManySQL = `SELECT m.value, coalesce(kv.key, ''), kv.value, coalesce(kv.version, 0), coalesce(kv.expires_at, 0)` +
+		fromMeta + `kv.key IN (SELECT value FROM json_each(:keys)) AND ` + live + whereMeta
+	// octet_length: length() counts characters of TEXT, the contract
+	// counts bytes. Both read the size from the record header, not the
+	// value itself.
+	statsSQL = `SELECT ` + revisionOf + `, ` + compactOf + `, count(*), coalesce(sum(octet_length(key) + length(value)), 0)
+		FROM kv WHERE ` + live
+)
+
+// keyRange is the key-range condition of a prefix scan on column col:
+// col >= :lo (col > :lo when after), and col < :hi when end. Prefixes are
+// ranges, never LIKE, whose wildcards the contract treats as literals.
+func keyRange(col string, after, end bool) string {
+	q := col + ` >= :lo`
+	if after {
+		q = col + ` > :lo`
+	}
+	if end {
+		q += ` AND ` + col + ` < :hi`
+	}
+	return q
+}
+
+// listSQL reads one page of a prefix scan; an empty page is one row with
+// an empty key.
+func listSQL(end, after, keysOnly bool) string {
+	cols := `m.value, coalesce(kv.key, ''), kv.value, coalesce(kv.version, 0), coalesce(kv.expires_at, 0)`
+	if keysOnly {
+		cols = `m.value, coalesce(kv.key, ''), NULL, coalesce(kv.version, 0), coalesce(kv.expires_at, 0)`
+	}
+	return `SELECT ` + cols + fromMeta + keyRange("kv.key", after, end) + ` AND ` + live + whereMeta +
+		` ORDER BY kv.key LIMIT :limit`
+}
+
+func countSQL(end bool) string {
+	return `SELECT ` + revisionOf + `, count(*) FROM kv WHERE ` + keyRange("key", false, end) + ` AND ` + live
+}
+
+// historySQL reads up to :limit history rows from revision :from under a
+// prefix, with the store and compact revisions of the same snapshot; no
+// matching row is one row with revision 0.
+func historySQL(end bool) string {
+	return `SELECT m.value, c.value, coalesce(h.revision, 0), coalesce(h.type, 0), coalesce(h.key, ''), h.value,
+			coalesce(h.version, 0), coalesce(h.expires_at, 0)
+		FROM ` + metaTable + ` AS m JOIN ` + metaTable + ` AS c ON c.name = 'compact_revision'
+		LEFT JOIN kv_history AS h ON h.revision >= :from AND ` + keyRange("h.key", false, end) + whereMeta +
+		` ORDER BY h.revision LIMIT :limit`
+}
+
+// cleanupSQL removes up to :limit expired rows, earliest expiry first.
+// expires_at > 0 lets the planner use the partial index, which covers the
+// subquery; deleting by rowid spares a key-index lookup per row. A WITHOUT
+// ROWID table (BenchmarkLayout only) has no rowid: it deletes by key.
+func cleanupSQL(withoutRowID bool) string {
+	id := "rowid"
+	if withoutRowID {
+		id = "key"
+	}
+	return `DELETE FROM kv WHERE ` + id + ` IN (
+			SELECT ` + id + ` FROM kv WHERE expires_at > 0 AND expires_at <= :now ORDER BY expires_at LIMIT :limit
+		) RETURNING key, version`
+}
+
+func deletePrefixSQL(end bool) string {
+	return `DELETE FROM kv WHERE ` + keyRange("key", false, end) + ` AND ` + live + ` RETURNING key, version`
+}
+
+const (
+	insertInto = `INSERT INTO kv (key, value, version, expires_at, created_at, updated_at) VALUES `
+	onConflict = ` ON CONFLICT (key) DO UPDATE SET
+		value = excluded.value, version = excluded.version, expires_at = excluded.expires_at, updated_at = excluded.updated_at,
+		created_at = CASE WHEN kv.expires_at <> 0 AND kv.expires_at <= excluded.updated_at THEN excluded.created_at ELSE kv.created_at END`
+	upsertSQL = insertInto + `(:key, :value, :version, :expires_at, :now, :now)` + onConflict
+	// pruneSQL deletes the history rows up to :upto. Rows are contiguous
+	// from the compact revision on, so it deletes upto - compact rows.
+	pruneSQL = `DELETE FROM kv_history WHERE revision <= :upto`
+)
+
+// rowsSQL is head, n rows of six parameters, and tail: a multi-row INSERT.
+func rowsSQL(head string, n int, tail string) string {
+	return head + strings.Repeat("(?, ?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?, ?)" + tail
+}
+
+const histInsert = `INSERT INTO kv_history (revision, type, key, value, version, expires_at) VALUES `
+
+type writeStmts struct {
+	begin, commit, rollback, setRevision, setCompact *sql.Stmt
+	upsert, insertAbsent, updateVersion              *sql.Stmt
+	liveVersion, liveRow                             *sql.Stmt
+	del, refresh, prune                              *sql.Stmt
+	// upsertRows[n] stores n rows in one statement, for runs of
+	// unconditional puts in a batch (see txn.putRun).
+	upsertRows map[int]*sql.Stmt
+	// histRows[n] records n history rows in one statement.
+	histRows map[int]*sql.Stmt
+	// deletePrefix[end]
+	deletePrefix [2]*sql.Stmt
+	cleanup      *sql.Stmt
+}
+
+type readStmts struct {
+	get, getMany, stats *sql.Stmt
+	// list[end][after][keysOnly]: end says whether the range has an upper
+	// bound, after whether the lower bound is exclusive (StartAfter).
+	list [2][2][2]*sql.Stmt
+	// count[end], history[end]
+	count, history [2]*sql.Stmt
+}
+
+// upsertRunSizes are the row counts of the multi-row upserts, largest
+// first. A run of unconditional puts in a batch goes through them: one
+// statement per up to 64 rows costs about a third less than a statement
+// per row (BenchmarkBatchInsert1K), with the same effect, since SQLite
+// applies the rows in order and a later row's conflict sees an earlier one.
+var upsertRunSizes = []int{64, 8}
+
+// histRowSizes are the row counts of the multi-row history inserts,
+// largest first; 1 records any rest.
+var histRowSizes = []int{64, 8, 1}
+
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+// prepareAll prepares each query on c into its destination, and keeps
+// every statement for Close.
+func (s *Store) prepareAll(ctx context.Context, c preparer, queries map[**sql.Stmt]string) error {
+	var errs []error
+	for dst, query := range queries {
+		st, err := c.PrepareContext(ctx, query)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: prepare %q: %w", query, mapErr(err)))
+			continue
+		}
+		s.stmts = append(s.stmts, st)
+		*dst = st
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) prepareWrites(ctx context.Context) error {
+	ws := &s.ws
+	q := map[**sql.Stmt]string{
+		&ws.begin:       `BEGIN IMMEDIATE`,
+		&ws.commit:      `COMMIT`,
+		&ws.rollback:    `ROLLBACK`,
+		&ws.setRevision: `UPDATE ` + metaTable + ` SET value = :rev WHERE name = 'last_version'`,
+		&ws.setCompact:  `UPDATE ` + metaTable + ` SET value = :rev WHERE name = 'compact_revision'`,
+		&ws.upsert:      upsertSQL,
+		// if-absent: the insert may only replace an expired row.
+		&ws.insertAbsent: upsertSQL + ` WHERE kv.expires_at <> 0 AND kv.expires_at <= excluded.updated_at`,
+		&ws.updateVersion: `UPDATE kv SET value = :value, version = :version, expires_at = :expires_at, updated_at = :now
+			WHERE key = :key AND version = :cond AND ` + live,
+		&ws.liveVersion: `SELECT version FROM kv WHERE key = :key AND ` + live,
+		&ws.liveRow:     `SELECT value, version, expires_at FROM kv WHERE key = :key AND ` + live,
+		&ws.del:         `DELETE FROM kv WHERE key = :key AND (:cond = 0 OR version = :cond) AND ` + live + ` RETURNING version`,
+		&ws.refresh: `UPDATE kv SET expires_at = :expires_at, updated_at = :now
+			WHERE key = :key AND (:cond = 0 OR version = :cond) AND ` + live + ` RETURNING version`,
+		&ws.prune:           pruneSQL,
+		&ws.deletePrefix[0]: deletePrefixSQL(false),
+		&ws.deletePrefix[1]: deletePrefixSQL(true),
+		&ws.cleanup:         cleanupSQL(s.cfg.withoutRowID),
+	}
+	ws.upsertRows, ws.histRows = map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
+	var fill []func()
+	rows := func(m map[int]*sql.Stmt, sizes []int, head, tail string) {
+		for _, n := range sizes {
+			st := new(*sql.Stmt)
+			q[st] = rowsSQL(head, n, tail)
+			fill = append(fill, func() { m[n] = *st })
+		}
+	}
+	rows(ws.upsertRows, upsertRunSizes, insertInto, onConflict)
+	rows(ws.histRows, histRowSizes, histInsert, "")
+	err := s.prepareAll(ctx, s.w, q)
+	for _, f := range fill {
+		f()
+	}
+	return err
+}
+
+func (s *Store) prepareReads(ctx context.Context) error {
+	rs := &s.rs
+	q := map[**sql.Stmt]string{
+		&rs.get:     getSQL,
+		&rs.getMany: getManySQL,
+		&rs.stats:   statsSQL,
+	}
+	for end := range 2 {
+		q[&rs.count[end]] = countSQL(end == 1)
+		q[&rs.history[end]] = historySQL(end == 1)
+		for after := range 2 {
+			for keysOnly := range 2 {
+				q[&rs.list[end][after][keysOnly]] = listSQL(end == 1, after == 1, keysOnly == 1)
+			}
+		}
+	}
+	return s.prepareAll(ctx, s.rdb, q)
+}
