@@ -4,6 +4,14 @@
 // and policies apply, records metrics, and runs TTL cleanup for backends
 // that want it.
 //
+// The store is a stack of small layers over one kv.Backend, each a wrapper
+// with one job: metered (metrics), limited (key, value and batch limits),
+// guarded (policies), tenantView (tenancy) and, at the bottom, the
+// supervised plugin. Open builds it over a plugin process; New builds it
+// over any backend in this process (tests, embedding):
+//
+//	st, err := host.New(ctx, memory.New(), host.Config{})
+//
 // A Go program embeds the store without a server:
 //
 //	st, err := host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: "bin/kvhost-plugin-sqlite"}})

@@ -46,3 +46,18 @@ func tenantPrefix(tenant string) string { return "t/" + tenant + "/" }
 
 // maxTenantPrefix is the longest tenantPrefix: it bounds the host's key limit.
 const maxTenantPrefix = len("t/") + 64 + len("/")
+
+// identities resolves the identity a call acts for: the context's, or the
+// configured default.
+type identities struct{ def Identity }
+
+func (ids identities) of(ctx context.Context) (Identity, error) {
+	id, ok := IdentityFrom(ctx)
+	if !ok {
+		return ids.def, nil
+	}
+	if err := ValidateTenant(id.Tenant); err != nil {
+		return id, err
+	}
+	return id, nil
+}

@@ -20,9 +20,28 @@ import (
 	"github.com/kvhost/kvhost/internal/testbin"
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/kv/op"
+	"github.com/kvhost/kvhost/plugins/memory"
 )
 
+// openStore returns a store over an in-process memory backend: the layers
+// of the host without a plugin process, for tests of what the layers do.
 func openStore(t testing.TB, mutate func(*host.Config)) *host.Store {
+	t.Helper()
+	cfg := host.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	st, err := host.New(t.Context(), memory.New(), cfg)
+	if err != nil {
+		t.Fatalf("new store: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// openPluginStore returns a store over the memory backend's plugin
+// binary, for tests of supervision and the plugin boundary.
+func openPluginStore(t testing.TB, mutate func(*host.Config)) *host.Store {
 	t.Helper()
 	cfg := host.Config{
 		Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory")},
@@ -186,7 +205,7 @@ func TestGuardSeesEveryOperation(t *testing.T) {
 func TestPluginKilledUnderLoad(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := host.NewMetrics(reg)
-	st := openStore(t, func(c *host.Config) { c.Metrics = m; c.RestartBackoffMin = 20 * time.Millisecond })
+	st := openPluginStore(t, func(c *host.Config) { c.Metrics = m; c.RestartBackoffMin = 20 * time.Millisecond })
 	ctx := t.Context()
 	pid := st.PluginPid()
 	if pid == 0 {
@@ -216,7 +235,8 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Kill it while the writers are busy: wait until they are.
+	waitFor(t, "writers to make progress", func() bool { return ok.Load() >= 100 })
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +245,9 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 	if err := st.WaitRestart(wctx); err != nil {
 		t.Fatalf("plugin was not restarted: %v", err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// The writers carry on against the new process.
+	restartedAt := ok.Load()
+	waitFor(t, "writes to succeed after the restart", func() bool { return ok.Load() >= restartedAt+100 })
 	close(stop)
 	wg.Wait()
 	if st.PluginPid() == pid || st.PluginPid() == 0 {
@@ -238,6 +260,20 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 		t.Fatalf("restart counter %v, want 1", got)
 	}
 	t.Logf("%d puts succeeded, %d failed fast with ErrUnavailable", ok.Load(), failed.Load())
+}
+
+// waitFor polls cond until it holds; the bound is generous because it is
+// only there to end a test that would otherwise hang, on however loaded a
+// machine.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s after 60s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func TestBadPlugins(t *testing.T) {
@@ -253,5 +289,37 @@ func TestBadPlugins(t *testing.T) {
 	_, err = host.Open(ctx, host.Config{Plugin: host.PluginConfig{Path: testbin.Plugin(t, "memory"), Settings: map[string]string{"bogus": "1"}}})
 	if !errors.Is(err, kv.ErrInvalidArgument) || !strings.Contains(err.Error(), "bogus") {
 		t.Fatalf("unknown setting: %v", err)
+	}
+}
+
+// Errors name the caller's key, never the key as stored under its tenant.
+func TestErrorsNameTheCallersKey(t *testing.T) {
+	st := openStore(t, nil)
+	ctx := as(t.Context(), "alice", "acme")
+	if _, err := st.Put(ctx, kv.PutRequest{Key: "word", Value: []byte("not a number")}); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]func() error{
+		"increment of a non-counter": func() error { _, err := st.Increment(ctx, "word", 1); return err },
+		"refresh of a missing key":   func() error { _, err := st.RefreshTTL(ctx, kv.RefreshRequest{Key: "nope", TTL: time.Second}); return err },
+		"conflict":                   func() error { _, err := st.Put(ctx, kv.PutRequest{Key: "word", Cond: kv.IfAbsent()}); return err },
+		"batch conflict": func() error {
+			_, err := st.Batch(ctx, []kv.Op{kv.PutOp("a", nil, 0, kv.Condition{}), kv.DeleteOp("word", kv.IfVersion(99))})
+			return err
+		},
+	}
+	for name, call := range cases {
+		err := call()
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		if strings.Contains(err.Error(), "t/acme/") {
+			t.Errorf("%s: message %q shows the stored key", name, err)
+		}
+		var ce *kv.ConflictError
+		if errors.As(err, &ce) && strings.HasPrefix(ce.Key, "t/") {
+			t.Errorf("%s: conflict names stored key %q", name, ce.Key)
+		}
 	}
 }
