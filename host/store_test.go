@@ -301,8 +301,11 @@ func TestErrorsNameTheCallersKey(t *testing.T) {
 	}
 	cases := map[string]func() error{
 		"increment of a non-counter": func() error { _, err := st.Increment(ctx, "word", 1); return err },
-		"refresh of a missing key":   func() error { _, err := st.RefreshTTL(ctx, kv.RefreshRequest{Key: "nope", TTL: time.Second}); return err },
-		"conflict":                   func() error { _, err := st.Put(ctx, kv.PutRequest{Key: "word", Cond: kv.IfAbsent()}); return err },
+		"refresh of a missing key": func() error {
+			_, err := st.RefreshTTL(ctx, kv.RefreshRequest{Key: "nope", TTL: time.Second})
+			return err
+		},
+		"conflict": func() error { _, err := st.Put(ctx, kv.PutRequest{Key: "word", Cond: kv.IfAbsent()}); return err },
 		"batch conflict": func() error {
 			_, err := st.Batch(ctx, []kv.Op{kv.PutOp("a", nil, 0, kv.Condition{}), kv.DeleteOp("word", kv.IfVersion(99))})
 			return err
