@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/kvhost/kvhost/internal/testbin"
@@ -9,14 +10,54 @@ import (
 	"github.com/kvhost/kvhost/plugins/memory"
 )
 
+// retention is the history the stores under test keep: small, so that the
+// suite can force compaction quickly.
+const retention = 500
+
+func settings(testing.TB) map[string]string {
+	return map[string]string{"history": strconv.Itoa(retention)}
+}
+
 func TestConformance(t *testing.T) {
-	conformance.Run(t, func(testing.TB) kv.Backend { return memory.New() })
+	conformance.Run(t, func(testing.TB) kv.Backend { return memory.New(memory.WithHistory(retention)) },
+		conformance.WithRetention(retention))
 }
 
 func TestConformanceGRPC(t *testing.T) {
-	conformance.RunGRPC(t, memory.Open, nil)
+	conformance.RunGRPC(t, memory.Open, settings, conformance.WithRetention(retention))
 }
 
 func TestConformancePlugin(t *testing.T) {
-	conformance.RunPlugin(t, testbin.Plugin(t, "memory"), nil)
+	conformance.RunPlugin(t, testbin.Plugin(t, "memory"), settings, conformance.WithRetention(retention))
 }
+
+// TestConformanceSharedStore runs the suite the way a backend on a shared
+// database server runs it: every subtest gets a handle to one store that
+// holds keys of others, outside the suite's namespace.
+func TestConformanceSharedStore(t *testing.T) {
+	store := memory.New(memory.WithHistory(retention))
+	foreign := []string{"foreign", "suite", "suite0", "suitf/x"}
+	for _, k := range foreign {
+		if _, err := store.Put(t.Context(), kv.PutRequest{Key: k, Value: []byte("not the suite's")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { // after every subtest
+		for _, k := range foreign {
+			if r, err := store.Get(t.Context(), k); err != nil || !r.Found {
+				t.Errorf("the suite touched %q outside its namespace: %+v %v", k, r, err)
+			}
+		}
+		if n, err := store.Count(t.Context(), "suite/"); err != nil || n.Count != 0 {
+			t.Errorf("the suite left %d keys in its namespace (%v)", n.Count, err)
+		}
+		_ = store.Close()
+	})
+	conformance.Run(t, func(testing.TB) kv.Backend { return handle{store} },
+		conformance.WithNamespace("suite/"), conformance.WithRetention(retention))
+}
+
+// handle shares the store: closing it leaves the store open.
+type handle struct{ *memory.Store }
+
+func (handle) Close() error { return nil }

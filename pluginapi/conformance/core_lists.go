@@ -1,0 +1,150 @@
+package conformance
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/kvhost/kvhost/kv"
+)
+
+func (c *check) list(req kv.ListRequest) kv.ListResult {
+	c.Helper()
+	res, err := c.b.List(c.Context(), req)
+	c.must(fmt.Sprintf("list %q after %q limit %d", req.Prefix, req.StartAfter, req.Limit), err)
+	return res
+}
+
+func testListOrder(c *check) {
+	names := []string{"a", "a/b", "a/b/c", "a0", "aé", "a\x7f", "a~", "b", "ab", "A", "a-"}
+	for _, n := range names {
+		c.put(c.k(n), "v-"+n, 0)
+	}
+	want := c.ks("A", "a", "a-", "a/b", "a/b/c", "a0", "ab", "a~", "a\x7f", "aé", "b")
+	c.wantKeys("list of everything, in pages of 7", c.listAll(c.p), want)
+	c.wantKeys("list of a/", c.listAll(c.k("a/")), c.ks("a/b", "a/b/c"))
+	res := c.list(kv.ListRequest{Prefix: c.k("a"), Limit: 3})
+	if !res.More {
+		c.Fatalf("a first page of 3 of 10 keys says no more remain")
+	}
+	c.wantKeys("first page of 3 under a", keysOf(res.Entries), c.ks("a", "a-", "a/b"))
+	if e := res.Entries[1]; string(e.Value) != "v-a-" || e.Version == 0 {
+		c.Fatalf("a listed entry lacks its value or version: %s", fmtEntry(e))
+	}
+	res = c.list(kv.ListRequest{Prefix: c.k("a"), StartAfter: c.k("a~"), Limit: 3, KeysOnly: true})
+	c.wantKeys("last page under a", keysOf(res.Entries), c.ks("a\x7f", "aé"))
+	if res.More {
+		c.Fatalf("the last page under a says more remain")
+	}
+	for _, e := range res.Entries {
+		if len(e.Value) != 0 || e.Version == 0 {
+			c.Fatalf("a keys-only entry must have its version and no value: %s", fmtEntry(e))
+		}
+	}
+	res = c.list(kv.ListRequest{Prefix: c.k("a/"), Limit: 2})
+	c.wantKeys("a page of exactly the keys there are", keysOf(res.Entries), c.ks("a/b", "a/b/c"))
+	if res.More {
+		c.Fatalf("a page holding exactly the last keys says more remain")
+	}
+	res = c.list(kv.ListRequest{Prefix: c.k("a/"), StartAfter: c.k("0")})
+	c.wantKeys("list with StartAfter before the prefix", keysOf(res.Entries), c.ks("a/b", "a/b/c"))
+	// The empty prefix lists everything: the keys after this subtest's
+	// own prefix begin with its keys (in a shared store, others follow).
+	res = c.list(kv.ListRequest{StartAfter: c.p, Limit: len(want), KeysOnly: true})
+	c.wantKeys("list with an empty prefix", keysOf(res.Entries), want)
+}
+
+// ks returns the full keys of names.
+func (c *check) ks(names ...string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = c.k(n)
+	}
+	return out
+}
+
+func testListLimits(c *check) {
+	const n = kv.MaxListLimit + 1
+	key := func(i int) string { return c.k(fmt.Sprintf("k/%06d", i)) }
+	c.putMany(n, key, []byte("v"))
+	res := c.list(kv.ListRequest{Prefix: c.k("k/"), KeysOnly: true})
+	if len(res.Entries) != kv.DefaultListLimit || !res.More {
+		c.Fatalf("list with limit 0 of %d keys: %d entries, more=%v; want %d and more", n, len(res.Entries), res.More, kv.DefaultListLimit)
+	}
+	res = c.list(kv.ListRequest{Prefix: c.k("k/"), KeysOnly: true, Limit: 1 << 20})
+	if len(res.Entries) != kv.MaxListLimit || !res.More {
+		c.Fatalf("list with a limit above %d of %d keys: %d entries, more=%v; want %d and more", kv.MaxListLimit, n, len(res.Entries), res.More, kv.MaxListLimit)
+	}
+	if last := res.Entries[len(res.Entries)-1].Key; last != key(kv.MaxListLimit-1) {
+		c.Fatalf("the last key of a full page is %q, want %q", last, key(kv.MaxListLimit-1))
+	}
+}
+
+func testLiteralPrefixes(c *check) {
+	names := []string{`a%b`, `a_b`, `axb`, `a*b`, `a?b`, `a[b`, `a\b`, `a.b`, `ab`, `a]`, `a^`}
+	for _, n := range names {
+		c.put(c.k(n), "v", 0)
+	}
+	for _, p := range []string{`a%`, `a_`, `a*`, `a?`, `a[`, `a\`, `a.`, `a]`, `a^`} {
+		var want []string
+		for _, n := range names {
+			if strings.HasPrefix(n, p) {
+				want = append(want, c.k(n))
+			}
+		}
+		c.wantKeys(fmt.Sprintf("list %q", p), c.listAll(c.k(p)), want)
+		if n := c.count(c.k(p)); n != int64(len(want)) {
+			c.Fatalf("count %q: %d, want %d (only literal matches)", p, n, len(want))
+		}
+	}
+	for _, p := range []string{`a_`, `a%`} {
+		res, err := c.b.DeletePrefix(c.Context(), c.k(p))
+		if err != nil || res.Deleted != 1 {
+			c.Fatalf("delete-prefix %q: %d deleted, %v; want only the one literal match", p, res.Deleted, err)
+		}
+	}
+	if n := c.count(c.k("a")); n != int64(len(names)-2) {
+		c.Fatalf("count after two literal delete-prefixes: %d, want %d", n, len(names)-2)
+	}
+	c.get(c.k("axb"))
+}
+
+func testPrefixEqualKey(c *check) {
+	for _, n := range []string{"job", "job/1", "jo", "jobs"} {
+		c.put(c.k(n), "v", 0)
+	}
+	c.wantKeys(`list "job"`, c.listAll(c.k("job")), c.ks("job", "job/1", "jobs"))
+	if n := c.count(c.k("job")); n != 3 {
+		c.Fatalf(`count "job": %d, want 3 (job, job/1 and jobs)`, n)
+	}
+	c.wantKeys(`list "job/1"`, c.listAll(c.k("job/1")), c.ks("job/1"))
+	res, err := c.b.DeletePrefix(c.Context(), c.k("job/1"))
+	if err != nil || res.Deleted != 1 {
+		c.Fatalf(`delete-prefix "job/1": %d deleted, %v; want the key equal to the prefix`, res.Deleted, err)
+	}
+	c.absent(c.k("job/1"))
+}
+
+func testCountDeletePrefix(c *check) {
+	ctx := c.Context()
+	for i := range 5 {
+		c.put(c.k(fmt.Sprint("actor/", i)), "x", 0)
+	}
+	c.put(c.k("actors"), "x", 0)
+	c.put(c.k("node/1"), "x", 0)
+	for _, tc := range []struct {
+		prefix string
+		want   int64
+	}{{c.k("actor/"), 5}, {c.p, 7}, {c.k("zzz"), 0}} {
+		if n := c.count(tc.prefix); n != tc.want {
+			c.Fatalf("count %q: %d, want %d", tc.prefix, n, tc.want)
+		}
+	}
+	res, err := c.b.DeletePrefix(ctx, c.k("actor/"))
+	if err != nil || res.Deleted != 5 {
+		c.Fatalf("delete-prefix actor/: %d deleted, %v; want 5", res.Deleted, err)
+	}
+	c.wantKeys("keys after delete-prefix actor/", c.listAll(c.p), c.ks("actors", "node/1"))
+	if res, err := c.b.DeletePrefix(ctx, c.k("actor/")); err != nil || res.Deleted != 0 {
+		c.Fatalf("delete-prefix of nothing: %d deleted, %v; want 0", res.Deleted, err)
+	}
+}
