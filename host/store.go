@@ -46,6 +46,12 @@ type Config struct {
 	// RestartBackoff bounds the delay between plugin restart attempts
 	// (default 100ms doubling to 5s).
 	RestartBackoffMin, RestartBackoffMax time.Duration
+	// PingInterval is how often the host pings the plugin (default 1s);
+	// a ping unanswered within PingTimeout (default 2s) makes the store
+	// not ready and calls fail fast with kv.ErrUnavailable; a plugin that
+	// has not answered for HangTimeout (default 10s) is killed and
+	// restarted.
+	PingInterval, PingTimeout, HangTimeout time.Duration
 }
 
 // Store is the kvhost store: the stack of layers over one backend (see
@@ -79,7 +85,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		SHA256:       cfg.Plugin.SHA256,
 		StartTimeout: cfg.Plugin.StartTimeout,
 		Logger:       pluginLogger(cfg.Logger),
-	}, cfg.Logger, cfg.Metrics, cfg.RestartBackoffMin, cfg.RestartBackoffMax)
+	}, cfg.Logger, cfg.Metrics, supervision{
+		minBackoff: cfg.RestartBackoffMin, maxBackoff: cfg.RestartBackoffMax,
+		pingInterval: cfg.PingInterval, pingTimeout: cfg.PingTimeout, hangTimeout: cfg.HangTimeout,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +133,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.RestartBackoffMax < cfg.RestartBackoffMin {
 		cfg.RestartBackoffMax = max(5*time.Second, cfg.RestartBackoffMin)
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = time.Second
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = 2 * time.Second
+	}
+	if cfg.HangTimeout <= 0 {
+		cfg.HangTimeout = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -326,3 +326,35 @@ func TestErrorsNameTheCallersKey(t *testing.T) {
 		}
 	}
 }
+
+// A plugin that stops answering (SIGSTOP) makes the store not ready and
+// calls fail fast with ErrUnavailable; after the hang timeout the host
+// kills it and starts a new one, and the store serves again.
+func TestFrozenPluginIsRestarted(t *testing.T) {
+	st := openPluginStore(t, func(c *host.Config) {
+		c.PingInterval, c.PingTimeout, c.HangTimeout = 50*time.Millisecond, 500*time.Millisecond, 2*time.Second
+	})
+	ctx := t.Context()
+	if _, err := st.Put(ctx, kv.PutRequest{Key: "k", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	pid := st.PluginPid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	waitFor(t, "the store to notice the frozen plugin", func() bool { return !st.Ready() })
+	// A call now fails at once rather than waiting on the frozen process;
+	// its generous deadline would show as DeadlineExceeded if it waited.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err := st.Get(cctx, "k")
+	cancel()
+	if !errors.Is(err, kv.ErrUnavailable) && st.PluginPid() == pid {
+		t.Fatalf("get while the plugin is frozen: %v, want ErrUnavailable", err)
+	}
+	waitFor(t, "a new plugin process", func() bool { p := st.PluginPid(); return p != 0 && p != pid && st.Ready() })
+	if _, err := st.Put(ctx, kv.PutRequest{Key: "after", Value: []byte("v")}); err != nil {
+		t.Fatalf("put after the restart: %v", err)
+	}
+	waitFor(t, "the frozen process to be gone", func() bool { return syscall.Kill(pid, 0) != nil })
+}

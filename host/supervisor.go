@@ -13,19 +13,22 @@ import (
 )
 
 // supervisor keeps one backend plugin process running: it starts it,
-// notices when it dies (a failed call or the process exiting), and starts
-// a new one with exponential backoff.
+// notices when it dies (a failed call or the process exiting) or stops
+// answering (a ping that times out), and starts a new one with exponential
+// backoff.
 type supervisor struct {
-	cfg        pluginapi.StartConfig
-	log        *slog.Logger
-	metrics    *Metrics
-	minBackoff time.Duration
-	maxBackoff time.Duration
+	cfg     pluginapi.StartConfig
+	log     *slog.Logger
+	metrics *Metrics
+	timing  supervision
 
 	mu   sync.RWMutex
 	cur  *pluginapi.Plugin
 	info kv.Info
 	gen  uint64 // bumped at every (re)start
+	// hungSince is when the plugin last stopped answering pings; zero
+	// while it answers. Calls fail fast while it is set.
+	hungSince time.Time
 
 	kick   chan struct{}
 	ctx    context.Context
@@ -35,8 +38,16 @@ type supervisor struct {
 	restarted chan struct{}
 }
 
-func startSupervisor(ctx context.Context, cfg pluginapi.StartConfig, log *slog.Logger, m *Metrics, minB, maxB time.Duration) (*supervisor, error) {
-	s := &supervisor{cfg: cfg, log: log, metrics: m, minBackoff: minB, maxBackoff: maxB,
+// supervision is how the supervisor watches its plugin (Config's fields).
+type supervision struct {
+	minBackoff, maxBackoff time.Duration
+	pingInterval           time.Duration
+	pingTimeout            time.Duration
+	hangTimeout            time.Duration
+}
+
+func startSupervisor(ctx context.Context, cfg pluginapi.StartConfig, log *slog.Logger, m *Metrics, timing supervision) (*supervisor, error) {
+	s := &supervisor{cfg: cfg, log: log, metrics: m, timing: timing,
 		kick: make(chan struct{}, 1), done: make(chan struct{}), restarted: make(chan struct{}, 1)}
 	if err := s.start(ctx); err != nil {
 		return nil, err
@@ -59,6 +70,7 @@ func (s *supervisor) start(ctx context.Context) error {
 	s.mu.Lock()
 	s.cur, s.info = p, info
 	s.gen++
+	s.hungSince = time.Time{}
 	s.mu.Unlock()
 	s.metrics.setUp(true)
 	s.log.Info("backend plugin started", "backend", info.Name, "version", info.Version, "protocol", p.Negotiated, "pid", p.Pid())
@@ -66,12 +78,15 @@ func (s *supervisor) start(ctx context.Context) error {
 }
 
 // backend returns the live plugin and its generation, or ErrUnavailable
-// while it is down.
+// while it is down or not answering.
 func (s *supervisor) backend() (*pluginapi.Plugin, uint64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.cur == nil {
 		return nil, 0, fmt.Errorf("%w: backend plugin is restarting", kv.ErrUnavailable)
+	}
+	if !s.hungSince.IsZero() {
+		return nil, 0, fmt.Errorf("%w: backend plugin has not answered for %v", kv.ErrUnavailable, time.Since(s.hungSince).Round(time.Millisecond))
 	}
 	return s.cur, s.gen, nil
 }
@@ -103,33 +118,72 @@ func (s *supervisor) loop() {
 	defer close(s.done)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	ping := time.NewTicker(s.timing.pingInterval)
+	defer ping.Stop()
 	for {
+		pingNow := false
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.kick:
 		case <-tick.C:
+		case <-ping.C:
+			pingNow = true
 		}
 		s.mu.RLock()
-		dead := s.cur != nil && s.cur.Exited()
+		cur := s.cur
+		dead := cur != nil && cur.Exited()
 		s.mu.RUnlock()
-		if dead {
-			s.restart()
+		switch {
+		case dead:
+			s.restart("backend plugin died; restarting", false)
+		case pingNow && cur != nil && s.hung(cur):
+			s.restart("backend plugin stopped answering; killing and restarting it", true)
 		}
 	}
 }
 
-func (s *supervisor) restart() {
+// hung pings the plugin and reports whether it has failed to answer for
+// longer than the hang timeout. From its first unanswered ping on, calls
+// fail fast and the store is not ready.
+func (s *supervisor) hung(p *pluginapi.Plugin) bool {
+	ctx, cancel := context.WithTimeout(s.ctx, s.timing.pingTimeout)
+	err := p.Ping(ctx)
+	cancel()
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		if !s.hungSince.IsZero() {
+			s.log.Info("backend plugin answers again", "after", time.Since(s.hungSince).Round(time.Millisecond))
+			s.hungSince = time.Time{}
+			s.metrics.setUp(true)
+		}
+		return false
+	}
+	if s.hungSince.IsZero() {
+		s.hungSince = time.Now().Add(-s.timing.pingTimeout)
+		s.metrics.setUp(false)
+		s.log.Warn("backend plugin does not answer; failing calls fast", "ping_timeout", s.timing.pingTimeout, "error", err)
+	}
+	return time.Since(s.hungSince) >= s.timing.hangTimeout
+}
+
+func (s *supervisor) restart(why string, abort bool) {
 	s.mu.Lock()
 	old := s.cur
 	s.cur = nil
 	s.mu.Unlock()
 	s.metrics.setUp(false)
-	if old != nil {
+	if old != nil && abort {
+		old.Abort()
+	} else if old != nil {
 		old.Kill()
 	}
-	s.log.Error("backend plugin died; restarting", "path", s.cfg.Path)
-	backoff := s.minBackoff
+	s.log.Error(why, "path", s.cfg.Path)
+	backoff := s.timing.minBackoff
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 		err := s.start(ctx)
@@ -151,7 +205,7 @@ func (s *supervisor) restart() {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, s.maxBackoff)
+		backoff = min(backoff*2, s.timing.maxBackoff)
 	}
 }
 
@@ -159,11 +213,14 @@ func (s *supervisor) close() {
 	s.cancel()
 	<-s.done
 	s.mu.Lock()
-	p := s.cur
+	p, hung := s.cur, !s.hungSince.IsZero()
 	s.cur = nil
 	s.mu.Unlock()
 	s.metrics.setUp(false)
-	if p != nil {
+	switch {
+	case p != nil && hung:
+		p.Abort() // a graceful stop would wait on it forever
+	case p != nil:
 		p.Kill()
 	}
 }

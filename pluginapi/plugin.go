@@ -241,6 +241,18 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 // Kill ends the plugin process (gracefully first, so the backend closes).
 func (p *Plugin) Kill() { p.proc.Kill() }
 
+// Abort ends a plugin that no longer answers: go-plugin's graceful Kill
+// asks the plugin to shut down and would wait on a frozen process forever,
+// so the process is killed first and the connection cleaned up after.
+func (p *Plugin) Abort() {
+	if pid := p.Pid(); pid > 0 {
+		if proc, err := os.FindProcess(pid); err == nil {
+			_ = proc.Kill() // SIGKILL ends a stopped process too
+		}
+	}
+	p.proc.Kill()
+}
+
 // Exited reports whether the plugin process has exited.
 func (p *Plugin) Exited() bool { return p.proc.Exited() }
 
