@@ -1,12 +1,8 @@
-//go:build conformance
-
-// The build tag keeps this file out while pluginapi/conformance is being
-// rewritten for contract v2 and does not compile; remove it then.
-
 package sqlite_test
 
 import (
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/kvhost/kvhost/internal/testbin"
@@ -15,9 +11,13 @@ import (
 	"github.com/kvhost/kvhost/plugins/sqlite"
 )
 
+// retention is a history small enough for the suite's compaction rule to
+// go past it quickly.
+const retention = 200
+
 // settings gives every backend its own database file.
 func settings(t testing.TB) map[string]string {
-	return map[string]string{"path": filepath.Join(t.TempDir(), "kv.db")}
+	return map[string]string{"path": filepath.Join(t.TempDir(), "kv.db"), "history": strconv.Itoa(retention)}
 }
 
 func TestConformance(t *testing.T) {
@@ -27,13 +27,13 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return b
-	})
+	}, conformance.WithRetention(retention))
 }
 
 func TestConformanceGRPC(t *testing.T) {
-	conformance.RunGRPC(t, sqlite.Open, settings)
+	conformance.RunGRPC(t, sqlite.Open, settings, conformance.WithRetention(retention))
 }
 
 func TestConformancePlugin(t *testing.T) {
-	conformance.RunPlugin(t, testbin.Plugin(t, "sqlite"), settings)
+	conformance.RunPlugin(t, testbin.Plugin(t, "sqlite"), settings, conformance.WithRetention(retention))
 }
