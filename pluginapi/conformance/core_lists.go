@@ -15,16 +15,16 @@ func (c *check) list(req kv.ListRequest) kv.ListResult {
 }
 
 func testListOrder(c *check) {
-	names := []string{"a", "a/b", "a/b/c", "a0", "aé", "a\x7f", "a~", "b", "ab", "A", "a-"}
+	names := []string{"a", "a/b", "a/b/c", "a0", "aé", "a\x7f", "a~", "b", "ab", "A", "B", "a-"}
 	for _, n := range names {
 		c.put(c.k(n), "v-"+n, 0)
 	}
-	want := c.ks("A", "a", "a-", "a/b", "a/b/c", "a0", "ab", "a~", "a\x7f", "aé", "b")
+	want := c.ks("A", "B", "a", "a-", "a/b", "a/b/c", "a0", "ab", "a~", "a\x7f", "aé", "b")
 	c.wantKeys("list of everything, in pages of 7", c.listAll(c.p), want)
 	c.wantKeys("list of a/", c.listAll(c.k("a/")), c.ks("a/b", "a/b/c"))
 	res := c.list(kv.ListRequest{Prefix: c.k("a"), Limit: 3})
 	if !res.More {
-		c.Fatalf("a first page of 3 of 10 keys says no more remain")
+		c.Fatalf("a first page of 3 of the 9 keys under a says no more remain")
 	}
 	c.wantKeys("first page of 3 under a", keysOf(res.Entries), c.ks("a", "a-", "a/b"))
 	if e := res.Entries[1]; string(e.Value) != "v-a-" || e.Version == 0 {

@@ -33,9 +33,9 @@ func testReplay(c *check) {
 	live := c.put(c.k("h/live"), "x", 0)
 	for _, ev := range history {
 		if ev.Type != kv.EventTTL {
-			s.expect(ev)
+			s.expectChange(ev)
 		}
-		withTTL.expect(ev)
+		withTTL.expectChange(ev)
 	}
 	s.expect(putEv(live, "x"))
 	withTTL.expect(putEv(live, "x"))

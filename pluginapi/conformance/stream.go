@@ -132,6 +132,18 @@ func (s *stream) expect(want kv.Event) kv.Event {
 	return got
 }
 
+// expectChange checks the stream's next change against want, leaving out
+// the expiry, for rules about which changes arrive rather than their fields.
+func (s *stream) expectChange(want kv.Event) kv.Event {
+	s.c.Helper()
+	got := s.next()
+	want.ExpiresAt = got.ExpiresAt
+	if diff := eventDiff(got, want); diff != "" {
+		s.c.Fatalf("%s: got %s, want %s (%s)", s.what, fmtEvent(got), fmtEvent(want), diff)
+	}
+	return got
+}
+
 // expectKeys checks that the next changes are of these types and keys, in order.
 func (s *stream) expectKeys(want ...kv.Event) []kv.Event {
 	s.c.Helper()

@@ -239,7 +239,7 @@ func testCleanup(c *check) {
 		return
 	}
 	for _, want := range puts {
-		s.expect(want)
+		s.expectChange(want)
 	}
 	last := r
 	for range 10 {
