@@ -423,9 +423,11 @@ func TestStats(t *testing.T) {
 	addr := startServer(t, server.Options{Tokens: []server.Token{
 		{Token: "tok-a", Principal: "alice", Tenant: "a"},
 		{Token: "tok-b", Principal: "bob", Tenant: "b"},
+		{Token: "tok-ops", Principal: "ops", Tenant: "ops", Admin: true},
 	}})
 	a := dial(t, addr, client.WithToken("tok-a"))
 	b := dial(t, addr, client.WithToken("tok-b"))
+	ops := dial(t, addr, client.WithToken("tok-ops"))
 	ctx := ctxOf(t)
 	for _, k := range []string{"1", "2", "3"} {
 		if _, err := a.Put(ctx, k, []byte("vvvv")); err != nil {
@@ -439,8 +441,14 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Keys != 3 || s.BackendKeys != 4 || s.BackendBytes <= 0 || s.Backend != "memory" || s.BackendVersion == "" {
-		t.Fatalf("Stats = %+v, want 3 tenant keys of 4 on the memory backend", s)
+	if s.Keys != 3 || s.BackendTotals || s.BackendKeys != 0 || s.BackendBytes != 0 || s.Backend != "memory" || s.BackendVersion == "" {
+		t.Fatalf("Stats for tenant a = %+v, want its 3 keys and nothing of other tenants", s)
+	}
+	if s, err = b.Stats(ctx); err != nil || s.Keys != 1 || s.BackendTotals {
+		t.Fatalf("Stats for tenant b = %+v %v, want its 1 key alone", s, err)
+	}
+	if s, err = ops.Stats(ctx); err != nil || s.Keys != 0 || !s.BackendTotals || s.BackendKeys != 4 || s.BackendBytes != int64(3*(len("t/a/1")+4)+len("t/b/1")+1) {
+		t.Fatalf("Stats for an admin = %+v %v, want the backend's 4 keys and 33 bytes (keys as stored, with their tenant prefix)", s, err)
 	}
 }
 

@@ -69,9 +69,11 @@ func KeysOnly() ListOption {
 type Stats struct {
 	// Keys counts the live keys of the caller's tenant.
 	Keys int64
-	// BackendKeys and BackendBytes count the whole backend, all tenants.
-	BackendKeys  int64
-	BackendBytes int64
+	// BackendKeys and BackendBytes count the whole backend, all tenants;
+	// the server gives them to admin principals only (BackendTotals).
+	BackendKeys   int64
+	BackendBytes  int64
+	BackendTotals bool
 	// Backend and BackendVersion name the backend plugin.
 	Backend        string
 	BackendVersion string
@@ -342,7 +344,7 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	return Stats{
 		Keys: r.Keys, BackendKeys: r.BackendKeys, BackendBytes: r.BackendBytes,
 		Backend: r.Backend, BackendVersion: r.BackendVersion,
-		Revision: r.Revision, OldestRevision: r.OldestRevision,
+		Revision: r.Revision, OldestRevision: r.OldestRevision, BackendTotals: r.BackendTotals,
 	}, nil
 }
 

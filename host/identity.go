@@ -8,10 +8,12 @@ import (
 	"github.com/kvhost/kvhost/kv"
 )
 
-// Identity is who a call acts for.
+// Identity is who a call acts for. Admin principals see the whole
+// backend's figures in Stats; everyone else sees only their tenant's.
 type Identity struct {
 	Principal string
 	Tenant    string
+	Admin     bool
 }
 
 type identityKey struct{}

@@ -15,6 +15,31 @@ type Limits struct {
 	MaxValueBytes int `yaml:"max_value_bytes"`
 	// MaxBatchOps bounds a batch (default and maximum 1000).
 	MaxBatchOps int `yaml:"max_batch_ops"`
+	// MaxRequestBytes bounds one API request message, a batch included
+	// (default: the largest value and key plus 512 KiB, and at least
+	// 1.5 MiB, etcd's limit; at most 128 MiB). The server refuses a
+	// larger one before reading it whole.
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+}
+
+// requestOverhead is what a request may hold beside its largest value:
+// the key, the envelope, and a batch's other small ops.
+const requestOverhead = 512 << 10
+
+// maxRequestCeiling is the largest request any configuration allows.
+const maxRequestCeiling = 128 << 20
+
+// RequestLimit is the request size limit in force: the configured
+// one, or the default derived from the value and key limits.
+func (l Limits) RequestLimit() int {
+	if l.MaxRequestBytes > 0 {
+		return l.MaxRequestBytes
+	}
+	value := l.MaxValueBytes
+	if value == 0 {
+		value = DefaultMaxValueBytes
+	}
+	return max(value+l.MaxKeyBytes+requestOverhead, 3<<19)
 }
 
 // Limit defaults and ceilings.
@@ -41,6 +66,9 @@ func (l Limits) withDefaults() (Limits, error) {
 		return l, fmt.Errorf("%w: limits.max_value_bytes %d must be between 1 and %d", kv.ErrInvalidArgument, l.MaxValueBytes, kv.MinValueSize)
 	case l.MaxBatchOps < 1 || l.MaxBatchOps > kv.MaxBatchOps:
 		return l, fmt.Errorf("%w: limits.max_batch_ops %d must be between 1 and %d", kv.ErrInvalidArgument, l.MaxBatchOps, kv.MaxBatchOps)
+	case l.MaxRequestBytes != 0 && (l.MaxRequestBytes < l.MaxValueBytes+l.MaxKeyBytes || l.MaxRequestBytes > maxRequestCeiling):
+		return l, fmt.Errorf("%w: limits.max_request_bytes %d must be between max_value_bytes + max_key_bytes (%d) and %d",
+			kv.ErrInvalidArgument, l.MaxRequestBytes, l.MaxValueBytes+l.MaxKeyBytes, maxRequestCeiling)
 	}
 	return l, nil
 }

@@ -28,7 +28,7 @@ type PluginConfig struct {
 type Config struct {
 	Plugin PluginConfig
 	// DefaultIdentity is used for calls whose context carries none
-	// (default: principal "local", tenant "default").
+	// (default: principal "local", tenant "default", admin).
 	DefaultIdentity Identity
 	Limits          Limits
 	// CleanupInterval is how often expired keys are removed on backends
@@ -117,7 +117,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, err
 	}
 	if cfg.DefaultIdentity == (Identity{}) {
-		cfg.DefaultIdentity = Identity{Principal: "local", Tenant: DefaultTenant}
+		// A program embedding the store owns all of it.
+		cfg.DefaultIdentity = Identity{Principal: "local", Tenant: DefaultTenant, Admin: true}
 	}
 	if err := ValidateTenant(cfg.DefaultIdentity.Tenant); err != nil {
 		return cfg, fmt.Errorf("default identity: %w", err)
@@ -223,20 +224,27 @@ func (s *Store) WaitRestart(ctx context.Context) error {
 	}
 }
 
-// Stats describes the caller's tenant and the backend.
+// Stats describes the caller's tenant and, for admin principals, the
+// whole backend.
 type Stats struct {
-	TenantKeys   int64
+	// TenantKeys counts the live keys of the caller's tenant.
+	TenantKeys int64
+	// BackendKeys and BackendBytes count every tenant's keys and their
+	// bytes; they are filled only for admin principals.
 	BackendKeys  int64
 	BackendBytes int64
-	Backend      string
-	Version      string
+	// BackendTotals says whether BackendKeys and BackendBytes are filled.
+	BackendTotals bool
+	Backend       string
+	Version       string
 	// Revision is the store revision; OldestRevision the oldest a watch
 	// can start at (0 when the backend keeps no history).
 	Revision       int64
 	OldestRevision int64
 }
 
-// Stats returns the tenant's key count and the backend's totals.
+// Stats returns the tenant's key count and, to an admin, the backend's
+// totals: the sizes of other tenants are not every tenant's business.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	tenant, err := s.backend.Stats(ctx)
 	if err != nil {
@@ -246,8 +254,11 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	return Stats{TenantKeys: tenant.Keys, BackendKeys: st.Keys, BackendBytes: st.Bytes, Backend: st.Backend, Version: st.Version,
-		Revision: st.Revision, OldestRevision: st.OldestRevision}, nil
+	out := Stats{TenantKeys: tenant.Keys, Backend: st.Backend, Version: st.Version, Revision: st.Revision, OldestRevision: st.OldestRevision}
+	if id, err := (identities{def: s.cfg.DefaultIdentity}).of(ctx); err == nil && id.Admin {
+		out.BackendKeys, out.BackendBytes, out.BackendTotals = st.Keys, st.Bytes, true
+	}
+	return out, nil
 }
 
 func (s *Store) cleanupLoop(ctx context.Context, x kv.Expirer) {

@@ -1820,7 +1820,8 @@ type StatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Live keys of the caller's tenant.
 	Keys int64 `protobuf:"varint,1,opt,name=keys,proto3" json:"keys,omitempty"`
-	// Live keys and bytes in the whole backend, all tenants.
+	// Live keys and bytes in the whole backend, all tenants: given to admin
+	// principals only (backend_totals says whether they are given).
 	BackendKeys    int64  `protobuf:"varint,2,opt,name=backend_keys,json=backendKeys,proto3" json:"backend_keys,omitempty"`
 	BackendBytes   int64  `protobuf:"varint,3,opt,name=backend_bytes,json=backendBytes,proto3" json:"backend_bytes,omitempty"`
 	Backend        string `protobuf:"bytes,4,opt,name=backend,proto3" json:"backend,omitempty"`
@@ -1828,6 +1829,7 @@ type StatsResponse struct {
 	// The store revision, and the oldest revision a watch can start at.
 	Revision       int64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
 	OldestRevision int64 `protobuf:"varint,7,opt,name=oldest_revision,json=oldestRevision,proto3" json:"oldest_revision,omitempty"`
+	BackendTotals  bool  `protobuf:"varint,8,opt,name=backend_totals,json=backendTotals,proto3" json:"backend_totals,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1909,6 +1911,13 @@ func (x *StatsResponse) GetOldestRevision() int64 {
 		return x.OldestRevision
 	}
 	return 0
+}
+
+func (x *StatsResponse) GetBackendTotals() bool {
+	if x != nil {
+		return x.BackendTotals
+	}
+	return false
 }
 
 var File_kvhost_proto protoreflect.FileDescriptor
@@ -2033,7 +2042,7 @@ const file_kvhost_proto_rawDesc = "" +
 	"\vTYPE_EXPIRE\x10\x03\x12\f\n" +
 	"\bTYPE_TTL\x10\x04\x12\x11\n" +
 	"\rTYPE_PROGRESS\x10\x05\"\x0e\n" +
-	"\fStatsRequest\"\xf3\x01\n" +
+	"\fStatsRequest\"\x9a\x02\n" +
 	"\rStatsResponse\x12\x12\n" +
 	"\x04keys\x18\x01 \x01(\x03R\x04keys\x12!\n" +
 	"\fbackend_keys\x18\x02 \x01(\x03R\vbackendKeys\x12#\n" +
@@ -2041,7 +2050,8 @@ const file_kvhost_proto_rawDesc = "" +
 	"\abackend\x18\x04 \x01(\tR\abackend\x12'\n" +
 	"\x0fbackend_version\x18\x05 \x01(\tR\x0ebackendVersion\x12\x1a\n" +
 	"\brevision\x18\x06 \x01(\x03R\brevision\x12'\n" +
-	"\x0foldest_revision\x18\a \x01(\x03R\x0eoldestRevision2\x80\x06\n" +
+	"\x0foldest_revision\x18\a \x01(\x03R\x0eoldestRevision\x12%\n" +
+	"\x0ebackend_totals\x18\b \x01(\bR\rbackendTotals2\x80\x06\n" +
 	"\x02KV\x124\n" +
 	"\x03Get\x12\x15.kvhost.v1.GetRequest\x1a\x16.kvhost.v1.GetResponse\x12@\n" +
 	"\aGetMany\x12\x19.kvhost.v1.GetManyRequest\x1a\x1a.kvhost.v1.GetManyResponse\x124\n" +

@@ -788,8 +788,10 @@ func statsCommand() *cobra.Command {
 		Use:   "stats",
 		Short: "Show the number of keys and the backend's totals",
 		Long: `
-"keys" counts your tenant's keys; the backend figures count every tenant's
-keys and their bytes (keys plus values).`,
+"keys" counts your tenant's keys; the backend figures, shown to admin
+principals only, count every tenant's keys and their bytes (keys as stored,
+with their tenant prefix, plus values). "revision" is the store revision
+and the oldest one a watch can still start at.`,
 		Args: nargs(0, 0),
 	}
 	k := newConn(cmd, true)
@@ -801,18 +803,26 @@ keys and their bytes (keys plus values).`,
 			return err
 		}
 		if k.json {
-			return k.emit(struct {
+			out := struct {
 				Keys           int64  `json:"keys"`
-				BackendKeys    int64  `json:"backend_keys"`
-				BackendBytes   int64  `json:"backend_bytes"`
+				BackendKeys    *int64 `json:"backend_keys"`
+				BackendBytes   *int64 `json:"backend_bytes"`
 				Backend        string `json:"backend"`
 				BackendVersion string `json:"backend_version"`
 				Revision       int64  `json:"revision"`
 				OldestRevision int64  `json:"oldest_revision"`
-			}{s.Keys, s.BackendKeys, s.BackendBytes, s.Backend, s.BackendVersion, s.Revision, s.OldestRevision})
+			}{Keys: s.Keys, Backend: s.Backend, BackendVersion: s.BackendVersion, Revision: s.Revision, OldestRevision: s.OldestRevision}
+			if s.BackendTotals { // null for a principal who may not see them
+				out.BackendKeys, out.BackendBytes = &s.BackendKeys, &s.BackendBytes
+			}
+			return k.emit(out)
 		}
-		return k.printf("keys:           %d\nbackend:        %s %s\nbackend keys:   %d\nbackend bytes:  %d (%s)\nrevision:       %d (history from %d)\n",
-			s.Keys, s.Backend, s.BackendVersion, s.BackendKeys, s.BackendBytes, bytesIEC(s.BackendBytes), s.Revision, s.OldestRevision)
+		totals := "backend keys:   (for admin principals only)\n"
+		if s.BackendTotals {
+			totals = fmt.Sprintf("backend keys:   %d\nbackend bytes:  %d (%s)\n", s.BackendKeys, s.BackendBytes, bytesIEC(s.BackendBytes))
+		}
+		return k.printf("keys:           %d\nbackend:        %s %s\n%srevision:       %d (history from %d)\n",
+			s.Keys, s.Backend, s.BackendVersion, totals, s.Revision, s.OldestRevision)
 	})
 	return cmd
 }

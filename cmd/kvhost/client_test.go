@@ -318,8 +318,13 @@ func TestCLIStats(t *testing.T) {
 		t.Fatalf("stats printed %q", out)
 	}
 	js := decode(t, ok(t, "stats", "-o", "json"))
-	if js["keys"] != 1.0 || js["backend"] != "memory" || js["backend_keys"] != 1.0 {
-		t.Fatalf("stats -o json = %v", js)
+	if js["keys"] != 1.0 || js["backend"] != "memory" || js["backend_keys"] != nil || js["revision"] != 1.0 {
+		t.Fatalf("stats -o json = %v, want the tenant's key, revision 1 and no backend totals for a non-admin", js)
+	}
+	t.Setenv("KVHOST_ADDR", cliServer(t, server.Options{Anonymous: true, AnonymousIdentity: host.Identity{Principal: "me", Tenant: "mine", Admin: true}}))
+	ok(t, "put", "b", "22")
+	if out := ok(t, "stats"); !strings.Contains(out, "backend keys:   1\n") || !strings.Contains(out, "backend bytes:  10 (10 B)") // "t/mine/b" and "22" {
+		t.Fatalf("stats for an admin printed %q", out)
 	}
 }
 

@@ -64,8 +64,8 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Auth.Anonymous && !cfg.Loopback() {
-		log.Warn("anonymous access is on and the API listens beyond loopback: anyone who can reach it can use it", "listen", cfg.Listen)
+	for _, exposure := range cfg.Insecure() {
+		log.Error("INSECURE: the configuration allows " + exposure)
 	}
 	var tlsCfg *tls.Config
 	if cfg.TLS.CertFile != "" {
@@ -101,14 +101,19 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 	defer store.Close()
 
 	srv, err := server.New(store, server.Options{
-		Tokens:         cfg.Auth.Tokens,
-		Anonymous:      cfg.Auth.Anonymous,
-		TLS:            tlsCfg,
-		RequestTimeout: cfg.RequestTimeout,
-		Logger:         log,
+		Tokens:            cfg.Auth.Tokens,
+		Anonymous:         cfg.Auth.Anonymous,
+		AnonymousIdentity: host.Identity{Principal: "anonymous", Tenant: cfg.Auth.AnonymousTenant, Admin: cfg.Auth.AnonymousAdmin},
+		TLS:               tlsCfg,
+		RequestTimeout:    cfg.RequestTimeout,
+		Logger:            log,
 	})
 	if err != nil {
 		return err
+	}
+	if cfgPath != "" {
+		stopReload := reloadTokensOnHangup(cfgPath, srv, log)
+		defer stopReload()
 	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -123,7 +128,7 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 		if err != nil {
 			return fmt.Errorf("metrics listen: %w", err)
 		}
-		httpSrv = &http.Server{Handler: server.HTTPHandler(store, reg), ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = &http.Server{Handler: server.HTTPHandler(store, reg, cfg.MetricsToken), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(mlis); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -148,4 +153,37 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 		_ = httpSrv.Shutdown(sctx)
 	}
 	return err
+}
+
+// reloadTokensOnHangup re-reads the configuration file's tokens on SIGHUP
+// and swaps them in without a restart; calls in flight and new calls with
+// a token in both sets never fail. A file that does not load is refused
+// and the tokens in force stay. (The policy guard re-reads the file's
+// policies on the same signal.)
+func reloadTokensOnHangup(cfgPath string, srv *server.Server, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+			}
+			cfg, err := config.Load(cfgPath)
+			if err == nil {
+				err = srv.SetTokens(cfg.Auth.Tokens)
+			}
+			if err != nil {
+				log.Error("SIGHUP: tokens not reloaded; the ones in force stay", "error", err)
+				continue
+			}
+			log.Info("SIGHUP: tokens reloaded", "tokens", len(cfg.Auth.Tokens))
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }

@@ -30,6 +30,14 @@ type File struct {
 	// MetricsListen serves /metrics, /healthz and /readyz ("" disables;
 	// default 127.0.0.1:7071).
 	MetricsListen *string `yaml:"metrics_listen"`
+	// MetricsToken, when set, is the bearer token /metrics asks for. A
+	// metrics_listen beyond loopback needs one, or
+	// AllowOpenMetricsOnNetwork.
+	MetricsToken string `yaml:"metrics_token"`
+	// AllowOpenMetricsOnNetwork serves /metrics without a token on a
+	// non-loopback metrics_listen (it shows key counts and operation
+	// rates to anyone who can reach it).
+	AllowOpenMetricsOnNetwork bool `yaml:"allow_open_metrics_on_network"`
 	// DataDir is where embedded backends keep data (default ./data).
 	DataDir string      `yaml:"data_dir"`
 	Backend Backend     `yaml:"backend"`
@@ -73,21 +81,39 @@ type Backend struct {
 // Auth configures API authentication.
 type Auth struct {
 	// Anonymous lets calls without a token in, as principal "anonymous"
-	// of tenant "default". Off unless said, except for the no-config default.
-	Anonymous bool           `yaml:"anonymous"`
-	Tokens    []server.Token `yaml:"tokens"`
+	// of tenant AnonymousTenant. Off unless said, except for the
+	// no-config default (which listens on loopback only).
+	Anonymous bool `yaml:"anonymous"`
+	// AnonymousTenant is the tenant of anonymous calls (default
+	// "anonymous": they share no keys with token holders unless told to).
+	AnonymousTenant string `yaml:"anonymous_tenant"`
+	// AnonymousAdmin lets anonymous calls see the whole backend's figures
+	// (on in the no-config default, a single-user store on loopback).
+	AnonymousAdmin bool `yaml:"anonymous_admin"`
+	// AllowAnonymousOnNetwork lets anonymous access be on while listen
+	// is not a loopback address: anyone who can reach the port can then
+	// use the store. Without it such a configuration is refused.
+	AllowAnonymousOnNetwork bool `yaml:"allow_anonymous_on_network"`
+	// Tokens are the accepted bearer tokens; each names its principal and
+	// tenant (and admin: true to see the whole backend's figures).
+	// SIGHUP re-reads them from the file.
+	Tokens []server.Token `yaml:"tokens"`
 }
 
 // TLS turns on TLS for the API when both files are set.
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// AllowPlaintextOnNetwork lets tokens travel without TLS while listen
+	// is not a loopback address, where anyone on the path can read them.
+	// Without it such a configuration is refused.
+	AllowPlaintextOnNetwork bool `yaml:"allow_plaintext_on_network"`
 }
 
 // Default is the configuration used when there is no file: SQLite under
 // ./data, loopback only, anonymous access.
 func Default() *File {
-	f := &File{Auth: Auth{Anonymous: true}}
+	f := &File{Auth: Auth{Anonymous: true, AnonymousAdmin: true}}
 	f.applyDefaults()
 	return f
 }
@@ -155,6 +181,9 @@ func (f *File) applyDefaults() {
 	if f.PolicyCacheDir == "" {
 		f.PolicyCacheDir = filepath.Join(f.DataDir, "policy-cache")
 	}
+	if f.Auth.AnonymousTenant == "" {
+		f.Auth.AnonymousTenant = "anonymous"
+	}
 }
 
 // Validate checks the file, naming the first problem.
@@ -183,11 +212,18 @@ func (f *File) Validate() error {
 		if t.Principal == "" {
 			return bad("auth.tokens[%d] needs a principal", i)
 		}
-		if t.Tenant != "" {
-			if err := host.ValidateTenant(t.Tenant); err != nil {
-				return bad("auth.tokens[%d]: %v", i, err)
-			}
+		if t.Tenant == "" {
+			return bad("auth.tokens[%d] (%s) needs a tenant: the tenant its calls act for", i, t.Principal)
 		}
+		if err := host.ValidateTenant(t.Tenant); err != nil {
+			return bad("auth.tokens[%d]: %v", i, err)
+		}
+	}
+	if err := host.ValidateTenant(f.Auth.AnonymousTenant); err != nil {
+		return bad("auth.anonymous_tenant: %v", err)
+	}
+	if err := f.validateExposure(); err != nil {
+		return bad("%v", err)
 	}
 	if f.RequestTimeout < 0 || f.CleanupInterval < 0 || f.SlowThreshold < 0 {
 		return bad("request_timeout, cleanup_interval and slow_threshold must not be negative")
@@ -228,9 +264,52 @@ func (f *File) PolicySpecs() ([]policy.Spec, error) {
 	return specs, nil
 }
 
+// validateExposure refuses what would expose the store beyond this
+// machine unless the file says, by name, that it is meant.
+func (f *File) validateExposure() error {
+	if m := *f.MetricsListen; m != "" && !loopback(m) && f.MetricsToken == "" && !f.AllowOpenMetricsOnNetwork {
+		return fmt.Errorf("metrics_listen %q is not a loopback address and /metrics would be open to anyone who reaches it; "+
+			"set metrics_token, or allow_open_metrics_on_network: true", m)
+	}
+	if loopback(f.Listen) {
+		return nil
+	}
+	if f.Auth.Anonymous && !f.Auth.AllowAnonymousOnNetwork {
+		return fmt.Errorf("auth.anonymous is on and listen %q is not a loopback address: anyone who can reach it could read and write the store; "+
+			"listen on 127.0.0.1, use tokens, or set auth.allow_anonymous_on_network: true if that is really meant", f.Listen)
+	}
+	if len(f.Auth.Tokens) > 0 && f.TLS.CertFile == "" && !f.TLS.AllowPlaintextOnNetwork {
+		return fmt.Errorf("listen %q is not a loopback address and tls is off: bearer tokens would cross the network in plaintext; "+
+			"set tls.cert_file and tls.key_file, or tls.allow_plaintext_on_network: true if the network is trusted", f.Listen)
+	}
+	return nil
+}
+
+// Insecure lists the exposures the file allows explicitly, for a loud
+// warning at start.
+func (f *File) Insecure() []string {
+	var out []string
+	if m := *f.MetricsListen; m != "" && !loopback(m) && f.MetricsToken == "" {
+		out = append(out, "open /metrics on "+m+" (allow_open_metrics_on_network)")
+	}
+	if loopback(f.Listen) {
+		return out
+	}
+	if f.Auth.Anonymous {
+		out = append(out, "anonymous access on "+f.Listen+" (auth.allow_anonymous_on_network)")
+	}
+	if len(f.Auth.Tokens) > 0 && f.TLS.CertFile == "" {
+		out = append(out, "bearer tokens in plaintext on "+f.Listen+" (tls.allow_plaintext_on_network)")
+	}
+	return out
+}
+
 // Loopback reports whether the API listens on a loopback address only.
-func (f *File) Loopback() bool {
-	h, _, err := net.SplitHostPort(f.Listen)
+func (f *File) Loopback() bool { return loopback(f.Listen) }
+
+// loopback reports whether addr (host:port) is a loopback address only.
+func loopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
 	}

@@ -19,9 +19,11 @@ func TestDefaultIsLoopbackAnonymousSQLite(t *testing.T) {
 func TestParse(t *testing.T) {
 	f, err := config.Parse([]byte(`
 listen: 0.0.0.0:9000
+metrics_listen: 127.0.0.1:9001
 auth:
   tokens:
     - {token: t1, principal: alice, tenant: acme}
+tls: {allow_plaintext_on_network: true}
 limits: {max_value_bytes: 4096}
 request_timeout: 2s
 policies:
@@ -54,6 +56,7 @@ func TestParseErrorsNameTheProblem(t *testing.T) {
 		"auth: {anonymous: true}\npolicies: [{name: a, path: x, mode: maybe}]\n":      "mode",
 		"auth: {anonymous: true}\npolicies: [{name: a, path: x}, {name: a, path: y}]": "twice",
 		"auth: {anonymous: true}\nrequest_timeout: soon\n":                            "line 2",
+		"auth: {tokens: [{token: x, principal: p}]}\n":                                "needs a tenant",
 	}
 	for in, want := range cases {
 		_, err := config.Parse([]byte(in))
@@ -81,4 +84,39 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("parsed file does not validate: %v", err)
 		}
 	})
+}
+
+// A configuration that would expose the store beyond this machine is
+// refused with a message naming the setting that allows it; said
+// explicitly, it is accepted and listed for a loud warning.
+func TestExposureNeedsToBeSaid(t *testing.T) {
+	const token = "auth: {tokens: [{token: x, principal: p, tenant: t}]}\n"
+	refused := map[string]string{
+		"listen: 0.0.0.0:7070\nauth: {anonymous: true}\n": "auth.allow_anonymous_on_network",
+		"listen: 0.0.0.0:7070\n" + token:                  "tls.allow_plaintext_on_network",
+		"listen: '[::]:7070'\n" + token:                   "tls.allow_plaintext_on_network",
+		"metrics_listen: 0.0.0.0:7071\n" + token:          "metrics_token",
+		"listen: 10.1.2.3:7070\ntls: {allow_plaintext_on_network: true}\nmetrics_listen: ':7071'\n" + token: "allow_open_metrics_on_network",
+	}
+	for in, want := range refused {
+		_, err := config.Parse([]byte(in))
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want a refusal naming %s", in, err, want)
+		}
+	}
+	allowed := map[string]int{
+		"listen: 0.0.0.0:7070\nauth: {anonymous: true, allow_anonymous_on_network: true}\n":                        1,
+		"listen: 0.0.0.0:7070\ntls: {allow_plaintext_on_network: true}\n" + token:                                  1,
+		"listen: 0.0.0.0:7070\ntls: {cert_file: c, key_file: k}\nmetrics_listen: ':9'\nmetrics_token: m\n" + token: 0,
+	}
+	for in, warnings := range allowed {
+		f, err := config.Parse([]byte(in))
+		if err != nil {
+			t.Errorf("Parse(%q): %v", in, err)
+			continue
+		}
+		if got := f.Insecure(); len(got) != warnings {
+			t.Errorf("Parse(%q) warns of %q, want %d warnings", in, got, warnings)
+		}
+	}
 }

@@ -325,3 +325,40 @@ func TestHostCallsMeetTheDeadline(t *testing.T) {
 		}
 	}
 }
+
+// Reaching the memory cap fails the evaluation closed, whatever the module
+// does next: here it allows. Before, growing to the cap (or asking for more
+// and getting -1) and then answering allow was allowed.
+func TestMemoryCapFailsClosed(t *testing.T) {
+	grow := func(pages int32) []byte { return wt.Cat(wt.I32Const(pages), wt.MemoryGrow, wt.Drop) }
+	bin := handModule(wt.Cat(
+		onKey('c', grow(64)),  // 1 + 64: the cap exactly
+		onKey('p', grow(100)), // past the cap
+		onKey('u', grow(16)),  // well under it
+	), nil)
+	e := newEngine(t, nil)
+	mustLoad(t, e, policy.Spec{Name: "greedy", Path: writeWasm(t, t.TempDir(), "g.wasm", bin), MemoryLimitPages: 65, PoolSize: 1})
+	failClosed(t, e, "cap", policy.FailOutOfMemory, "reached its memory limit of 65 pages")
+	failClosed(t, e, "past", policy.FailOutOfMemory, "reached its memory limit of 65 pages")
+	if d, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: "under"}); err != nil || !d.Allow {
+		t.Fatalf("growing under the cap: %s", describe(d, err))
+	}
+}
+
+// Time in memory.grow counts against the deadline: a policy that grows its
+// memory a page at a time, under a cap it cannot reach in time, is stopped
+// near its deadline. Before, each grow copied the whole memory and none
+// was charged: ... past a 10 ms deadline.
+func TestGrowingMemoryMeetsTheDeadline(t *testing.T) {
+	bin := handModule(onKey('g', wt.Loop(wt.I32Const(1), wt.MemoryGrow, wt.Drop, wt.Br(0))), nil)
+	e := newEngine(t, nil)
+	const deadline = 10 * time.Millisecond
+	mustLoad(t, e, policy.Spec{Name: "grower", Path: writeWasm(t, t.TempDir(), "g.wasm", bin), MemoryLimitPages: 65536, Timeout: deadline, PoolSize: 1})
+	start := time.Now()
+	failClosed(t, e, "grow", policy.FailTimeout, "10ms deadline")
+	// A regression guard, not a timing assertion: 10 times the deadline
+	// leaves room for -race and a busy machine.
+	if took := time.Since(start); took > 10*deadline {
+		t.Errorf("a %v deadline stopped the policy only after %v", deadline, took)
+	}
+}

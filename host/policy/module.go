@@ -124,7 +124,7 @@ func (e *Engine) buildSet(ctx context.Context, spec Spec, wasm, config []byte) (
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %s: %v", ErrInvalidPolicy, spec.Name, spec.Path, err)
 	}
-	wasi, err := checkModule(p.compiled)
+	wasi, err := checkModule(p.compiled, spec.MemoryLimitPages)
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %s: %v", ErrInvalidPolicy, spec.Name, spec.Path, err)
 	}
@@ -143,6 +143,10 @@ func (e *Engine) buildSet(ctx context.Context, spec Spec, wasm, config []byte) (
 		NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(deadlineCheck), nil, nil).
 		Export(wasmguard.ImportName).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(growCall), []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}).
+		WithParameterNames("pages").
+		Export(wasmguard.GrowName).
 		Instantiate(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("policy %q: host module: %w", spec.Name, err)
@@ -158,9 +162,9 @@ func (e *Engine) buildSet(ctx context.Context, spec Spec, wasm, config []byte) (
 	return p, nil
 }
 
-// checkModule verifies the module against ABI v1 and says whether it
-// needs WASI.
-func checkModule(cm wazero.CompiledModule) (wasi bool, err error) {
+// checkModule verifies the module against ABI v1 and a memory limit of
+// limitPages, and says whether it needs WASI.
+func checkModule(cm wazero.CompiledModule, limitPages uint32) (wasi bool, err error) {
 	var problems []string
 	exports := cm.ExportedFunctions()
 	sig := func(params, results []api.ValueType) string {
@@ -188,13 +192,16 @@ func checkModule(cm wazero.CompiledModule) (wasi bool, err error) {
 			problems = append(problems, fmt.Sprintf("export %s is %s, want %s", opt.name, sig(def.ParamTypes(), def.ResultTypes()), sig(opt.params, opt.results)))
 		}
 	}
-	if _, ok := cm.ExportedMemories()["memory"]; !ok {
+	if mem, ok := cm.ExportedMemories()["memory"]; !ok {
 		problems = append(problems, `missing export "memory"`)
+	} else if mem.Min() >= limitPages {
+		// It would start at the limit, which no evaluation may reach.
+		problems = append(problems, fmt.Sprintf("its initial memory of %d pages reaches the memory limit of %d pages", mem.Min(), limitPages))
 	}
 	for _, def := range cm.ImportedFunctions() {
 		mod, name, _ := def.Import()
 		switch {
-		case mod == wasmguard.ImportModule && name == wasmguard.ImportName:
+		case mod == wasmguard.ImportModule && (name == wasmguard.ImportName || name == wasmguard.GrowName):
 			// added by the instrumentation
 		case mod == "kvhost" && name == "log":
 			want := []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}
@@ -234,6 +241,9 @@ type instance struct {
 	// timedOut is set by check when it was overrun.
 	deadline int64
 	timedOut bool
+	// memCapped is set by grow when the memory would have reached its
+	// limit.
+	memCapped bool
 }
 
 // badAnswer is an ABI violation by the policy.
@@ -258,7 +268,7 @@ func (p *policySet) newInstance(ctx context.Context, first bool) (*instance, err
 		WithStdout(stdout).
 		WithStderr(in.stderr).
 		WithRandSource(newRandSource(in))
-	mod, err := p.runtime.InstantiateModule(ctx, p.compiled, cfg)
+	mod, err := p.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator), p.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("policy %q: instantiate: %w", p.spec.Name, err)
 	}
@@ -419,7 +429,7 @@ func (in *instance) failure(err error, fired bool) *FailureError {
 		}
 	case errors.As(err, &ba):
 		fe.Kind, fe.Detail = FailBadAnswer, ba.msg
-	case strings.Contains(words, "out of memory") || (in.mem != nil && uint64(in.mem.Size()) >= limit):
+	case in.memCapped || strings.Contains(words, "out of memory"):
 		fe.Kind = FailOutOfMemory
 		fe.Detail = fmt.Sprintf("reached its memory limit of %d pages (%d MiB)", p.spec.MemoryLimitPages, limit>>20)
 		if words != "" {

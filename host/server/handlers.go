@@ -133,7 +133,7 @@ func (s *Server) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.StatsRespon
 		return nil, err
 	}
 	return &pb.StatsResponse{Keys: st.TenantKeys, BackendKeys: st.BackendKeys, BackendBytes: st.BackendBytes, Backend: st.Backend, BackendVersion: st.Version,
-		Revision: st.Revision, OldestRevision: st.OldestRevision}, nil
+		Revision: st.Revision, OldestRevision: st.OldestRevision, BackendTotals: st.BackendTotals}, nil
 }
 
 func (s *Server) Watch(req *pb.WatchRequest, stream pb.KV_WatchServer) error {

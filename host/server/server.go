@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/tap"
 
 	pb "github.com/kvhost/kvhost/api/kvhostv1"
 	"github.com/kvhost/kvhost/api/rpcerr"
@@ -37,7 +38,10 @@ type Token struct {
 	Token       string `yaml:"token"`
 	TokenSHA256 string `yaml:"token_sha256"`
 	Principal   string `yaml:"principal"`
-	Tenant      string `yaml:"tenant"`
+	// Tenant is required: a token acts within one tenant.
+	Tenant string `yaml:"tenant"`
+	// Admin principals see the whole backend's figures in Stats.
+	Admin bool `yaml:"admin"`
 }
 
 // Options configure a Server.
@@ -46,8 +50,13 @@ type Options struct {
 	Tokens []Token
 	// Anonymous, when set, lets calls without a token act as AnonymousIdentity.
 	Anonymous bool
-	// AnonymousIdentity (default principal "anonymous", tenant "default").
+	// AnonymousIdentity (default principal "anonymous", tenant
+	// "anonymous": anonymous callers share no tenant with token holders).
 	AnonymousIdentity host.Identity
+	// MaxRequestBytes bounds one request message, a batch included
+	// (default: the store's Limits.RequestLimit()). Larger requests are
+	// refused with RESOURCE_EXHAUSTED before they are read whole.
+	MaxRequestBytes int
 	// TLS, when set, is used on the gRPC listener.
 	TLS *tls.Config
 	// RequestTimeout bounds every unary call, whatever deadline the
@@ -64,50 +73,40 @@ type Server struct {
 	store  *host.Store
 	opts   Options
 	log    *slog.Logger
-	tokens map[[sha256.Size]byte]host.Identity // by the token's SHA-256
+	tokens atomic.Pointer[map[[sha256.Size]byte]host.Identity] // by the token's SHA-256
 	grpc   *grpc.Server
 }
 
 // New returns a Server for store. It refuses tokens that are empty,
-// duplicated or name an invalid tenant.
+// duplicated, or lack a principal or a valid tenant.
 func New(store *host.Store, opts Options) (*Server, error) {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 10 * time.Second
 	}
 	if opts.AnonymousIdentity == (host.Identity{}) {
-		opts.AnonymousIdentity = host.Identity{Principal: "anonymous", Tenant: host.DefaultTenant}
+		opts.AnonymousIdentity = host.Identity{Principal: "anonymous", Tenant: "anonymous"}
+	}
+	if err := host.ValidateTenant(opts.AnonymousIdentity.Tenant); err != nil {
+		return nil, fmt.Errorf("anonymous tenant: %w", err)
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = store.Limits().RequestLimit()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{store: store, opts: opts, log: opts.Logger, tokens: make(map[[sha256.Size]byte]host.Identity, len(opts.Tokens))}
-	for i, t := range opts.Tokens {
-		digest, err := t.Digest()
-		switch {
-		case err != nil:
-			return nil, fmt.Errorf("auth.tokens[%d]: %w", i, err)
-		case t.Principal == "":
-			return nil, fmt.Errorf("%w: auth.tokens[%d]: principal is empty", kv.ErrInvalidArgument, i)
-		}
-		if _, dup := s.tokens[digest]; dup {
-			return nil, fmt.Errorf("%w: auth.tokens[%d]: token of %q is used twice", kv.ErrInvalidArgument, i, t.Principal)
-		}
-		tenant := t.Tenant
-		if tenant == "" {
-			tenant = host.DefaultTenant
-		}
-		if err := host.ValidateTenant(tenant); err != nil {
-			return nil, fmt.Errorf("auth.tokens[%d]: %w", i, err)
-		}
-		s.tokens[digest] = host.Identity{Principal: t.Principal, Tenant: tenant}
-	}
-	if len(s.tokens) == 0 && !opts.Anonymous {
-		return nil, fmt.Errorf("%w: no auth tokens configured and anonymous access is off: nobody could call this server", kv.ErrInvalidArgument)
+	s := &Server{store: store, opts: opts, log: opts.Logger}
+	if err := s.SetTokens(opts.Tokens); err != nil {
+		return nil, err
 	}
 	sopts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryAuth),
-		grpc.ChainStreamInterceptor(s.streamAuth),
-		grpc.MaxRecvMsgSize(pluginapi.MaxMessageSize),
+		// Callers are authenticated from their headers, before a byte of
+		// the request body is read: an unauthenticated caller costs a
+		// header parse, however large the message it announces.
+		grpc.InTapHandle(s.tap),
+		grpc.ChainUnaryInterceptor(s.unary),
+		grpc.ChainStreamInterceptor(s.stream),
+		grpc.MaxRecvMsgSize(opts.MaxRequestBytes),
 		grpc.MaxSendMsgSize(pluginapi.MaxMessageSize),
 		// Clients ping every 30s under idle watches; allow that, and ping
 		// idle clients ourselves so a vanished watcher is noticed.
@@ -139,23 +138,67 @@ func (s *Server) Stop(ctx context.Context) {
 	}
 }
 
-func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	auth := md.Get("authorization")
-	if len(auth) == 0 {
-		if s.opts.Anonymous {
-			return host.WithIdentity(ctx, s.opts.AnonymousIdentity), nil
+// SetTokens replaces the accepted tokens, as a whole, without
+// interrupting calls: a call is authenticated against the set in force
+// when it arrives. It refuses a set with an invalid token and keeps the
+// old one.
+func (s *Server) SetTokens(tokens []Token) error {
+	set := make(map[[sha256.Size]byte]host.Identity, len(tokens))
+	for i, t := range tokens {
+		digest, err := t.Digest()
+		switch {
+		case err != nil:
+			return fmt.Errorf("auth.tokens[%d]: %w", i, err)
+		case t.Principal == "":
+			return fmt.Errorf("%w: auth.tokens[%d]: principal is empty", kv.ErrInvalidArgument, i)
+		case t.Tenant == "":
+			return fmt.Errorf("%w: auth.tokens[%d] (%s): tenant is empty: name the tenant its calls act for", kv.ErrInvalidArgument, i, t.Principal)
 		}
-		return nil, rpcerr.ToStatus(fmt.Errorf("%w: no bearer token: send \"authorization: Bearer <token>\"", kv.ErrUnauthenticated))
+		if _, dup := set[digest]; dup {
+			return fmt.Errorf("%w: auth.tokens[%d]: token of %q is used twice", kv.ErrInvalidArgument, i, t.Principal)
+		}
+		if err := host.ValidateTenant(t.Tenant); err != nil {
+			return fmt.Errorf("auth.tokens[%d]: %w", i, err)
+		}
+		set[digest] = host.Identity{Principal: t.Principal, Tenant: t.Tenant, Admin: t.Admin}
 	}
-	tok, ok := strings.CutPrefix(auth[0], "Bearer ")
-	if !ok {
-		return nil, rpcerr.ToStatus(fmt.Errorf("%w: authorization is not a bearer token", kv.ErrUnauthenticated))
+	if len(set) == 0 && !s.opts.Anonymous {
+		return fmt.Errorf("%w: no auth tokens configured and anonymous access is off: nobody could call this server", kv.ErrInvalidArgument)
 	}
-	if id, ok := s.lookup(tok); ok {
-		return host.WithIdentity(ctx, id), nil
+	s.tokens.Store(&set)
+	return nil
+}
+
+// tap authenticates a call from its headers alone, before gRPC reads its
+// message, and puts the caller's identity in its context.
+func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	id, err := s.authenticate(info.Header.Get("authorization"))
+	if err != nil {
+		return ctx, rpcerr.ToStatus(err)
 	}
-	return nil, rpcerr.ToStatus(fmt.Errorf("%w: unknown token", kv.ErrUnauthenticated))
+	return host.WithIdentity(ctx, id), nil
+}
+
+// authenticate finds the identity of an authorization header's values.
+func (s *Server) authenticate(auth []string) (host.Identity, error) {
+	switch len(auth) {
+	case 0:
+		if s.opts.Anonymous {
+			return s.opts.AnonymousIdentity, nil
+		}
+		return host.Identity{}, fmt.Errorf("%w: no bearer token: send \"authorization: Bearer <token>\"", kv.ErrUnauthenticated)
+	case 1:
+	default:
+		return host.Identity{}, fmt.Errorf("%w: %d authorization headers: send exactly one", kv.ErrUnauthenticated, len(auth))
+	}
+	scheme, tok, _ := strings.Cut(strings.TrimSpace(auth[0]), " ")
+	if !strings.EqualFold(scheme, "bearer") {
+		return host.Identity{}, fmt.Errorf("%w: authorization is not a bearer token", kv.ErrUnauthenticated)
+	}
+	if id, ok := s.lookup(strings.TrimSpace(tok)); ok {
+		return id, nil
+	}
+	return host.Identity{}, fmt.Errorf("%w: unknown token", kv.ErrUnauthenticated)
 }
 
 // Digest returns the SHA-256 of the token, from Token or TokenSHA256
@@ -185,7 +228,7 @@ func (s *Server) lookup(tok string) (host.Identity, bool) {
 	got := sha256.Sum256([]byte(tok))
 	var found host.Identity
 	ok := false
-	for known, id := range s.tokens {
+	for known, id := range *s.tokens.Load() {
 		if subtle.ConstantTimeCompare(known[:], got[:]) == 1 {
 			found, ok = id, true
 		}
@@ -193,11 +236,9 @@ func (s *Server) lookup(tok string) (host.Identity, bool) {
 	return found, ok
 }
 
-func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := s.authenticate(ctx)
-	if err != nil {
-		return nil, err
-	}
+// unary bounds every call by the configured timeout and maps its error by
+// the error table. The caller was authenticated by tap.
+func (s *Server) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	// The configured timeout bounds every call; a client's shorter
 	// deadline still wins (a context keeps the earlier of two deadlines).
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
@@ -206,25 +247,30 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 	return resp, rpcerr.ToStatus(err)
 }
 
-type authedStream struct {
-	grpc.ServerStream
-	ctx context.Context
+func (s *Server) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return rpcerr.ToStatus(handler(srv, ss))
 }
 
-func (a authedStream) Context() context.Context { return a.ctx }
-
-func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := s.authenticate(ss.Context())
-	if err != nil {
-		return err
-	}
-	return rpcerr.ToStatus(handler(srv, authedStream{ServerStream: ss, ctx: ctx}))
-}
-
-// HTTPHandler serves /metrics (from gatherer), /healthz and /readyz.
-func HTTPHandler(store *host.Store, gatherer prometheus.Gatherer) http.Handler {
+// HTTPHandler serves /metrics (from gatherer), /healthz and /readyz. With
+// a metricsToken, /metrics asks for it as a bearer token; health and
+// readiness stay open, for load balancers.
+func HTTPHandler(store *host.Store, gatherer prometheus.Gatherer, metricsToken string) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})
+	want := sha256.Sum256([]byte(metricsToken))
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if metricsToken != "" {
+			auth := r.Header.Values("Authorization")
+			scheme, tok, _ := strings.Cut(strings.Join(auth, ""), " ")
+			got := sha256.Sum256([]byte(tok))
+			if len(auth) != 1 || !strings.EqualFold(scheme, "bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				w.Header().Set("WWW-Authenticate", "Bearer")
+				http.Error(w, "metrics need the metrics token: Authorization: Bearer <token>", http.StatusUnauthorized)
+				return
+			}
+		}
+		metrics.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

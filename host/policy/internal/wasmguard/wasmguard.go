@@ -2,8 +2,9 @@
 // hold it to a deadline without wazero's per-call watchdog goroutine.
 //
 // Instrument adds two mutable i32 globals, the countdown and a scratch,
-// and an imported function, the check (ImportModule.ImportName, type
-// () -> ()). At the entry of every function and at the head of every loop
+// and two imported functions: the check (ImportModule.ImportName, type
+// () -> ()) and the grow (ImportModule.GrowName, type (i32) -> (i32)).
+// At the entry of every function and at the head of every loop
 // it inserts a charge of the work that may follow before the next charge:
 //
 //	countdown = countdown - cost
@@ -24,6 +25,11 @@
 // run: one step per BytesPerStep bytes (elements count as 8 bytes), plus
 // one.
 //
+// Every memory.grow becomes a call of the grow import, which has the
+// instruction's signature: the host grows the memory itself, so it sees
+// every request (those it refuses too), can hold the memory to its cap
+// and counts the time a grow takes against the deadline.
+//
 // Any execution that does not terminate iterates a loop or calls
 // functions without end, so it calls the check at least every Interval
 // steps of work. The host's check compares the clock with the
@@ -37,8 +43,8 @@
 // point, and it needs no other goroutine at all. Between checks the cost
 // is a subtraction and a branch (docs/RATIONALE.md, "Policy deadlines").
 //
-// Adding an import shifts the index of every function the module defines
-// by one, so Instrument renumbers calls, ref.func, exports, element
+// Adding imports shifts the index of every function the module defines
+// by two, so Instrument renumbers calls, ref.func, exports, element
 // segments, global initialisers and the function names of the name
 // section. Only the WebAssembly 2.0 instruction set that wazero enables
 // by default is understood; a module using anything else is refused, as
@@ -52,11 +58,16 @@ import (
 	"strings"
 )
 
-// The imported check function.
+// The imported functions: the check, and the grow that replaces
+// memory.grow.
 const (
 	ImportModule = "kvhost"
 	ImportName   = "__kvhost_check"
+	GrowName     = "__kvhost_grow"
 )
+
+// imports is the number of functions Instrument imports.
+const imports = 2
 
 // Interval is the number of steps between two calls of the check. A step
 // is one loop iteration or function entry of up to InstrsPerStep
@@ -83,6 +94,7 @@ type Stats struct {
 	Functions int // functions given an entry check
 	Loops     int // loops given a header check
 	Bulk      int // bulk memory and table instructions given a charge
+	Grows     int // memory.grow instructions turned into calls of the grow import
 }
 
 // Section ids.
@@ -113,14 +125,14 @@ type rewriter struct {
 	globals       uint32 // globals of the original module
 	countdown     uint32 // our globals
 	scratch       uint32
-	check         uint32 // our import
+	check, grow   uint32 // our imports
 	st            Stats
 	costs         []uint32 // per function being copied: entry, then each loop
 }
 
 func (w *rewriter) shift(f uint32) uint32 {
 	if f >= w.importedFuncs {
-		return f + 1
+		return f + imports
 	}
 	return f
 }
@@ -180,11 +192,14 @@ func Instrument(bin []byte) ([]byte, Stats, error) {
 	}
 	w.countdown = w.globals // our globals, after the module's
 	w.scratch = w.globals + 1
-	w.check = w.importedFuncs // our import, after the module's
+	w.check = w.importedFuncs // our imports, after the module's
+	w.grow = w.importedFuncs + 1
 
-	newType := []byte{0x60, 0x00, 0x00}
+	newType := []byte{0x60, 0x00, 0x00, 0x60, 0x01, 0x7f, 0x01, 0x7f} // () -> (), (i32) -> (i32)
 	newImport := appendName(appendName(nil, ImportModule), ImportName)
 	newImport = binary.AppendUvarint(append(newImport, 0x00), uint64(types))
+	newImport = appendName(appendName(newImport, ImportModule), GrowName)
+	newImport = binary.AppendUvarint(append(newImport, 0x00), uint64(types)+1)
 	newGlobal := append([]byte{0x7f, 0x01, 0x41}, sleb(Interval)...)
 	newGlobal = append(newGlobal, 0x0b)
 	newGlobal = append(newGlobal, 0x7f, 0x01, 0x41, 0x00, 0x0b) // the scratch
@@ -195,11 +210,7 @@ func Instrument(bin []byte) ([]byte, Stats, error) {
 	insertMissing := func(before int) {
 		for _, id := range []byte{secType, secImport, secGlobal} {
 			if !have[id] && before > order[id] {
-				n := byte(0x01)
-				if id == secGlobal {
-					n = 0x02
-				}
-				out = append(out, section{id, append([]byte{n}, added[id]...)})
+				out = append(out, section{id, append([]byte{2}, added[id]...)})
 				have[id] = true
 			}
 		}
@@ -217,7 +228,7 @@ func Instrument(bin []byte) ([]byte, Stats, error) {
 				continue // dropped
 			}
 		case secType, secImport:
-			p, err = appendEntry(s.payload, added[s.id])
+			p, err = appendEntries(s.payload, 2, added[s.id])
 		case secGlobal:
 			p, err = w.globalSection(s.payload, newGlobal)
 		case secExport:
@@ -310,16 +321,16 @@ func vecLen(payload []byte) (uint32, error) {
 	return r.u32()
 }
 
-// appendEntry adds one entry to a vector section.
-func appendEntry(payload, entry []byte) ([]byte, error) {
+// appendEntries adds n entries to a vector section.
+func appendEntries(payload []byte, n uint32, entries []byte) ([]byte, error) {
 	r := reader{b: payload}
-	n, err := r.u32()
+	have, err := r.u32()
 	if err != nil {
 		return nil, err
 	}
-	p := binary.AppendUvarint(nil, uint64(n)+1)
+	p := binary.AppendUvarint(nil, uint64(have)+uint64(n))
 	p = append(p, payload[r.pos:]...)
-	return append(p, entry...), nil
+	return append(p, entries...), nil
 }
 
 func appendName(dst []byte, s string) []byte {
@@ -328,7 +339,7 @@ func appendName(dst []byte, s string) []byte {
 }
 
 // scanImports counts imported functions and globals, and refuses a module
-// that imports the check itself.
+// that imports the check or the grow itself.
 func scanImports(payload []byte) (funcs, globals uint32, err error) {
 	r := reader{b: payload}
 	n, err := r.u32()
@@ -344,7 +355,7 @@ func scanImports(payload []byte) (funcs, globals uint32, err error) {
 		if err != nil {
 			return 0, 0, err
 		}
-		if mod == ImportModule && name == ImportName {
+		if mod == ImportModule && (name == ImportName || name == GrowName) {
 			return 0, 0, fmt.Errorf("module imports %s.%s, a name reserved for the host", mod, name)
 		}
 		kind, err := r.byte()
@@ -673,7 +684,8 @@ var bulkShift = map[uint32]int64{
 
 // copyRewritten re-walks code (already validated) and appends it to out
 // with function indices renumbered and, unless constExpr, a charge after
-// every loop header (costs from weigh) and before every bulk instruction.
+// every loop header (costs from weigh), before every bulk instruction, and
+// memory.grow turned into a call of the grow import.
 func (w *rewriter) copyRewritten(out, code []byte, constExpr bool) ([]byte, error) {
 	r := reader{b: code}
 	copied := 0
@@ -698,6 +710,12 @@ func (w *rewriter) copyRewritten(out, code []byte, constExpr bool) ([]byte, erro
 			out = append(out, code[copied:immStart]...)
 			out = binary.AppendUvarint(out, uint64(w.shift(f)))
 			copied = r.pos
+		case 0x40: // memory.grow: call $grow, same stack effect
+			out = append(out, code[copied:at]...)
+			out = append(out, 0x10)
+			out = binary.AppendUvarint(out, uint64(w.grow))
+			copied = r.pos
+			w.st.Grows++
 		case 0xfc: // f is the sub-opcode
 			if shift, ok := bulkShift[f]; ok {
 				out = append(out, code[copied:at]...)
@@ -774,8 +792,13 @@ func (w *rewriter) visit(r *reader, constExpr bool, hook func(op byte, at, immSt
 			err = r.skipLEB()
 		case op >= 0x28 && op <= 0x3e: // loads and stores
 			err = r.skipMemarg()
-		case op == 0x3f || op == 0x40: // memory.size, memory.grow
+		case op == 0x3f: // memory.size
 			err = r.skipLEB()
+		case op == 0x40: // memory.grow: only of memory 0, which the grow import serves
+			var m uint32
+			if m, err = r.u32(); err == nil && m != 0 {
+				err = fmt.Errorf("memory.grow of memory %d (multi-memory is not supported)", m)
+			}
 		case op == 0x41 || op == 0x42: // i32.const, i64.const
 			err = r.skipLEB()
 		case op == 0x43:

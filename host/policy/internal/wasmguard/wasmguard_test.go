@@ -21,11 +21,35 @@ import (
 var errDeadline = errors.New("deadline")
 
 // guarded instantiates an instrumented module whose check aborts the call
-// once deadline (unix nanos, 0: none) has passed, and counts checks.
+// once deadline (unix nanos, 0: none) has passed, and counts checks and
+// grows.
 type guarded struct {
 	mod      api.Module
 	deadline atomic.Int64
 	checks   atomic.Int64
+	grows    atomic.Int64
+}
+
+// hostModule instantiates the imports Instrument adds: check calls check,
+// grow counts into grows and grows the caller's memory as memory.grow
+// would.
+func hostModule(t testing.TB, r wazero.Runtime, check func(), grows *atomic.Int64) {
+	t.Helper()
+	_, err := r.NewHostModuleBuilder(wasmguard.ImportModule).
+		NewFunctionBuilder().WithFunc(func(context.Context) { check() }).Export(wasmguard.ImportName).
+		NewFunctionBuilder().WithFunc(func(_ context.Context, m api.Module, delta uint32) uint32 {
+		grows.Add(1)
+		prev, ok := m.Memory().Grow(delta)
+		if !ok {
+			return 0xffffffff
+		}
+		return prev
+	}).Export(wasmguard.GrowName).
+		NewFunctionBuilder().WithFunc(func(context.Context, int32, int32, int32) {}).Export("log").
+		Instantiate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func instantiate(t testing.TB, bin []byte) *guarded {
@@ -38,18 +62,12 @@ func instantiate(t testing.TB, bin []byte) *guarded {
 	r := wazero.NewRuntime(ctx)
 	t.Cleanup(func() { r.Close(ctx) })
 	g := &guarded{}
-	_, err = r.NewHostModuleBuilder(wasmguard.ImportModule).NewFunctionBuilder().
-		WithFunc(func(context.Context) {
-			g.checks.Add(1)
-			if d := g.deadline.Load(); d != 0 && time.Now().UnixNano() > d {
-				panic(errDeadline)
-			}
-		}).Export(wasmguard.ImportName).
-		NewFunctionBuilder().WithFunc(func(context.Context, int32, int32, int32) {}).Export("log").
-		Instantiate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hostModule(t, r, func() {
+		g.checks.Add(1)
+		if d := g.deadline.Load(); d != 0 && time.Now().UnixNano() > d {
+			panic(errDeadline)
+		}
+	}, &g.grows)
 	wasi_snapshot_preview1.MustInstantiate(ctx, r)
 	g.mod, err = r.InstantiateModule(ctx, mustCompile(t, r, out), wazero.NewModuleConfig().WithStartFunctions("_initialize"))
 	if err != nil {
@@ -132,6 +150,30 @@ func TestDeadlineStopsHeavyLoops(t *testing.T) {
 	}
 }
 
+// memory.grow becomes a call of the grow import, and still grows: the host
+// sees every grow, refused ones too.
+func TestGrowIsAHostCall(t *testing.T) {
+	m := wt.Module{MemoryPages: 1, MemoryMax: 4, Funcs: []wt.Func{{
+		Export: "f", Results: []byte{wt.I32, wt.I32, wt.I32},
+		Body: wt.Cat(
+			wt.I32Const(2), wt.MemoryGrow, // 1: the old size
+			wt.I32Const(5), wt.MemoryGrow, // -1: past the module's maximum
+			[]byte{0x3f, 0x00}, // memory.size: 3
+		),
+	}}}
+	if _, st, err := wasmguard.Instrument(m.Encode()); err != nil || st.Grows != 2 {
+		t.Fatalf("stats %+v, err %v; want 2 grows", st, err)
+	}
+	g := instantiate(t, m.Encode())
+	res, err := g.mod.ExportedFunction("f").Call(context.Background())
+	if err != nil || res[0] != 1 || int32(res[1]) != -1 || res[2] != 3 {
+		t.Fatalf("f() = %v, %v; want [1 -1 3]", res, err)
+	}
+	if n := g.grows.Load(); n != 2 {
+		t.Fatalf("the host saw %d grows, want 2", n)
+	}
+}
+
 // Bulk instructions still work, with their length, on the stack.
 func TestBulkStillWorks(t *testing.T) {
 	m := wt.Module{MemoryPages: 1, Funcs: []wt.Func{{
@@ -204,7 +246,7 @@ func TestDeadlineStopsRecursionWithoutLoops(t *testing.T) {
 	}
 }
 
-// Function indices shift by one: imports, calls, exports, tables and
+// Function indices shift by two: imports, calls, exports, tables and
 // ref.func must all still reach the right functions.
 func TestRenumbering(t *testing.T) {
 	ctx := context.Background()
@@ -225,7 +267,7 @@ func TestRenumbering(t *testing.T) {
 	r := wazero.NewRuntime(ctx)
 	defer r.Close(ctx)
 	r.NewHostModuleBuilder("env").NewFunctionBuilder().WithFunc(func() int32 { return 7 }).Export("seven").Instantiate(ctx)
-	r.NewHostModuleBuilder(wasmguard.ImportModule).NewFunctionBuilder().WithFunc(func() {}).Export(wasmguard.ImportName).Instantiate(ctx)
+	hostModule(t, r, func() {}, new(atomic.Int64))
 	mod, err := r.Instantiate(ctx, out)
 	if err != nil {
 		t.Fatal(err)
@@ -269,9 +311,11 @@ func TestRefusals(t *testing.T) {
 	if _, _, err := wasmguard.Instrument(sneaky); err == nil || !strings.Contains(err.Error(), "global 0 does not exist") {
 		t.Fatalf("sneaky global.set: err = %v", err)
 	}
-	reserved := wt.Module{Imports: []wt.Import{{Module: wasmguard.ImportModule, Name: wasmguard.ImportName}}}.Encode()
-	if _, _, err := wasmguard.Instrument(reserved); err == nil || !strings.Contains(err.Error(), "reserved") {
-		t.Fatalf("reserved import: err = %v", err)
+	for _, name := range []string{wasmguard.ImportName, wasmguard.GrowName} {
+		reserved := wt.Module{Imports: []wt.Import{{Module: wasmguard.ImportModule, Name: name}}}.Encode()
+		if _, _, err := wasmguard.Instrument(reserved); err == nil || !strings.Contains(err.Error(), "reserved") {
+			t.Fatalf("reserved import %s: err = %v", name, err)
+		}
 	}
 	// Every truncation is refused or yields a module; none panics.
 	bin := wt.Module{MemoryPages: 1, Funcs: wt.PolicyFuncs(wt.Cat(wt.Loop(wt.Loop()), wt.I64Const(0)))}.Encode()

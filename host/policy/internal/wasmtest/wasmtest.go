@@ -165,6 +165,8 @@ var (
 	// memory 0.
 	MemoryFill = []byte{0xfc, 0x0b, 0x00}
 	MemoryCopy = []byte{0xfc, 0x0a, 0x00, 0x00}
+	// MemoryGrow (pages) returns the old size in pages, or -1.
+	MemoryGrow = []byte{0x40, 0x00}
 )
 
 // I32Const and friends encode single instructions.
