@@ -323,7 +323,8 @@ func TestCLIStats(t *testing.T) {
 	}
 	t.Setenv("KVHOST_ADDR", cliServer(t, server.Options{Anonymous: true, AnonymousIdentity: host.Identity{Principal: "me", Tenant: "mine", Admin: true}}))
 	ok(t, "put", "b", "22")
-	if out := ok(t, "stats"); !strings.Contains(out, "backend keys:   1\n") || !strings.Contains(out, "backend bytes:  10 (10 B)") // "t/mine/b" and "22" {
+	// 10 bytes: the key as stored, "t/mine/b", and the value "22".
+	if out := ok(t, "stats"); !strings.Contains(out, "backend keys:   1\n") || !strings.Contains(out, "backend bytes:  10 (10 B)") {
 		t.Fatalf("stats for an admin printed %q", out)
 	}
 }
