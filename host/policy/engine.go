@@ -235,6 +235,10 @@ func (e *Engine) readSpecs(specs []Spec) ([]loadInput, error) {
 		if names[s.Name] {
 			return nil, fmt.Errorf("%w: two policies are named %q", ErrInvalidPolicy, s.Name)
 		}
+		if s.MemoryLimitPages > maxMemoryPages {
+			// wazero would panic on it.
+			return nil, fmt.Errorf("%w %q: memory limit of %d pages is over WebAssembly's %d (4 GiB)", ErrInvalidPolicy, s.Name, s.MemoryLimitPages, maxMemoryPages)
+		}
 		names[s.Name] = true
 		wasm, err := readFile(s.Path, e.opts.MaxModuleSize)
 		if err != nil {

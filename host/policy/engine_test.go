@@ -343,12 +343,28 @@ func TestMemoryCapFailsClosed(t *testing.T) {
 	if d, err := eval(t, e, policy.Request{Op: policy.OpGet, Key: "under"}); err != nil || !d.Allow {
 		t.Fatalf("growing under the cap: %s", describe(d, err))
 	}
+	// A module that would start at its cap, or a cap WebAssembly cannot
+	// have, is refused at load.
+	for _, tc := range []struct {
+		pages uint32
+		want  string
+	}{
+		{1, "initial memory of 1 pages reaches the memory limit of 1 pages"},
+		{65537, "memory limit of 65537 pages is over WebAssembly's 65536"},
+	} {
+		err := e.Load(context.Background(), []policy.Spec{{Name: "tight", Path: writeWasm(t, t.TempDir(), "g.wasm", bin), MemoryLimitPages: tc.pages}})
+		if !errors.Is(err, policy.ErrInvalidPolicy) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("limit of %d pages: err = %v, want %q", tc.pages, err, tc.want)
+		}
+	}
 }
 
 // Time in memory.grow counts against the deadline: a policy that grows its
 // memory a page at a time, under a cap it cannot reach in time, is stopped
-// near its deadline. Before, each grow copied the whole memory and none
-// was charged: ... past a 10 ms deadline.
+// near its deadline. Before, memory.grow was one step however long it
+// took, and each grow past the buffer's capacity copied the whole memory:
+// the same loop ran 0.7 s past a 10 ms deadline under the default cap of
+// 512 pages, 8 s under 4096 (-race).
 func TestGrowingMemoryMeetsTheDeadline(t *testing.T) {
 	bin := handModule(onKey('g', wt.Loop(wt.I32Const(1), wt.MemoryGrow, wt.Drop, wt.Br(0))), nil)
 	e := newEngine(t, nil)

@@ -45,7 +45,8 @@ func ParseMode(s string) (Mode, error) {
 // Defaults.
 const (
 	DefaultTimeout          = 10 * time.Millisecond
-	DefaultMemoryLimitPages = 512 // 32 MiB
+	DefaultMemoryLimitPages = 512   // 32 MiB
+	maxMemoryPages          = 65536 // 4 GiB, all a 32-bit memory can address
 	// InitTimeout bounds an instance's start: _initialize, kvhost_init
 	// and the warm-up evaluation.
 	InitTimeout = 5 * time.Second
@@ -71,7 +72,8 @@ type Spec struct {
 	// Timeout is the deadline of one evaluation; default 10ms.
 	Timeout time.Duration
 	// MemoryLimitPages caps each instance's memory in 64 KiB pages;
-	// default 512 (32 MiB).
+	// default 512 (32 MiB), at most 65536. An evaluation whose memory
+	// would reach it fails.
 	MemoryLimitPages uint32
 	// PoolSize is the number of instances, hence of concurrent
 	// evaluations; default GOMAXPROCS, at most 8 (a Go policy instance
