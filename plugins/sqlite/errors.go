@@ -11,7 +11,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// mapErr gives a storage error its pluginapi sentinel: I/O-level failures
+// mapErr gives a storage error its kv sentinel: I/O-level failures
 // (a full disk, a busy or corrupt file) are ErrUnavailable, a row over
 // SQLite's size limit ErrTooLarge, anything else ErrInternal. Errors that
 // already carry a sentinel or a context error pass through.
@@ -21,7 +21,7 @@ func mapErr(err error) error {
 	}
 	for _, known := range []error{
 		kv.ErrNotFound, kv.ErrConflict, kv.ErrInvalidArgument, kv.ErrUnavailable,
-		kv.ErrNotSupported, kv.ErrTooLarge, kv.ErrClosed, kv.ErrInternal,
+		kv.ErrNotSupported, kv.ErrTooLarge, kv.ErrClosed, kv.ErrInternal, kv.ErrCompacted,
 		context.Canceled, context.DeadlineExceeded,
 	} {
 		if errors.Is(err, known) {

@@ -13,7 +13,7 @@ import (
 
 // fileLock is an exclusive flock on <db>.lock. SQLite's own locking lets
 // several processes share a file, but this backend keeps its watch hub and
-// version counter in memory, so it must be the file's only writer. flock
+// revision counter in memory, so it must be the file's only writer. flock
 // is per open file description: a second Store in the same process is
 // refused as well, and the kernel releases the lock when the process dies,
 // so a crash never leaves a stale lock.
