@@ -49,6 +49,13 @@
 // the chain they started with, and a refused load leaves the running chain
 // untouched. Unchanged policies keep their instances across loads.
 //
+// The host holds each instance's memory to its cap: every memory.grow is
+// a call into the host, so a grow that would reach the cap fails the
+// evaluation at once, whatever the module would do next, and a grow's
+// time counts against the deadline. The memory is address space reserved
+// for the cap when the instance starts, so a grow commits pages instead
+// of copying the memory (docs/RATIONALE.md, "Policy memory").
+//
 // Deadlines cost no timer, context or goroutine per call: the module is
 // instrumented at load time to call back into the host every few thousand
 // loop iterations or function entries, and that callback stops a call past
