@@ -44,6 +44,9 @@ type Outcome int
 const (
 	Passed Outcome = iota
 	Failed
+	// Skipped: the backend does not claim what the rule needs, it claims
+	// what a refusal rule checks is refused, or an option the rule needs
+	// is missing (WithRetention).
 	Skipped
 )
 
@@ -65,9 +68,10 @@ type config struct {
 // WithNamespace puts every key the suite writes under ns, and lets
 // NewBackend return handles to one shared store (a database server that
 // the subtests share). Each subtest then writes under a prefix of its own
-// below ns, deletes that prefix when it ends, and never lists, counts or
-// deletes outside it; keys outside ns may exist. Subtests whose rule is
-// about the whole store (revision accounting, stats, cleanup, history)
+// below ns, deletes that prefix when it ends, and never counts or deletes
+// outside it (the empty-prefix List reads from its own prefix on); keys
+// outside ns may exist. Subtests whose rule is about the whole store
+// (revision accounting, stats, CleanupExpired, history and compaction)
 // run while no other subtest runs; nothing outside this run may write to
 // the store or call CleanupExpired on it meanwhile.
 func WithNamespace(ns string) Option {

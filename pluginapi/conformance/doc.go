@@ -64,8 +64,8 @@
 //     Redis): newBackend may then return handles to one store, which may
 //     hold other keys. Every key the suite writes is under ns, each subtest
 //     under a prefix of its own below it (ns, a random run id, the rule's
-//     name); the suite never lists, counts or deletes outside its prefix
-//     and deletes that prefix when the subtest ends. Rules about the whole
+//     name); the suite never counts or deletes outside its prefix, and
+//     deletes that prefix when the subtest ends. Rules about the whole
 //     store (revision accounting, stats, cleanup, history) run while no
 //     other subtest of the run does; nothing outside the run may write to
 //     the store or run cleanup on it meanwhile.
