@@ -23,6 +23,12 @@ var (
 	// history the backend still keeps. A *CompactedError says the oldest
 	// revision still available.
 	ErrCompacted = errors.New("kvhost: revision compacted")
+	// ErrStorageFull: the backend's storage has no room left (a full
+	// disk). The store is intact; writes succeed again once there is room.
+	ErrStorageFull = errors.New("kvhost: storage is full")
+	// ErrDataLoss: the backend found its stored data damaged (a corrupt
+	// page). Retrying does not help; an operator must act.
+	ErrDataLoss = errors.New("kvhost: stored data is damaged")
 	// ErrClosed wraps ErrUnavailable: across the wire it arrives as
 	// ErrUnavailable, the identity a caller acts on (retry elsewhere or later).
 	ErrClosed   = fmt.Errorf("%w: closed", ErrUnavailable)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync/atomic"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -299,12 +300,31 @@ func (s *clientStream) Close() error {
 // wireErr maps an RPC error by the error table. A call cancelled by the
 // connection closing under it (the plugin died or is being replaced), not
 // by its caller, is ErrUnavailable: the caller may retry.
+//
+// An error that gRPC's transport made, not the plugin (it carries no
+// kvhost reason), has its message replaced: it names the plugin's socket
+// and other internals no caller of the store should see.
 func wireErr(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	if status.Code(err) == codes.Canceled && ctx.Err() == nil {
-		return fmt.Errorf("%w: plugin connection closed: %s", kv.ErrUnavailable, status.Convert(err).Message())
+	code := status.Code(err)
+	switch {
+	case code == codes.Canceled && ctx.Err() == nil:
+		return fmt.Errorf("%w: the connection to the backend plugin closed", kv.ErrUnavailable)
+	case code == codes.Unavailable && !fromPlugin(err):
+		return fmt.Errorf("%w: the connection to the backend plugin was lost", kv.ErrUnavailable)
 	}
 	return rpcerr.FromStatus(err)
+}
+
+// fromPlugin reports whether a status error was made by the plugin (it
+// carries kvhost's error detail) rather than by the transport.
+func fromPlugin(err error) bool {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == rpcerr.Domain {
+			return true
+		}
+	}
+	return false
 }

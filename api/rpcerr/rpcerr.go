@@ -44,6 +44,8 @@ var Table = []Row{
 	{kv.ErrPermissionDenied, "PERMISSION_DENIED", codes.PermissionDenied},
 	{kv.ErrUnauthenticated, "UNAUTHENTICATED", codes.Unauthenticated},
 	{kv.ErrCompacted, "COMPACTED", codes.OutOfRange},
+	{kv.ErrStorageFull, "STORAGE_FULL", codes.ResourceExhausted},
+	{kv.ErrDataLoss, "DATA_LOSS", codes.DataLoss},
 	{context.Canceled, "CANCELED", codes.Canceled},
 	{context.DeadlineExceeded, "DEADLINE_EXCEEDED", codes.DeadlineExceeded},
 	{kv.ErrInternal, "INTERNAL", codes.Internal},

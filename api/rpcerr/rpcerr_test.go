@@ -16,11 +16,9 @@ import (
 // Every sentinel keeps its identity through ToStatus and FromStatus, the
 // path every error takes across the plugin wire.
 func TestErrorTableRoundTrip(t *testing.T) {
-	sentinels := []error{
-		kv.ErrNotFound, kv.ErrConflict, kv.ErrInvalidArgument,
-		kv.ErrUnavailable, kv.ErrNotSupported, kv.ErrWatchOverflow,
-		kv.ErrTooLarge, kv.ErrPermissionDenied, kv.ErrUnauthenticated,
-		kv.ErrInternal, context.Canceled, context.DeadlineExceeded,
+	var sentinels []error
+	for _, row := range rpcerr.Table {
+		sentinels = append(sentinels, row.Err)
 	}
 	for _, s := range sentinels {
 		t.Run(s.Error(), func(t *testing.T) {
@@ -79,6 +77,18 @@ func TestCompactedErrorCrossesTheWire(t *testing.T) {
 	}
 	if st, _ := status.FromError(rpcerr.ToStatus(in)); st.Code() != codes.OutOfRange {
 		t.Fatalf("compacted travels as %v, want OutOfRange", st.Code())
+	}
+}
+
+// Errors that share a code keep their identity: too large and storage
+// full are both RESOURCE_EXHAUSTED.
+func TestSharedCodeKeepsIdentity(t *testing.T) {
+	if rpcerr.Code(kv.ErrTooLarge) != rpcerr.Code(kv.ErrStorageFull) {
+		t.Fatal("the table no longer has two errors sharing a code; pick another pair")
+	}
+	back := rpcerr.FromStatus(rpcerr.ToStatus(fmt.Errorf("sqlite: put: %w", kv.ErrStorageFull)))
+	if !errors.Is(back, kv.ErrStorageFull) || errors.Is(back, kv.ErrTooLarge) {
+		t.Fatalf("storage full came back as %v", back)
 	}
 }
 
