@@ -60,6 +60,12 @@ func Limit(n int) ListOption {
 	return func(r *kv.ListRequest) { r.Limit = n }
 }
 
+// MaxBytes caps a List page's key plus value bytes (0: the server's
+// default, 4 MiB; the first entry always comes). For All it sizes pages.
+func MaxBytes(n int) ListOption {
+	return func(r *kv.ListRequest) { r.MaxBytes = n }
+}
+
 // KeysOnly leaves values out: entries carry key, version and expiry.
 func KeysOnly() ListOption {
 	return func(r *kv.ListRequest) { r.KeysOnly = true }
@@ -188,6 +194,7 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...ListOption) (k
 	}
 	r, err := c.rpc.List(ctx, &apipb.ListRequest{
 		Prefix: prefix, StartAfter: req.StartAfter, Limit: int32(min(req.Limit, kv.MaxListLimit)), KeysOnly: req.KeysOnly,
+		MaxBytes: int64(min(req.MaxBytes, kv.MaxListBytes)),
 	})
 	if err != nil {
 		return kv.ListResult{}, c.wireErr(err)

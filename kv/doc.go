@@ -54,7 +54,9 @@
 // List walks keys with a literal prefix — '%', '_', '*', '?', '[' and '\'
 // match only themselves — in ascending byte order, after StartAfter, up to
 // Limit (0 means DefaultListLimit; above MaxListLimit it is lowered to
-// MaxListLimit), and says whether more remain. An empty prefix lists
+// MaxListLimit) and up to MaxBytes of keys and values (ListRequest.PageFull
+// is the rule; the first entry always comes), and says whether more
+// remain. An empty prefix lists
 // everything. Count(prefix) and DeletePrefix(prefix) return how many keys;
 // DeletePrefix refuses an empty prefix. A prefix matches the key equal to
 // it.

@@ -9,6 +9,11 @@ const (
 	MaxBatchOps      = 1000
 	DefaultListLimit = 1000
 	MaxListLimit     = 10000
+	// DefaultListBytes and MaxListBytes bound a list page by the bytes
+	// of its keys and values, so that a page of large values stays well
+	// under any message limit and parallel scans hold bounded memory.
+	DefaultListBytes = 4 << 20
+	MaxListBytes     = 64 << 20
 	// MinValueSize is the value size every backend must accept.
 	MinValueSize = 16 << 20
 )
@@ -92,12 +97,32 @@ type DeleteResult struct {
 }
 
 // ListRequest asks for one page of a prefix scan. Limit 0 means
-// DefaultListLimit; a limit above MaxListLimit is lowered to it.
+// DefaultListLimit; a limit above MaxListLimit is lowered to it. MaxBytes
+// bounds the page's key plus value bytes (key bytes only with KeysOnly):
+// entries are added while the total stays within it, and the first entry
+// always comes, however large. 0 means DefaultListBytes; above
+// MaxListBytes it is lowered to it.
 type ListRequest struct {
 	Prefix     string
 	StartAfter string
 	Limit      int
 	KeysOnly   bool
+	MaxBytes   int
+}
+
+// PageFull reports whether a page that holds n entries of size bytes in
+// all is full for req before an entry of next bytes: the one rule every
+// backend pages by. req must be normalised (NormalizeList).
+func (req ListRequest) PageFull(n, size, next int) bool {
+	return n >= req.Limit || (n > 0 && size+next > req.MaxBytes)
+}
+
+// EntrySize is what an entry counts against a page's MaxBytes.
+func (req ListRequest) EntrySize(key string, value []byte) int {
+	if req.KeysOnly {
+		return len(key)
+	}
+	return len(key) + len(value)
 }
 
 // ListResult is one page; More says whether keys remain after the last one.

@@ -130,6 +130,14 @@ func NormalizeList(req ListRequest) (ListRequest, error) {
 	case req.Limit > MaxListLimit:
 		req.Limit = MaxListLimit
 	}
+	switch {
+	case req.MaxBytes < 0:
+		return req, invalid("max bytes %d is negative", req.MaxBytes)
+	case req.MaxBytes == 0:
+		req.MaxBytes = DefaultListBytes
+	case req.MaxBytes > MaxListBytes:
+		req.MaxBytes = MaxListBytes
+	}
 	return req, nil
 }
 

@@ -132,7 +132,7 @@ func (c *Client) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, e
 	if err != nil {
 		return kv.ListResult{}, err
 	}
-	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(req.Limit), KeysOnly: req.KeysOnly})
+	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(req.Limit), KeysOnly: req.KeysOnly, MaxBytes: int64(req.MaxBytes)})
 	if err != nil {
 		return kv.ListResult{}, wireErr(ctx, err)
 	}

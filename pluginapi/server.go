@@ -162,7 +162,7 @@ func (s *grpcServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Del
 }
 
 func listFromPB(r *pb.ListRequest) kv.ListRequest {
-	return kv.ListRequest{Prefix: r.Prefix, StartAfter: r.StartAfter, Limit: int(r.Limit), KeysOnly: r.KeysOnly}
+	return kv.ListRequest{Prefix: r.Prefix, StartAfter: r.StartAfter, Limit: int(r.Limit), KeysOnly: r.KeysOnly, MaxBytes: int(min(r.MaxBytes, kv.MaxListBytes))}
 }
 
 func (s *grpcServer) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {

@@ -68,7 +68,8 @@ func (s *Server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteR
 }
 
 func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
-	res, err := s.store.List(ctx, kv.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int(req.Limit), KeysOnly: req.KeysOnly})
+	res, err := s.store.List(ctx, kv.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int(req.Limit), KeysOnly: req.KeysOnly,
+		MaxBytes: int(min(req.MaxBytes, kv.MaxListBytes))})
 	if err != nil {
 		return nil, err
 	}

@@ -365,11 +365,14 @@ func (s *Store) List(_ context.Context, req kv.ListRequest) (kv.ListResult, erro
 		return kv.ListResult{}, err
 	}
 	res := kv.ListResult{Revision: s.rev}
+	size := 0
 	s.ascend(req.Prefix, req.StartAfter, s.now(), func(it *item) bool {
-		if len(res.Entries) == req.Limit {
+		next := req.EntrySize(it.key, it.value)
+		if req.PageFull(len(res.Entries), size, next) {
 			res.More = true
 			return false
 		}
+		size += next
 		res.Entries = append(res.Entries, it.entry(!req.KeysOnly))
 		return true
 	})
