@@ -236,7 +236,7 @@ func (r *results) summary(w io.Writer, path string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.broken) == 0 {
-		fmt.Fprintf(w, "kvhost plugin verify: %s keeps all %d rules checked (%d skipped: not claimed or not selected)\n", path, r.passed, r.skipped)
+		fmt.Fprintf(w, "kvhost plugin verify: %s keeps all %d rules checked (%d skipped; -v says why)\n", path, r.passed, r.skipped)
 		return
 	}
 	fmt.Fprintf(w, "kvhost plugin verify: %s breaks %d of %d rules checked:\n", path, len(r.broken), len(r.broken)+r.passed)

@@ -140,6 +140,20 @@ var coreTeeth = []tooth{
 			return r, err
 		}
 	}},
+	{"batch-ops-share-one-revision", []string{
+		"core/each-change-takes-the-next-revision", "watch/delivers-every-change-under-its-prefix-once-in-order",
+		"watch/a-slow-watcher-ends-with-overflow-and-never-blocks-writers",
+	}, func(b *broken) {
+		b.batch = func(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) {
+			r, err := b.s.Batch(ctx, ops)
+			for i := range r.Results {
+				if r.Results[i].Revision != 0 {
+					r.Results[i].Revision = r.Revision
+				}
+			}
+			return r, err
+		}
+	}},
 	{"a-failed-batch-takes-revisions", []string{"core/a-write-that-changes-nothing-takes-no-revision"}, func(b *broken) {
 		b.batch = func(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) {
 			r, err := b.s.Batch(ctx, ops)

@@ -245,6 +245,15 @@ var historyTeeth = []tooth{
 			return []kv.Event{ev}
 		}
 	}},
+	{"ignores-the-start-revision", []string{ // every rule that replays
+		"watch-history/replays-from-a-revision-exactly-once-then-continues-live", "watch-history/a-start-revision-in-the-future-delivers-only-from-it",
+		"watch-history/list-then-watch-from-its-revision-plus-one-has-no-gap-or-repeat", "watch-history/a-compacted-start-fails-with-the-oldest-revision-kept",
+	}, func(b *broken) {
+		b.watch = func(ctx context.Context, req kv.WatchRequest) (kv.WatchStream, error) {
+			req.StartRevision = 0
+			return b.s.Watch(ctx, req)
+		}
+	}},
 	{"future-start-watches-from-now", []string{"watch-history/a-start-revision-in-the-future-delivers-only-from-it"}, func(b *broken) {
 		b.watch = func(ctx context.Context, req kv.WatchRequest) (kv.WatchStream, error) {
 			if req.StartRevision > b.head(ctx)+1 {
