@@ -91,9 +91,11 @@
 // has been delivered.
 //
 // EXPIRE events come from cleanup (Expirer), one per key it removes. A key
-// that expired and was then replaced or deleted before cleanup reached it
-// gets no EXPIRE event: the write's own event is the next one for the key,
-// and the earlier event's ExpiresAt already told watchers when it would go.
+// that expired and was then written again before cleanup reached it gets
+// no EXPIRE event: the write's own PUT is the next event for the key, and
+// the earlier event's ExpiresAt already told watchers when it would go. A
+// delete of an expired key finds nothing (no event, no revision); cleanup
+// later removes it with its EXPIRE event.
 //
 // A slow watcher never blocks writers: when it falls further behind than
 // its buffer, its stream ends with ErrWatchOverflow after the events it

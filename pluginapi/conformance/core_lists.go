@@ -79,6 +79,55 @@ func testListLimits(c *check) {
 	}
 }
 
+func testListBytes(c *check) {
+	value := make([]byte, 1000)
+	key := func(i int) string { return c.k(fmt.Sprintf("b/%02d", i)) }
+	c.putMany(20, key, value)
+	size := len(key(0)) + len(value)
+	// Five entries fit in 5 sizes; the sixth would pass the bound.
+	res := c.list(kv.ListRequest{Prefix: c.k("b/"), MaxBytes: 5*size + size/2})
+	if len(res.Entries) != 5 || !res.More {
+		c.Fatalf("list of 20 entries of %d bytes with max bytes %d: %d entries, more=%v; want 5 and more", size, 5*size+size/2, len(res.Entries), res.More)
+	}
+	// Paging by bytes visits every key once.
+	var got []string
+	for after := ""; ; {
+		res := c.list(kv.ListRequest{Prefix: c.k("b/"), StartAfter: after, MaxBytes: 3 * size})
+		for _, e := range res.Entries {
+			got = append(got, e.Key)
+		}
+		if !res.More {
+			break
+		}
+		if len(res.Entries) == 0 {
+			c.Fatalf("a page with more=true holds no entry")
+		}
+		after = res.Entries[len(res.Entries)-1].Key
+	}
+	var want []string
+	for i := range 20 {
+		want = append(want, key(i))
+	}
+	c.wantKeys("paging by 3 entries' bytes", got, want)
+	// The first entry comes even when it alone is over the bound.
+	res = c.list(kv.ListRequest{Prefix: c.k("b/"), MaxBytes: 10})
+	if len(res.Entries) != 1 || !res.More {
+		c.Fatalf("list with max bytes below one entry: %d entries, more=%v; want the first entry and more", len(res.Entries), res.More)
+	}
+	// Keys only: values do not count.
+	res = c.list(kv.ListRequest{Prefix: c.k("b/"), KeysOnly: true, MaxBytes: 20 * len(key(0))})
+	if len(res.Entries) != 20 || res.More {
+		c.Fatalf("keys-only list with max bytes of 20 keys: %d entries, more=%v; want all 20 (values do not count)", len(res.Entries), res.More)
+	}
+	// The default bound, 4 MiB, keeps a page of large values small.
+	big := make([]byte, 1<<20)
+	c.putMany(6, func(i int) string { return c.k(fmt.Sprintf("m/%d", i)) }, big)
+	res = c.list(kv.ListRequest{Prefix: c.k("m/")})
+	if len(res.Entries) != 3 || !res.More {
+		c.Fatalf("list of six 1 MiB values at the default bound: %d entries, more=%v; want 3 (a fourth would pass 4 MiB) and more", len(res.Entries), res.More)
+	}
+}
+
 func testLiteralPrefixes(c *check) {
 	names := []string{`a%b`, `a_b`, `axb`, `a*b`, `a?b`, `a[b`, `a\b`, `a.b`, `ab`, `a]`, `a^`}
 	for _, n := range names {

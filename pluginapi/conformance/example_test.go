@@ -30,6 +30,7 @@ func ExampleRules() {
 	// core/get-many-answers-every-key-of-a-full-request
 	// core/list-walks-keys-in-byte-order-a-page-at-a-time
 	// core/list-limit-defaults-to-1000-and-is-capped-at-10000
+	// core/list-pages-are-bounded-by-bytes
 	// core/prefixes-are-literal
 	// core/a-prefix-matches-the-key-equal-to-it
 	// core/count-and-delete-prefix-cover-exactly-the-prefix

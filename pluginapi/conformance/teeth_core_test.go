@@ -212,6 +212,12 @@ var coreTeeth = []tooth{
 			return r, err
 		}
 	}},
+	{"list-ignores-max-bytes", []string{"core/list-pages-are-bounded-by-bytes"}, func(b *broken) {
+		b.list = func(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
+			req.MaxBytes = kv.MaxListBytes
+			return b.s.List(ctx, req)
+		}
+	}},
 	{"list-limit-uncapped", []string{"core/list-limit-defaults-to-1000-and-is-capped-at-10000"}, func(b *broken) {
 		b.list = func(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
 			want := req.Limit
