@@ -5,7 +5,7 @@ PLUGINS   := memory sqlite
 PROTOS    := $(shell find . -name '*.proto' -not -path './.git/*')
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build plugins policies test run proto verify-proto bench lint vet fmt clean
+.PHONY: all build plugins policies test services run proto verify-proto bench lint vet fmt clean
 
 all: build
 
@@ -19,8 +19,15 @@ plugins:
 	@mkdir -p $(BIN)
 	@for p in $(PLUGINS); do $(GO) build -o $(BIN)/kvhost-plugin-$$p ./plugins/$$p/cmd/kvhost-plugin-$$p || exit 1; done
 
+# The tests of the PostgreSQL and Redis backends need those servers:
+# scripts/services.sh finds or installs and starts them, and says where.
 test: build vet
+	@env="$$(scripts/services.sh)" || exit 1; eval "$$env"; \
+	echo KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test $(GOTEST_FLAGS) ./...; \
 	KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test $(GOTEST_FLAGS) ./...
+
+services:
+	@scripts/services.sh
 
 vet:
 	$(GO) vet ./...
