@@ -101,6 +101,8 @@
 // wraps a kv sentinel: ErrNotFound, *kv.ConflictError,
 // ErrInvalidArgument for bad input, a non-counter value or an overflowing
 // increment, *kv.CompactedError for a watch from a pruned revision,
-// ErrUnavailable for I/O-level failures (full disk, busy or corrupt file),
-// ErrTooLarge past SQLite's row limit, ErrClosed after Close.
+// ErrStorageFull for a full disk, ErrDataLoss for a corrupt file or
+// history, ErrUnavailable for other I/O-level failures (a busy or
+// unreadable file), ErrTooLarge past SQLite's row limit, ErrClosed after
+// Close.
 package sqlite

@@ -8,29 +8,28 @@ import (
 	"github.com/kvhost/kvhost/kv"
 )
 
-// History retention. Every committed change has a row in kv_history, in
-// the transaction of the change. Rows older than the last Config.History
-// revisions are pruned from the front in bounded steps: by a commit that
-// finds at least pruneStep of them (so a write pays for pruning about as
-// many rows as it adds, a few at a time), and by CleanupExpired, which
-// prunes all of them, pruneBatch per transaction.
-const (
-	pruneStep  = 256
-	pruneBatch = 4096
-)
+// History retention. Every commit's changes are recorded in kv_history
+// in the commit's transaction. Chunks wholly older than the last
+// Config.History revisions are pruned from the front in bounded steps: by
+// a commit that finds at least pruneStep revisions past retention (so that
+// writes prune about as much as they add, a chunk or a few at a time),
+// and by CleanupExpired, which prunes all it can, pruneBatch revisions'
+// worth per transaction.
+const pruneBatch = 4096
 
 // pruneStep is how many revisions past retention make a commit prune:
-// pruneStep, or a quarter of a small history.
-func (s *Store) pruneStep() int64 { return min(pruneStep, max(int64(s.cfg.History)/4, 1)) }
+// chunkEvents, so that the oldest chunk is always wholly past retention
+// then and the prune deletes something; a quarter of a smaller history.
+func (s *Store) pruneStep() int64 { return min(chunkEvents, max(int64(s.cfg.History)/4, 1)) }
 
-// excess is how many history rows lie before the last Config.History
-// revisions.
+// excess is how many revisions of history lie before the last
+// Config.History revisions.
 func (s *Store) excess(rev, compact int64) int64 { return rev - int64(s.cfg.History) - compact }
 
 // oldest is the oldest revision a watch can start at, given the store and
-// compact revisions of one snapshot. Rows past retention that are not yet
-// pruned are not offered, so what a watch may start at does not depend on
-// when pruning ran.
+// compact revisions of one snapshot. Revisions past retention that are not
+// yet pruned are not offered, so what a watch may start at does not depend
+// on when pruning ran.
 func (s *Store) oldest(rev, compact int64) int64 {
 	return max(compact+1, rev-int64(s.cfg.History)+1, 1)
 }
@@ -49,14 +48,8 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 	if limit <= 0 {
 		limit = kv.DefaultListLimit
 	}
-	end := 0
-	args := []any{sql.Named("lo", prefix), sql.Named("from", from), sql.Named("limit", limit)}
-	if hi := kv.PrefixEnd(prefix); hi != "" {
-		end = 1
-		args = append(args, sql.Named("hi", hi))
-	}
 	growStack()
-	evs, rev, compact, err := s.scanHistory(ctx, s.rs.history[end], args)
+	evs, rev, compact, err := s.scanHistory(ctx, prefix, from, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: read history %q from revision %d: %w", prefix, from, err)
 	}
@@ -66,32 +59,33 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 	return evs, rev, nil
 }
 
-func (s *Store) scanHistory(ctx context.Context, st *sql.Stmt, args []any) (evs []kv.Event, rev, compact int64, err error) {
-	rows, err := st.QueryContext(ctx, args...)
+// scanHistory decodes chunks from the one holding revision from until it
+// has limit events under prefix or reaches the snapshot's last revision,
+// which it returns with the compact revision.
+func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, limit int) (evs []kv.Event, rev, compact int64, err error) {
+	rows, err := s.rs.history.QueryContext(ctx, sql.Named("from", from))
 	if err != nil {
 		return nil, 0, 0, mapErr(err)
 	}
 	defer rows.Close()
-	for rows.Next() {
+	keep := func(ev kv.Event) bool {
+		evs = append(evs, ev)
+		return len(evs) < limit
+	}
+	for len(evs) < limit && rows.Next() {
 		var (
-			ev         kv.Event
-			typ, expMs int64
+			first, last int64
+			chunk       sql.RawBytes // decodeChunk copies what it keeps
 		)
-		if err := rows.Scan(&rev, &compact, &ev.Revision, &typ, &ev.Key, &ev.Value, &ev.Version, &expMs); err != nil {
+		if err := rows.Scan(&rev, &compact, &first, &last, &chunk); err != nil {
 			return nil, 0, 0, mapErr(err)
 		}
-		if ev.Revision == 0 {
-			continue // the row that says nothing matched
+		if first == 0 {
+			continue // the row that says there is no chunk
 		}
-		var ok bool
-		if ev.Type, ok = eventTypes[typ]; !ok {
-			return nil, 0, 0, fmt.Errorf("%w: history row of revision %d has unknown type %d", kv.ErrInternal, ev.Revision, typ)
+		if err := decodeChunk(chunk, first, last, prefix, from, keep); err != nil {
+			return nil, 0, 0, err
 		}
-		if ev.Type == kv.EventPut && ev.Value == nil {
-			ev.Value = []byte{}
-		}
-		ev.ExpiresAt = kv.FromUnixMillis(expMs)
-		evs = append(evs, ev)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, 0, mapErr(err)
@@ -99,17 +93,16 @@ func (s *Store) scanHistory(ctx context.Context, st *sql.Stmt, args []any) (evs 
 	return evs, rev, compact, nil
 }
 
-// pruneHistory prunes every history row past retention, pruneBatch per
-// transaction so that writers are never held up for long.
+// pruneHistory prunes every history chunk past retention, pruneBatch
+// revisions' worth per transaction so that writers are never held up for
+// long.
 func (s *Store) pruneHistory(ctx context.Context) error {
 	for {
 		more := false
 		err := s.update(ctx, func(t *txn) error {
-			if err := t.prune(1); err != nil {
-				return err
-			}
-			more = s.excess(t.rev, t.compact) > 0
-			return nil
+			pruned, err := t.prune(1)
+			more = pruned && s.excess(t.rev, t.compact) > 0
+			return err
 		})
 		if err != nil || !more {
 			return err

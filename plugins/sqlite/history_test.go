@@ -15,11 +15,12 @@ import (
 	"github.com/kvhost/kvhost/kv"
 )
 
-// historyRows counts the rows of kv_history and reads the compact
-// revision, on a reader connection.
+// historyRows counts the revisions kv_history holds and reads the
+// compact revision, on a reader connection.
 func historyRows(t testing.TB, s *Store) (rows, compact int64) {
 	t.Helper()
-	err := s.rdb.QueryRowContext(context.Background(), `SELECT count(*), `+compactOf+` FROM kv_history`).Scan(&rows, &compact)
+	err := s.rdb.QueryRowContext(context.Background(), `SELECT coalesce(sum(last - revision + 1), 0), `+compactOf+` FROM kv_history`).
+		Scan(&rows, &compact)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,13 +171,16 @@ func TestHistoryCommitsWithWrite(t *testing.T) {
 	unchanged("writes that change nothing")
 
 	// A history row that cannot be written takes its write with it.
-	if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER poison BEFORE INSERT ON kv_history WHEN NEW.key = 'poison'
+	if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER poison BEFORE INSERT ON kv_history
 		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Batch(ctx, []kv.Op{kv.PutOp("n1", []byte("a"), 0, kv.Condition{}), kv.PutOp("poison", nil, 0, kv.Condition{})})
+	_, err = s.Batch(ctx, []kv.Op{kv.PutOp("n1", []byte("a"), 0, kv.Condition{}), kv.PutOp("n2", nil, 0, kv.Condition{})})
 	if err == nil {
 		t.Fatal("a batch whose history row failed was acknowledged")
+	}
+	if _, err := s.w.ExecContext(ctx, `DROP TRIGGER poison`); err != nil {
+		t.Fatal(err)
 	}
 	if g, _ := s.Get(ctx, "n1"); g.Found {
 		t.Fatal("a batch whose history row failed left its put")
@@ -288,8 +292,9 @@ func TestHistoryCompaction(t *testing.T) {
 		t.Fatalf("after cleanup: %d history rows, compact revision %d; want 10 and 40", rows, compact)
 	}
 
-	// A change far larger than the history: pruned pruneBatch rows per
-	// transaction, and the boundary still holds.
+	// Changes in chunks of a thousand: a chunk is pruned whole, once all
+	// its revisions are past retention, and one transaction prunes at most
+	// pruneBatch revisions' worth.
 	const big = 5 * kv.MaxBatchOps
 	for b := range big / kv.MaxBatchOps {
 		var ops []kv.Op
@@ -300,22 +305,25 @@ func TestHistoryCompaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if rows, _ := historyRows(t, s); rows != 10 {
-		t.Fatalf("%d history rows after batches that each pruned what they added, want 10", rows)
+	if rows, _ := historyRows(t, s); rows != kv.MaxBatchOps {
+		t.Fatalf("history holds %d revisions after batches that each pruned the one before, want the last batch's %d", rows, kv.MaxBatchOps)
 	}
+	_, before := historyRows(t, s)
 	if r, err := s.DeletePrefix(ctx, "big/"); err != nil || r.Deleted != big {
 		t.Fatalf("delete-prefix = %+v, %v", r, err)
 	}
-	if rows, _ := historyRows(t, s); rows != 10+big-pruneBatch {
-		t.Fatalf("%d history rows after deleting %d keys, want %d: one transaction prunes %d", rows, big, 10+big-pruneBatch, pruneBatch)
+	if _, after := historyRows(t, s); after == before || after-before > pruneBatch {
+		t.Fatalf("a delete-prefix of %d keys pruned revisions %d to %d; want some, at most %d", big, before+1, after, pruneBatch)
 	}
 	if _, err := s.CleanupExpired(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	rev := revision(t, s)
-	if rows, compact := historyRows(t, s); rows != 10 || compact != rev-10 {
-		t.Fatalf("after cleanup: %d history rows, compact revision %d; want 10 and %d", rows, compact, rev-10)
+	if rows, compact := historyRows(t, s); rows != chunkEvents || compact != rev-chunkEvents {
+		t.Fatalf("after cleanup: %d revisions of history after compact revision %d; want the last chunk's %d after %d",
+			rows, compact, chunkEvents, rev-chunkEvents)
 	}
+	// The chunk is kept whole, but only the last 10 revisions are offered.
 	_, _, err = s.ReadHistory(ctx, "big/", rev-10, 100)
 	wantCompacted(t, err, rev-10, rev-9)
 	if evs := readAll(t, s, "big/", rev-9); len(evs) != 10 || evs[9].Revision != rev || evs[9].Type != kv.EventDelete {

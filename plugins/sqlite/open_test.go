@@ -74,7 +74,7 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 		mention    []string
 	}{
 		{"not a SQLite file", notSQLite, kv.ErrInvalidArgument, []string{notSQLite, "not a SQLite database"}},
-		{"corrupt SQLite file", corrupt, kv.ErrUnavailable, []string{corrupt}},
+		{"corrupt SQLite file", corrupt, kv.ErrDataLoss, []string{corrupt}},
 		{"another application's database", foreign, kv.ErrInvalidArgument, []string{"not a kvhost one", "users"}},
 		{"newer schema", newer, kv.ErrInvalidArgument, []string{"schema version 99", fmt.Sprintf("version %d", SchemaVersion), "upgrade"}},
 	} {

@@ -29,8 +29,7 @@ func TestQueryPlans(t *testing.T) {
 		{"count", countSQL(true), []string{keyIndex + " (key>? AND key<?)"}},
 		{"delete-prefix", deletePrefixSQL(true), []string{keyIndex + " (key>? AND key<?)"}},
 		{"cleanup", cleanupSQL(false), []string{"USING COVERING INDEX kv_expires_at (expires_at>? AND expires_at<?)"}},
-		{"history", historySQL(true), []string{"SEARCH h USING INTEGER PRIMARY KEY (rowid>?)"}},
-		{"history-all", historySQL(false), []string{"SEARCH h USING INTEGER PRIMARY KEY (rowid>?)"}},
+		{"history", historySQL, []string{"SEARCH h USING INTEGER PRIMARY KEY (rowid>?)", "SEARCH kv_history USING INTEGER PRIMARY KEY (rowid<?)"}},
 		{"prune", pruneSQL, []string{"USING INTEGER PRIMARY KEY (rowid<?)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -115,6 +115,8 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, e
 
 // List returns one page of live entries under the prefix, in byte order,
 // as a range scan on the primary key: key >= prefix AND key < PrefixEnd.
+// The page ends at req.Limit entries or req.MaxBytes bytes
+// (kv.ListRequest.PageFull); one row past it says whether more remain.
 func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
 	req, err := kv.NormalizeList(req)
 	if err != nil {
@@ -144,25 +146,29 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 	}
 	defer rows.Close()
 	var (
-		res kv.ListResult
-		acc entries
+		res  kv.ListResult
+		acc  entries
+		size int
 	)
 	for rows.Next() {
-		if acc.n == req.Limit {
-			res.More = true
-			break
-		}
 		var e kv.Entry
 		ok, err := scanEntry(rows, &res.Revision, &e)
 		if err != nil {
 			return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, err)
 		}
-		if ok {
-			if !req.KeysOnly && e.Value == nil {
-				e.Value = []byte{}
-			}
-			acc.add(e)
+		if !ok {
+			continue
 		}
+		next := req.EntrySize(e.Key, e.Value)
+		if req.PageFull(acc.n, size, next) {
+			res.More = true
+			break
+		}
+		size += next
+		if !req.KeysOnly && e.Value == nil {
+			e.Value = []byte{}
+		}
+		acc.add(e)
 	}
 	if err := rows.Err(); err != nil {
 		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))

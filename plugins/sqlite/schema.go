@@ -28,24 +28,6 @@ const SchemaVersion = 2
 // schema_version from any database.
 const metaTable = "kvhost_meta"
 
-// History row types, as stored in kv_history.type. They are the file's
-// own codes, not kv.EventType's values, so that renumbering the Go
-// constants never changes what a stored row means.
-const (
-	histPut    = 1
-	histDelete = 2
-	histExpire = 3
-	histTTL    = 4
-)
-
-var histTypes = map[kv.EventType]int64{
-	kv.EventPut: histPut, kv.EventDelete: histDelete, kv.EventExpire: histExpire, kv.EventTTL: histTTL,
-}
-
-var eventTypes = map[int64]kv.EventType{
-	histPut: kv.EventPut, histDelete: kv.EventDelete, histExpire: kv.EventExpire, histTTL: kv.EventTTL,
-}
-
 // migrations[i] takes a database from schema version i to i+1.
 // withoutRowID is only for BenchmarkLayout, which measures the choice of
 // an ordinary rowid table.
@@ -91,17 +73,17 @@ var migrations = []func(ctx context.Context, c execer, withoutRowID bool) error{
 	// its last version, so a watch can start at the next revision.
 	1: func(ctx context.Context, c execer, _ bool) error {
 		for _, stmt := range []string{
-			// One row per revision. revision is the rowid, so rows append
-			// and pruning deletes a range from the front. No index on key:
-			// a replaying watch reads revisions in order anyway, and an
-			// index would cost every write.
+			// Each row is a chunk of one commit's changes, one per
+			// revision from revision to last, encoded in events (chunk.go).
+			// A row per change instead doubled what a batch of 1K puts
+			// costs, and pruning such rows from the front of the table
+			// cost as much again; a chunk is one insert and one delete
+			// (docs/PERFORMANCE.md). revision is the rowid: rows append,
+			// and pruning deletes a range from the front.
 			`CREATE TABLE kv_history (
-				revision   INTEGER PRIMARY KEY,
-				type       INTEGER NOT NULL,          -- histPut, histDelete, histExpire, histTTL
-				key        TEXT NOT NULL,
-				value      BLOB,                      -- PUT only
-				version    INTEGER NOT NULL,
-				expires_at INTEGER NOT NULL DEFAULT 0 -- unix ms, 0 = never
+				revision INTEGER PRIMARY KEY,
+				last     INTEGER NOT NULL,
+				events   BLOB NOT NULL
 			)`,
 			`INSERT INTO ` + metaTable + ` (name, value)
 				SELECT 'compact_revision', value FROM ` + metaTable + ` WHERE name = 'last_version'`,

@@ -71,16 +71,14 @@ func countSQL(end bool) string {
 	return `SELECT ` + revisionOf + `, count(*) FROM kv WHERE ` + keyRange("key", false, end) + ` AND ` + live
 }
 
-// historySQL reads up to :limit history rows from revision :from under a
-// prefix, with the store and compact revisions of the same snapshot; no
-// matching row is one row with revision 0.
-func historySQL(end bool) string {
-	return `SELECT m.value, c.value, coalesce(h.revision, 0), coalesce(h.type, 0), coalesce(h.key, ''), h.value,
-			coalesce(h.version, 0), coalesce(h.expires_at, 0)
-		FROM ` + metaTable + ` AS m JOIN ` + metaTable + ` AS c ON c.name = 'compact_revision'
-		LEFT JOIN kv_history AS h ON h.revision >= :from AND ` + keyRange("h.key", false, end) + whereMeta +
-		` ORDER BY h.revision LIMIT :limit`
-}
+// historySQL reads the history chunks from the one holding revision
+// :from on, with the store and compact revisions of the same snapshot; no
+// chunk is one row with revision 0.
+const historySQL = `SELECT m.value, c.value, coalesce(h.revision, 0), coalesce(h.last, 0), h.events
+	FROM ` + metaTable + ` AS m JOIN ` + metaTable + ` AS c ON c.name = 'compact_revision'
+	LEFT JOIN kv_history AS h ON h.revision >= coalesce(
+		(SELECT revision FROM kv_history WHERE revision <= :from ORDER BY revision DESC LIMIT 1), :from)` +
+	whereMeta + ` ORDER BY h.revision`
 
 // cleanupSQL removes up to :limit expired rows, earliest expiry first.
 // expires_at > 0 lets the planner use the partial index, which covers the
@@ -105,41 +103,39 @@ const (
 	onConflict = ` ON CONFLICT (key) DO UPDATE SET
 		value = excluded.value, version = excluded.version, expires_at = excluded.expires_at, updated_at = excluded.updated_at,
 		created_at = CASE WHEN kv.expires_at <> 0 AND kv.expires_at <= excluded.updated_at THEN excluded.created_at ELSE kv.created_at END`
-	upsertSQL = insertInto + `(:key, :value, :version, :expires_at, :now, :now)` + onConflict
-	// pruneSQL deletes the history rows up to :upto. Rows are contiguous
-	// from the compact revision on, so it deletes upto - compact rows.
-	pruneSQL = `DELETE FROM kv_history WHERE revision <= :upto`
+	upsertSQL     = insertInto + `(:key, :value, :version, :expires_at, :now, :now)` + onConflict
+	histInsertSQL = `INSERT INTO kv_history (revision, last, events) VALUES (:first, :last, :events)`
+	// pruneSQL deletes the history chunks that lie wholly at or before
+	// :upto: a range from the front of the table, since chunks follow each
+	// other from the compact revision on.
+	pruneSQL = `DELETE FROM kv_history WHERE revision <= :upto AND last <= :upto RETURNING last`
 )
 
-// rowsSQL is head, n rows of six parameters, and tail: a multi-row INSERT.
-func rowsSQL(head string, n int, tail string) string {
-	return head + strings.Repeat("(?, ?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?, ?)" + tail
+// upsertRowsSQL stores n rows in one statement.
+func upsertRowsSQL(n int) string {
+	return insertInto + strings.Repeat("(?, ?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?, ?)" + onConflict
 }
-
-const histInsert = `INSERT INTO kv_history (revision, type, key, value, version, expires_at) VALUES `
 
 type writeStmts struct {
 	begin, commit, rollback, setRevision, setCompact *sql.Stmt
 	upsert, insertAbsent, updateVersion              *sql.Stmt
 	liveVersion, liveRow                             *sql.Stmt
-	del, refresh, prune                              *sql.Stmt
+	del, refresh, histInsert, prune                  *sql.Stmt
 	// upsertRows[n] stores n rows in one statement, for runs of
 	// unconditional puts in a batch (see txn.putRun).
 	upsertRows map[int]*sql.Stmt
-	// histRows[n] records n history rows in one statement.
-	histRows map[int]*sql.Stmt
 	// deletePrefix[end]
 	deletePrefix [2]*sql.Stmt
 	cleanup      *sql.Stmt
 }
 
 type readStmts struct {
-	get, getMany, stats *sql.Stmt
+	get, getMany, stats, history *sql.Stmt
 	// list[end][after][keysOnly]: end says whether the range has an upper
 	// bound, after whether the lower bound is exclusive (StartAfter).
 	list [2][2][2]*sql.Stmt
-	// count[end], history[end]
-	count, history [2]*sql.Stmt
+	// count[end]
+	count [2]*sql.Stmt
 }
 
 // upsertRunSizes are the row counts of the multi-row upserts, largest
@@ -148,10 +144,6 @@ type readStmts struct {
 // per row (BenchmarkBatchInsert1K), with the same effect, since SQLite
 // applies the rows in order and a later row's conflict sees an earlier one.
 var upsertRunSizes = []int{64, 8}
-
-// histRowSizes are the row counts of the multi-row history inserts,
-// largest first; 1 records any rest.
-var histRowSizes = []int{64, 8, 1}
 
 type preparer interface {
 	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
@@ -191,25 +183,21 @@ func (s *Store) prepareWrites(ctx context.Context) error {
 		&ws.del:         `DELETE FROM kv WHERE key = :key AND (:cond = 0 OR version = :cond) AND ` + live + ` RETURNING version`,
 		&ws.refresh: `UPDATE kv SET expires_at = :expires_at, updated_at = :now
 			WHERE key = :key AND (:cond = 0 OR version = :cond) AND ` + live + ` RETURNING version`,
+		&ws.histInsert:      histInsertSQL,
 		&ws.prune:           pruneSQL,
 		&ws.deletePrefix[0]: deletePrefixSQL(false),
 		&ws.deletePrefix[1]: deletePrefixSQL(true),
 		&ws.cleanup:         cleanupSQL(s.cfg.withoutRowID),
 	}
-	ws.upsertRows, ws.histRows = map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
-	var fill []func()
-	rows := func(m map[int]*sql.Stmt, sizes []int, head, tail string) {
-		for _, n := range sizes {
-			st := new(*sql.Stmt)
-			q[st] = rowsSQL(head, n, tail)
-			fill = append(fill, func() { m[n] = *st })
-		}
+	upserts := map[int]**sql.Stmt{}
+	for _, n := range upsertRunSizes {
+		upserts[n] = new(*sql.Stmt)
+		q[upserts[n]] = upsertRowsSQL(n)
 	}
-	rows(ws.upsertRows, upsertRunSizes, insertInto, onConflict)
-	rows(ws.histRows, histRowSizes, histInsert, "")
 	err := s.prepareAll(ctx, s.w, q)
-	for _, f := range fill {
-		f()
+	ws.upsertRows = map[int]*sql.Stmt{}
+	for n, st := range upserts {
+		ws.upsertRows[n] = *st
 	}
 	return err
 }
@@ -220,10 +208,10 @@ func (s *Store) prepareReads(ctx context.Context) error {
 		&rs.get:     getSQL,
 		&rs.getMany: getManySQL,
 		&rs.stats:   statsSQL,
+		&rs.history: historySQL,
 	}
 	for end := range 2 {
 		q[&rs.count[end]] = countSQL(end == 1)
-		q[&rs.history[end]] = historySQL(end == 1)
 		for after := range 2 {
 			for keysOnly := range 2 {
 				q[&rs.list[end][after][keysOnly]] = listSQL(end == 1, after == 1, keysOnly == 1)

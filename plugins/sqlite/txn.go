@@ -97,7 +97,8 @@ func (t *txn) finish() error {
 	if t.pruned {
 		return nil
 	}
-	return t.prune(t.s.pruneStep())
+	_, err := t.prune(t.s.pruneStep())
+	return err
 }
 
 // record takes the next revision for one change and keeps its event. A
@@ -119,54 +120,54 @@ func (t *txn) recordRemoved(typ kv.EventType, removed []kv.Event) {
 	}
 }
 
-// writeHistory inserts one history row per event, with multi-row inserts.
+// writeHistory records the transaction's changes in history chunks.
 func (t *txn) writeHistory() error {
 	if t.s.cfg.noHistory {
 		return nil
 	}
-	evs := t.events
-	args := make([]any, 0, 6*min(len(evs), histRowSizes[0]))
-	for len(evs) > 0 {
-		n := histRowSizes[len(histRowSizes)-1]
-		for _, size := range histRowSizes {
-			if len(evs) >= size {
-				n = size
-				break
-			}
-		}
-		args = args[:0]
-		for _, ev := range evs[:n] {
-			var value any // NULL but for a PUT
-			if ev.Type == kv.EventPut {
-				value = ev.Value
-			}
-			args = append(args, ev.Revision, histTypes[ev.Type], ev.Key, value, ev.Version, kv.UnixMillis(ev.ExpiresAt))
-		}
-		if _, err := t.s.ws.histRows[n].ExecContext(t.ctx, args...); err != nil {
+	return encodeChunks(t.events, func(first, last int64, chunk []byte) error {
+		_, err := t.s.ws.histInsert.ExecContext(t.ctx, sql.Named("first", first), sql.Named("last", last), sql.Named("events", chunk))
+		if err != nil {
 			return fmt.Errorf("record history: %w", mapErr(err))
 		}
-		evs = evs[n:]
-	}
-	return nil
+		return nil
+	})
 }
 
-// prune deletes the oldest history rows past retention, at most
-// pruneBatch of them, if at least least are, and moves the compact
-// revision past them.
-func (t *txn) prune(least int64) error {
+// prune deletes history chunks past retention, if at least least
+// revisions are, up to pruneBatch revisions' worth, and moves the compact
+// revision to the last one deleted. It says whether it deleted any: a
+// chunk that reaches into the revisions kept stays whole.
+func (t *txn) prune(least int64) (bool, error) {
 	excess := t.s.excess(t.rev, t.compact)
 	if excess < max(least, 1) {
-		return nil
+		return false, nil
 	}
-	upto := t.compact + min(excess, pruneBatch)
-	if _, err := t.s.ws.prune.ExecContext(t.ctx, sql.Named("upto", upto)); err != nil {
-		return fmt.Errorf("prune history: %w", mapErr(err))
+	t.pruned = true
+	rows, err := t.s.ws.prune.QueryContext(t.ctx, sql.Named("upto", t.compact+min(excess, pruneBatch)))
+	if err != nil {
+		return false, fmt.Errorf("prune history: %w", mapErr(err))
 	}
-	if _, err := t.s.ws.setCompact.ExecContext(t.ctx, sql.Named("rev", upto)); err != nil {
-		return fmt.Errorf("prune history: %w", mapErr(err))
+	defer rows.Close()
+	compact := t.compact
+	for rows.Next() {
+		var last int64
+		if err := rows.Scan(&last); err != nil {
+			return false, fmt.Errorf("prune history: %w", mapErr(err))
+		}
+		compact = max(compact, last)
 	}
-	t.compact, t.pruned = upto, true
-	return nil
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("prune history: %w", mapErr(err))
+	}
+	if compact == t.compact {
+		return false, nil
+	}
+	if _, err := t.s.ws.setCompact.ExecContext(t.ctx, sql.Named("rev", compact)); err != nil {
+		return false, fmt.Errorf("prune history: %w", mapErr(err))
+	}
+	t.compact = compact
+	return true, nil
 }
 
 func conflict(key string, current int64, opIndex int) error {
