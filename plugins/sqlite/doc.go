@@ -45,14 +45,18 @@
 // transaction), a TTL refresh, and each op of a batch that changed
 // something. A write that changes nothing takes none.
 //
-// History. kv_history holds one row per revision (type, key, value for a
-// PUT, version, expiry), inserted in the transaction of its change, so a
-// change and its history row commit or roll back together. Rows older than
-// the last "history" revisions are pruned from the front in bounded steps
-// (by commits, a few hundred rows at a time, and by CleanupExpired), and
-// compact_revision records where pruning stopped. A watch can start at any
-// of the last "history" revisions; an older start is a *kv.CompactedError
-// naming the oldest, which Stats reports as OldestRevision.
+// History. kv_history holds every commit's changes (type, key, value for a
+// PUT, version, expiry), one row per chunk of up to 1000 consecutive
+// changes of one commit, encoded in a blob (chunk.go): the row is inserted
+// in the transaction of the changes, so changes and history commit or roll
+// back together, and a batch of 1000 puts adds one row, not 1000. Chunks
+// wholly older than the last "history" revisions are pruned from the
+// front in bounded steps (by commits, about a chunk at a time, and by
+// CleanupExpired), and compact_revision records where pruning stopped. A
+// watch can start at any of the last "history" revisions; an older start
+// is a *kv.CompactedError naming the oldest, which Stats reports as
+// OldestRevision. Replay decodes chunks and keeps the changes under the
+// watched prefix, a literal prefix compared byte by byte.
 //
 // Reads report their revision exactly: each read is one SQL statement
 // that reads last_version together with the data, and SQLite runs a
