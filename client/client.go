@@ -34,6 +34,8 @@ var (
 	ErrClosed           = kv.ErrClosed
 	ErrInternal         = kv.ErrInternal
 	ErrCompacted        = kv.ErrCompacted
+	ErrStorageFull      = kv.ErrStorageFull
+	ErrDataLoss         = kv.ErrDataLoss
 )
 
 // ConflictError is the error of a failed condition (errors.Is(err,

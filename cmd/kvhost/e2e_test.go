@@ -63,8 +63,16 @@ func startServerB(b *testing.B, config string) string { return startServerTB(b, 
 
 func startServerTB(t testing.TB, config string) *server {
 	t.Helper()
+	return startServerIn(t, t.TempDir(), config)
+}
+
+// startServerIn runs kvhost serve with its configuration and data in dir
+// (dir/kvhost.yaml, dir/data), so that a test can stop a server and start
+// another on the same data.
+func startServerIn(t testing.TB, dir, config string) *server {
+	t.Helper()
 	bin := kvhostBin(t)
-	s := &server{dir: t.TempDir(), pidChanged: make(chan struct{}, 8)}
+	s := &server{dir: dir, pidChanged: make(chan struct{}, 8)}
 	cfgPath := filepath.Join(s.dir, "kvhost.yaml")
 	config = "listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\ndata_dir: " + filepath.Join(s.dir, "data") + "\n" + config
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
