@@ -15,7 +15,14 @@ import (
 // live is the expiry filter every read and condition applies: a key with
 // an expiry at or before now is invisible at once, whether or not cleanup
 // has removed its row yet (kv.Expired).
-const live = `(expires_at = 0 OR expires_at > :now)`
+//
+// The unary + keeps :now out of the planner's sight. Without it, once
+// SQLite re-prepares a statement it ties the plan to the value bound to
+// :now (comparing it with the expiry index's expires_at > 0), and from
+// then on every new :now, that is every millisecond, recompiles the
+// statement: the LEFT JOIN point get paid about 40 µs per call for that
+// (its ratio to a plugin ping went from 1.25 to 1.7).
+const live = `(expires_at = 0 OR expires_at > +:now)`
 
 // Reads report the store revision they were served at. Each read is one
 // statement, which SQLite runs in one read transaction on one WAL
