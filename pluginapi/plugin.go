@@ -105,10 +105,19 @@ func (p *GRPCPlugin) closeBackend() error {
 // Unless GOGC is set in its environment, a plugin runs with GOGC=400: a
 // backend's live heap is small while every reply allocates its encoding
 // afresh, so collecting less often is cheap in memory and measurably faster
-// for large replies (docs/PERFORMANCE.md).
-func Serve(open OpenFunc) {
+// for large replies (docs/PERFORMANCE.md). A backend whose data lives
+// outside the heap should also say WithMemoryLimit, so that the garbage
+// collector's slack stays bounded under many large replies at once.
+func Serve(open OpenFunc, opts ...ServeOption) {
+	var o serveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(400)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && o.memoryLimit > 0 {
+		debug.SetMemoryLimit(o.memoryLimit)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Info})
 	hclog.SetDefault(logger)
@@ -133,6 +142,19 @@ func Serve(open OpenFunc) {
 	if err := p.closeBackend(); err != nil {
 		logger.Error("closing backend", "error", err)
 	}
+}
+
+// ServeOption configures Serve.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct{ memoryLimit int64 }
+
+// WithMemoryLimit sets the plugin's soft memory limit (Go's GOMEMLIMIT,
+// which the environment overrides): the garbage collector works harder as
+// the heap nears it. It is for backends whose data lives outside the heap
+// (a database file, a server), whose heap is only requests in flight.
+func WithMemoryLimit(bytes int64) ServeOption {
+	return func(o *serveOptions) { o.memoryLimit = bytes }
 }
 
 // StartConfig says how to start a backend plugin binary.

@@ -6,6 +6,7 @@ package main_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -238,4 +239,83 @@ func waitForT(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Eight parallel listings of 150 values of 1 MiB succeed page by page at
+// the default page size (4 MiB), and the plugin's memory stays bounded:
+// without byte-bounded pages each listing asked for 1000 entries, a
+// 150 MiB reply, and four of them took the plugin to 1.87 GB.
+func TestParallelListsOfLargeValues(t *testing.T) {
+	s := startServer(t, "auth: {anonymous: true}\nbackend: {plugin: sqlite}\n")
+	c := s.client(t, "")
+	ctx := t.Context()
+	value := make([]byte, 1<<20)
+	const n = 150
+	for i := range n {
+		value[0] = byte(i)
+		if _, err := c.Put(ctx, fmt.Sprintf("big/%03d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The plugin's anonymous memory (its heap and stacks; not the pages of
+	// the database file SQLite maps, which the kernel may drop at will),
+	// sampled while the listings run.
+	pid := int(s.pluginPid.Load())
+	var peak atomic.Int64
+	sampled := make(chan struct{})
+	stopSampling := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			peak.Store(max(peak.Load(), rssAnon(t, pid)))
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			i := 0
+			for e, err := range c.All(ctx, "big/") {
+				if err != nil {
+					t.Errorf("listing after %d entries: %v", i, err)
+					return
+				}
+				if len(e.Value) != len(value) || e.Value[0] != byte(i) {
+					t.Errorf("entry %d of the listing is %s with %d bytes", i, e.Key, len(e.Value))
+					return
+				}
+				i++
+			}
+			if i != n {
+				t.Errorf("listed %d of %d entries", i, n)
+			}
+		})
+	}
+	wg.Wait()
+	close(stopSampling)
+	<-sampled
+	t.Logf("plugin anonymous memory peaked at %d MiB", peak.Load()>>20)
+	if peak.Load() > 256<<20 {
+		t.Fatalf("the plugin's anonymous memory reached %d MiB listing 8 × 150 MiB in 4 MiB pages; want under 256 MiB", peak.Load()>>20)
+	}
+}
+
+// rssAnon reads a process's resident anonymous memory (RssAnon) in bytes.
+func rssAnon(t *testing.T, pid int) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -1,5 +1,7 @@
 // Command kvhost-plugin-sqlite serves the SQLite backend as a kvhost plugin.
-// The host starts it; it is not meant to be run by hand.
+// The host starts it; it is not meant to be run by hand. Its data lives in
+// the database file, so its heap holds only requests in flight: a soft
+// limit keeps the collector's slack bounded (GOMEMLIMIT overrides it).
 package main
 
 import (
@@ -7,4 +9,4 @@ import (
 	"github.com/kvhost/kvhost/plugins/sqlite"
 )
 
-func main() { pluginapi.Serve(sqlite.Open) }
+func main() { pluginapi.Serve(sqlite.Open, pluginapi.WithMemoryLimit(128<<20)) }
