@@ -4,6 +4,7 @@ package policy
 
 import (
 	"math"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -16,20 +17,34 @@ import (
 // and only the pages a policy touches cost physical memory. Free returns
 // everything at once.
 type reservedMemory struct {
-	mem       []byte // the whole reservation
-	committed uint64 // bytes readable and writable
+	mapped    []byte // the reservation, for Munmap
+	mem       []byte // the memory's part of it
+	committed uint64 // bytes of mem readable and writable
 }
+
+// colours staggers the start of memories over this many pages.
+// Reservations of one size are mapped next to each other, so without it
+// every memory would start at the same address modulo its size, and the
+// hot data of the same runtime in each instance (every Go policy has
+// one) would compete for the same cache sets: the chain benchmark ran up
+// to 5% slower than with memories in Go slices without it, within noise
+// with it.
+const colours = 64
+
+var nextColour atomic.Uint32
 
 // reserveMemory reserves max bytes, or returns nil.
 func reserveMemory(max uint64) experimental.LinearMemory {
-	if max == 0 || max > math.MaxInt {
+	page := uint64(syscall.Getpagesize())
+	if max == 0 || max > math.MaxInt-colours*page {
 		return nil
 	}
-	b, err := syscall.Mmap(-1, 0, int(max), syscall.PROT_NONE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	off := uint64(nextColour.Add(1)%colours) * page
+	b, err := syscall.Mmap(-1, 0, int(off+max), syscall.PROT_NONE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
 	if err != nil {
 		return nil
 	}
-	return &reservedMemory{mem: b}
+	return &reservedMemory{mapped: b, mem: b[off:]}
 }
 
 func (m *reservedMemory) Reallocate(size uint64) []byte {
@@ -37,6 +52,7 @@ func (m *reservedMemory) Reallocate(size uint64) []byte {
 		return nil
 	}
 	if size > m.committed {
+		// Wasm pages are 64 KiB, a multiple of the system's page.
 		if err := syscall.Mprotect(m.mem[m.committed:size], syscall.PROT_READ|syscall.PROT_WRITE); err != nil {
 			return nil // out of memory: memory.grow returns -1
 		}
@@ -46,8 +62,8 @@ func (m *reservedMemory) Reallocate(size uint64) []byte {
 }
 
 func (m *reservedMemory) Free() {
-	if m.mem != nil {
-		_ = syscall.Munmap(m.mem)
-		m.mem = nil
+	if m.mapped != nil {
+		_ = syscall.Munmap(m.mapped)
+		m.mapped, m.mem = nil, nil
 	}
 }
