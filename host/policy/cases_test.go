@@ -3,13 +3,17 @@ package policy_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvhost/kvhost/host/policy"
+	wt "github.com/kvhost/kvhost/host/policy/internal/wasmtest"
 )
 
 func TestRunCasesReportsFailures(t *testing.T) {
@@ -82,6 +86,24 @@ func TestBench(t *testing.T) {
 	}
 }
 
+// Deadline misses are a figure of the result, not an error: on a loaded
+// machine an evaluation may miss a deadline it meets when idle.
+func TestBenchCountsDeadlineMisses(t *testing.T) {
+	e := newEngine(t, nil)
+	mustLoad(t, e, policy.Spec{Name: "spin", Path: writeWasm(t, t.TempDir(), "s.wasm", handModule(onKey('l', spin), nil)), Timeout: time.Millisecond})
+	res, err := policy.Bench(context.Background(), e, policy.BenchOptions{Duration: 50 * time.Millisecond,
+		Requests: []policy.Request{{Op: policy.OpGet, Key: "loop"}, {Op: policy.OpGet, Key: "a"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Timeouts == 0 || res.Timeouts != res.Failed || res.Allowed == 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if want := fmt.Sprintf("%d failed, of which %d past the deadline", res.Failed, res.Timeouts); !strings.Contains(res.String(), want) {
+		t.Fatalf("%q lacks %q", res.String(), want)
+	}
+}
+
 func TestSpecConfig(t *testing.T) {
 	var sc policy.SpecConfig
 	err := yaml.Unmarshal([]byte(`
@@ -119,23 +141,52 @@ config:
 	}
 }
 
+// signalWriter closes seen at the first write that contains want.
+type signalWriter struct {
+	want string
+	once sync.Once
+	seen chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
 func TestCloseWaitsAndRefuses(t *testing.T) {
-	e, err := policy.NewEngine(context.Background(), policy.Options{CacheDir: cacheDir, Logger: discardLogger()})
+	// The policy logs "spinning" before it spins, so that Close surely
+	// comes while the evaluation runs.
+	const msg = 2048
+	bin := wt.Module{
+		Imports:     []wt.Import{{Module: "kvhost", Name: "log", Params: []byte{wt.I32, wt.I32, wt.I32}}},
+		MemoryPages: 1,
+		Data:        []wt.Data{{Offset: msg, Bytes: []byte("spinning")}},
+		Funcs:       wt.PolicyFuncs(wt.Cat(onKey('l', wt.I32Const(1), wt.I32Const(msg), wt.I32Const(8), wt.Call(0), spin), wt.I64Const(0))),
+	}.Encode()
+	logs := &signalWriter{want: "spinning", seen: make(chan struct{})}
+	e, err := policy.NewEngine(context.Background(), policy.Options{CacheDir: cacheDir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustLoad(t, e, policy.Spec{Name: "spin", Path: writeWasm(t, t.TempDir(), "s.wasm", handModule(onKey('l', spin), nil)), Timeout: 200 * time.Millisecond})
+	mustLoad(t, e, policy.Spec{Name: "spin", Path: writeWasm(t, t.TempDir(), "s.wasm", bin), Timeout: 200 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() {
 		_, err := e.Evaluate(context.Background(), policy.Request{Op: policy.OpGet, Key: "loop"})
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	<-logs.seen
 	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err == nil {
-		t.Fatal("the runaway evaluation succeeded")
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the runaway evaluation succeeded")
+		}
+	default:
+		t.Fatal("Close returned while an evaluation was running")
 	}
 	if _, err := e.Evaluate(context.Background(), policy.Request{Op: policy.OpGet, Key: "a"}); err == nil {
 		t.Fatal("evaluate after Close succeeded")
