@@ -95,16 +95,21 @@ func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, limi
 
 // pruneHistory prunes every history chunk past retention, pruneBatch
 // revisions' worth per transaction so that writers are never held up for
-// long.
+// long. It opens no transaction when nothing is past retention.
 func (s *Store) pruneHistory(ctx context.Context) error {
 	for {
-		more := false
-		err := s.update(ctx, func(t *txn) error {
-			pruned, err := t.prune(1)
-			more = pruned && s.excess(t.rev, t.compact) > 0
+		s.mu.Lock()
+		due := s.excess(s.rev, s.compact) > 0
+		s.mu.Unlock()
+		if !due {
+			return nil
+		}
+		pruned := false
+		err := s.update(ctx, func(t *txn) (err error) {
+			pruned, err = t.prune(1)
 			return err
 		})
-		if err != nil || !more {
+		if err != nil || !pruned {
 			return err
 		}
 	}
