@@ -109,7 +109,8 @@ func reloadPolicies(ctx context.Context, e *policy.Engine, cfgPath string) error
 
 func addPolicyCommands(root *cobra.Command) {
 	cmd := &cobra.Command{Use: "policy", Short: "Test and measure WebAssembly policies"}
-	var cfgPath, name string
+	var cfgPath, name, cacheDir string
+	var timeout time.Duration
 	load := func(ctx context.Context, wasm string) (*policy.Engine, error) {
 		var cfgJSON []byte
 		if cfgPath != "" {
@@ -121,11 +122,11 @@ func addPolicyCommands(root *cobra.Command) {
 				return nil, fmt.Errorf("policy config %s: %w", cfgPath, err)
 			}
 		}
-		e, err := policy.NewEngine(ctx, policy.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		e, err := policy.NewEngine(ctx, policy.Options{CacheDir: cacheDir, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		if err != nil {
 			return nil, err
 		}
-		if err := e.Load(ctx, []policy.Spec{{Name: name, Path: wasm, Config: cfgJSON}}); err != nil {
+		if err := e.Load(ctx, []policy.Spec{{Name: name, Path: wasm, Config: cfgJSON, Timeout: timeout}}); err != nil {
 			_ = e.Close(ctx)
 			return nil, err
 		}
@@ -171,6 +172,8 @@ Exit status 0 when every case passes, 1 otherwise.`,
 	}
 	test.Flags().StringVar(&cfgPath, "config", "", "the policy's configuration (YAML or JSON)")
 	test.Flags().StringVar(&name, "name", "", "the policy's name in decisions (default: the file name without .wasm)")
+	test.Flags().DurationVar(&timeout, "timeout", policy.DefaultTimeout, "the deadline of one evaluation, as the policy's timeout in the server")
+	test.Flags().StringVar(&cacheDir, "cache-dir", "", "keep compiled policies in this directory, like the server's policy_cache_dir (default: compile every time)")
 	var dur time.Duration
 	var conc int
 	bench := &cobra.Command{
@@ -213,6 +216,31 @@ Exit status 0 when every case passes, 1 otherwise.`,
 	bench.Flags().StringVar(&name, "name", "", "the policy's name (default: the file name without .wasm)")
 	bench.Flags().DurationVar(&dur, "duration", time.Second, "how long to measure")
 	bench.Flags().IntVar(&conc, "concurrency", 1, "concurrent evaluations")
-	cmd.AddCommand(test, bench)
+	bench.Flags().DurationVar(&timeout, "timeout", policy.DefaultTimeout, "the deadline of one evaluation; evaluations past it count as failed")
+	bench.Flags().StringVar(&cacheDir, "cache-dir", "", "keep compiled policies in this directory, like the server's policy_cache_dir (default: compile every time)")
+	compile := &cobra.Command{
+		Use:   "compile --cache-dir DIR POLICY.wasm...",
+		Short: "Compile policies into a server's policy_cache_dir ahead of its start",
+		Long: `Compile policies into a compilation cache directory, without running them.
+
+Pointed at the directory a server's policy_cache_dir names, it lets the
+server's start (or SIGHUP reload) read compiled code instead of compiling,
+which takes seconds per policy. Compiled code is keyed by the module's
+bytes, the engine's version and the CPU: it is reused only where it fits.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cacheDir == "" {
+				return fmt.Errorf("--cache-dir is required")
+			}
+			e, err := policy.NewEngine(cmd.Context(), policy.Options{CacheDir: cacheDir, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+			if err != nil {
+				return err
+			}
+			defer e.Close(context.Background())
+			return e.Compile(cmd.Context(), args...)
+		},
+	}
+	compile.Flags().StringVar(&cacheDir, "cache-dir", "", "the compilation cache directory (a server's policy_cache_dir)")
+	cmd.AddCommand(test, bench, compile)
 	root.AddCommand(cmd)
 }

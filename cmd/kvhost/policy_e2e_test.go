@@ -19,6 +19,47 @@ import (
 	"github.com/kvhost/kvhost/policies/policytest"
 )
 
+// Compiling the three example policies takes about 8 s on a loaded
+// two-core machine (host/policy's BenchmarkLoad/cold), and every kvhost a
+// test started compiled them again, into its own data directory, within
+// startServer's fixed wait for the server to serve: TestPoliciesEndToEnd
+// ran past it. So the policy tests share one compilation cache
+// (policyCacheDir), fill it with `kvhost policy compile` before starting
+// a server (compilePolicies), and point the server at it
+// (policy_cache_dir): a server's start then reads compiled code.
+
+// policyCacheDir is the compilation cache shared by the policy tests, the
+// one host/policy's tests use. wazero keys compiled code by the module's
+// bytes, its own version and the CPU, and writes entries atomically, so
+// the directory may be shared by every test binary and outlive them:
+// each module version is compiled once per machine.
+func policyCacheDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "kvhost-policytest", "wazero")
+}
+
+// compilePolicies compiles the modules at paths into policyCacheDir, under
+// no deadline but the test's own. The kvhost binary does it, as a deploy
+// step would: a -race test binary would take seven times as long even to
+// read the cache.
+func compilePolicies(t testing.TB, paths ...string) {
+	t.Helper()
+	args := append([]string{"policy", "compile", "--cache-dir", policyCacheDir(t)}, paths...)
+	if out, err := exec.CommandContext(t.Context(), kvhostBin(t), args...).CombinedOutput(); err != nil {
+		t.Fatalf("kvhost policy compile: %v\n%s", err, out)
+	}
+}
+
+// decisionTimeout is the policy deadline of tests that check decisions,
+// not deadlines (host/policy tests those): a 10 ms deadline is wall-clock
+// time, and a loaded machine that deschedules kvhost mid-evaluation for
+// that long fails the operation closed.
+const decisionTimeout = "10s"
+
 // copyFile copies src to dst through a temporary file and a rename, the
 // way a deploy tool replaces a file.
 func copyFile(t *testing.T, src, dst string) {
@@ -41,19 +82,26 @@ func writeFile(t *testing.T, dst string, data []byte) {
 	}
 }
 
-// eventually retries check until it passes or 15s pass.
+// eventually polls check until it passes. What the tests wait for is a
+// reload (a file watch's 200 ms debounce or a signal, then a load from the
+// warm compilation cache) or a log line: well under a second on an idle
+// machine. The minute is for a loaded one; it only turns a reload that
+// never comes into a failure that names it.
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	timeout := time.After(time.Minute)
 	for {
 		err := check()
 		if err == nil {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
+		select {
+		case <-poll.C:
+		case <-timeout:
+			t.Fatalf("%s: still %v after a minute", what, err)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -61,9 +109,12 @@ func eventually(t *testing.T, what string, check func() error) {
 // running kvhost with the SQLite backend.
 func TestPoliciesEndToEnd(t *testing.T) {
 	dir := t.TempDir()
+	var paths []string
 	for _, name := range policytest.Examples {
-		copyFile(t, policytest.Build(t, "policies/"+name), filepath.Join(dir, name+".wasm"))
+		paths = append(paths, filepath.Join(dir, name+".wasm"))
+		copyFile(t, policytest.Build(t, "policies/"+name), paths[len(paths)-1])
 	}
+	compilePolicies(t, paths...)
 	aclConfig := filepath.Join(dir, "acl.yaml")
 	writeFile(t, aclConfig, []byte(`rules:
   - {principals: [alice], prefixes: [""], operations: ["*"]}
@@ -74,20 +125,24 @@ auth:
   tokens:
     - {token: tok-alice, principal: alice, tenant: acme}
     - {token: tok-bob, principal: bob, tenant: acme}
+policy_cache_dir: `+policyCacheDir(t)+`
 policies:
   - name: keyvalidation
     path: `+dir+`/keyvalidation.wasm
+    timeout: `+decisionTimeout+`
     config:
       max_key_length: 64
       reserved_prefixes: ["sys/"]
   - name: ttlrules
     path: `+dir+`/ttlrules.wasm
+    timeout: `+decisionTimeout+`
     config:
       rules:
         - {prefix: "session:", default: 1h, max: 24h, required: true}
         - {prefix: "node:", max: 60s, required: true}
   - name: acl
     path: `+dir+`/acl.wasm
+    timeout: `+decisionTimeout+`
     config_file: `+aclConfig+`
 `)
 	ctx := t.Context()
@@ -173,11 +228,14 @@ policies:
 func TestPolicyAuditMode(t *testing.T) {
 	dir := t.TempDir()
 	copyFile(t, policytest.Build(t, "policies/keyvalidation"), filepath.Join(dir, "keyvalidation.wasm"))
+	compilePolicies(t, filepath.Join(dir, "keyvalidation.wasm"))
 	s := startServer(t, `
 auth: {anonymous: true}
+policy_cache_dir: `+policyCacheDir(t)+`
 policies:
   - name: keyvalidation
     path: `+dir+`/keyvalidation.wasm
+    timeout: `+decisionTimeout+`
     mode: audit
     config: {reserved_prefixes: ["sys/"]}
 `)
@@ -224,17 +282,29 @@ func TestPolicyTestCommand(t *testing.T) {
     request: {op: put, key: "session:1", ttl: 48h}
     expect: {allow: true}
 `))
-	out, err := exec.CommandContext(t.Context(), bin, "policy", "test", wasm, "--config", filepath.Join(dir, "ttl.yaml"), filepath.Join(dir, "good.yaml")).CombinedOutput()
+	compilePolicies(t, wasm)
+	// The cases check decisions: a generous deadline (decisionTimeout).
+	policyTest := func(cases string) ([]byte, error) {
+		return exec.CommandContext(t.Context(), bin, "policy", "test", wasm, "--config", filepath.Join(dir, "ttl.yaml"),
+			"--cache-dir", policyCacheDir(t), "--timeout", decisionTimeout, filepath.Join(dir, cases)).CombinedOutput()
+	}
+	out, err := policyTest("good.yaml")
 	if err != nil {
 		t.Fatalf("policy test with passing cases: %v\n%s", err, out)
 	}
-	out, err = exec.CommandContext(t.Context(), bin, "policy", "test", wasm, "--config", filepath.Join(dir, "ttl.yaml"), filepath.Join(dir, "bad.yaml")).CombinedOutput()
+	out, err = policyTest("bad.yaml")
 	if err == nil || !strings.Contains(string(out), "a wrong expectation") {
 		t.Fatalf("policy test with a failing case: %v\n%s", err, out)
 	}
-	out, err = exec.CommandContext(t.Context(), bin, "policy", "bench", wasm, "--config", filepath.Join(dir, "ttl.yaml"), "--duration", "200ms").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "p50") {
+	// The default deadline: evaluations past it are counted, not errors.
+	out, err = exec.CommandContext(t.Context(), bin, "policy", "bench", wasm, "--config", filepath.Join(dir, "ttl.yaml"),
+		"--cache-dir", policyCacheDir(t), "--duration", "200ms").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "p50") || !strings.Contains(string(out), "past the deadline") {
 		t.Fatalf("policy bench: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(t.Context(), bin, "policy", "compile", wasm).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--cache-dir is required") {
+		t.Fatalf("policy compile without a cache: %v\n%s", err, out)
 	}
 }
 
@@ -244,7 +314,8 @@ func TestPolicySIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	wasm := filepath.Join(dir, "keyvalidation.wasm")
 	copyFile(t, policytest.Build(t, "policies/keyvalidation"), wasm)
-	s := startServer(t, "auth: {anonymous: true}\n")
+	compilePolicies(t, wasm)
+	s := startServer(t, "auth: {anonymous: true}\npolicy_cache_dir: "+policyCacheDir(t)+"\n")
 	c := s.client(t, "")
 	ctx := t.Context()
 	if _, err := c.Put(ctx, "sys/x", []byte("1")); err != nil {
@@ -255,7 +326,7 @@ func TestPolicySIGHUP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, cfgPath, append(base, []byte("policies:\n  - {name: keys, path: "+wasm+", config: {reserved_prefixes: [\"sys/\"]}}\n")...))
+	writeFile(t, cfgPath, append(base, []byte("policies:\n  - {name: keys, path: "+wasm+", timeout: "+decisionTimeout+", config: {reserved_prefixes: [\"sys/\"]}}\n")...))
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -290,8 +361,10 @@ func TestMisbehavingPolicies(t *testing.T) {
 	dir := t.TempDir()
 	wasm := filepath.Join(dir, "misbehave.wasm")
 	copyFile(t, policytest.Build(t, "host/policy/testdata/misbehave"), wasm)
+	compilePolicies(t, wasm)
 	s := startServer(t, `
 auth: {anonymous: true}
+policy_cache_dir: `+policyCacheDir(t)+`
 policies:
   - name: misbehave
     path: `+wasm+`

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -376,5 +378,36 @@ func TestGrowingMemoryMeetsTheDeadline(t *testing.T) {
 	// leaves room for -race and a busy machine.
 	if took := time.Since(start); took > 10*deadline {
 		t.Errorf("a %v deadline stopped the policy only after %v", deadline, took)
+	}
+}
+
+// Compile fills the compilation cache ahead of a Load, without running
+// the module, and refuses what Load would not compile.
+func TestCompileFillsTheCache(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	e, err := policy.NewEngine(context.Background(), policy.Options{CacheDir: cache, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	// This one would trap at its first call: Compile does not run it.
+	good := writeWasm(t, dir, "g.wasm", handModule(wt.Unreachable, nil))
+	if err := e.Compile(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	var files int
+	filepath.WalkDir(cache, func(_ string, d fs.DirEntry, _ error) error {
+		if d != nil && !d.IsDir() {
+			files++
+		}
+		return nil
+	})
+	if files == 0 {
+		t.Fatal("Compile left the cache empty")
+	}
+	for _, path := range []string{filepath.Join(dir, "missing.wasm"), writeWasm(t, dir, "bad.wasm", []byte("\x00asm\x01\x00\x00\x00garbage"))} {
+		if err := e.Compile(context.Background(), path); !errors.Is(err, policy.ErrInvalidPolicy) {
+			t.Errorf("%s: err = %v, want ErrInvalidPolicy", path, err)
+		}
 	}
 }

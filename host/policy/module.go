@@ -108,12 +108,7 @@ func (e *Engine) buildSet(ctx context.Context, spec Spec, wasm, config []byte) (
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %s: %v", ErrInvalidPolicy, spec.Name, spec.Path, err)
 	}
-	p.runtime = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
-		WithCompilationCache(e.cache).
-		WithMemoryLimitPages(spec.MemoryLimitPages).
-		// The instrumentation stops runaway code; wazero's own mechanism
-		// would cost a goroutine per call.
-		WithCloseOnContextDone(false))
+	p.runtime = e.newRuntime(ctx, spec.MemoryLimitPages)
 	ok := false
 	defer func() {
 		if !ok {
@@ -160,6 +155,50 @@ func (e *Engine) buildSet(ctx context.Context, spec Spec, wasm, config []byte) (
 	}
 	ok = true
 	return p, nil
+}
+
+// newRuntime makes the runtime of one policy, whose memories are capped at
+// limitPages.
+func (e *Engine) newRuntime(ctx context.Context, limitPages uint32) wazero.Runtime {
+	return wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCompilationCache(e.cache).
+		WithMemoryLimitPages(limitPages).
+		// The instrumentation stops runaway code; wazero's own mechanism
+		// would cost a goroutine per call.
+		WithCloseOnContextDone(false))
+}
+
+// Compile instruments and compiles the modules at paths into the engine's
+// compilation cache, as Load does, without running them or changing the
+// chain. With Options.CacheDir set to a server's policy_cache_dir, a
+// deploy step (or a test) compiles ahead of the server's start, which
+// then reads compiled code instead of spending seconds per policy
+// compiling.
+func (e *Engine) Compile(ctx context.Context, paths ...string) error {
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	for _, path := range paths {
+		wasm, err := readFile(path, e.opts.MaxModuleSize)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidPolicy, err)
+		}
+		guarded, _, err := wasmguard.Instrument(wasm)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrInvalidPolicy, path, err)
+		}
+		// Memory limits are Load's to check: they do not change the code.
+		r := e.newRuntime(ctx, maxMemoryPages)
+		_, err = r.CompileModule(ctx, guarded)
+		r.Close(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrInvalidPolicy, path, err)
+		}
+	}
+	return nil
 }
 
 // checkModule verifies the module against ABI v1 and a memory limit of

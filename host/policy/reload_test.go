@@ -111,7 +111,8 @@ func mustCounter(tb testing.TB, reg *prometheus.Registry, name, label, value str
 }
 
 func TestWatchFollowsFiles(t *testing.T) {
-	e := newEngine(t, nil)
+	logs := &syncBuffer{}
+	e := newEngine(t, logs)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "p.wasm")
 	replace(t, path, versioned("v1"))
@@ -132,14 +133,16 @@ func TestWatchFollowsFiles(t *testing.T) {
 			t.Errorf("Watch: %v", err)
 		}
 	}()
-	time.Sleep(100 * time.Millisecond) // let the watcher start
+	waitFor(t, "the watcher to start", func() bool { return strings.Contains(logs.String(), "watching files for changes") })
 
 	replace(t, path, versioned("v2"))
 	waitFor(t, "v2 to load", func() bool { return reasonOf(t, e) == "v2" })
 
 	// A broken file is refused; the next good one loads.
 	replace(t, path, []byte("garbage"))
-	time.Sleep(600 * time.Millisecond)
+	waitFor(t, "the broken file to be refused", func() bool {
+		return strings.Contains(logs.String(), "reload after a file change refused")
+	})
 	if r := reasonOf(t, e); r != "v2" {
 		t.Fatalf("after a broken file: reason %q", r)
 	}

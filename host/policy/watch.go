@@ -64,6 +64,7 @@ func (e *Engine) Watch(ctx context.Context) error {
 		}
 	}
 	sync()
+	e.log.Debug("policy: watching files for changes", "dirs", len(dirs))
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	defer debounce.Stop()
