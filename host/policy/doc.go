@@ -76,6 +76,7 @@
 // # Tooling
 //
 // RunCases runs a YAML file of table-driven cases through an engine (the
-// `kvhost policy test` command) and Bench measures the cost per evaluation
-// (`kvhost policy bench`).
+// `kvhost policy test` command), Bench measures the cost per evaluation
+// (`kvhost policy bench`), and Engine.Compile fills a compilation cache
+// ahead of a server's start (`kvhost policy compile`).
 package policy
