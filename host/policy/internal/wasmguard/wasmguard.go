@@ -165,6 +165,9 @@ func Instrument(bin []byte) ([]byte, Stats, error) {
 		if _, ok := order[id]; !ok && id != secCustom {
 			return nil, Stats{}, fmt.Errorf("unknown section id %d", id)
 		}
+		if err := checkCount(id, payload); err != nil {
+			return nil, Stats{}, fmt.Errorf("section %d: %w", id, err)
+		}
 		sections = append(sections, section{id, payload})
 	}
 
@@ -314,6 +317,25 @@ func sleb(v int64) []byte {
 		}
 		out = append(out, b|0x80)
 	}
+}
+
+// checkCount refuses a vector section that claims more entries than it
+// has bytes (each entry takes at least one). wazero's decoder allocates
+// for the claimed count before reading any entry: a 40-byte module
+// claiming 2^32 data segments made it allocate 75 GB and crash the host.
+func checkCount(id byte, payload []byte) error {
+	switch id {
+	case secCustom, secStart, 12: // not vectors (12: data count)
+		return nil
+	}
+	n, err := vecLen(payload)
+	if err != nil {
+		return err
+	}
+	if uint64(n) > uint64(len(payload)) {
+		return fmt.Errorf("%d entries claimed in %d bytes", n, len(payload))
+	}
+	return nil
 }
 
 func vecLen(payload []byte) (uint32, error) {

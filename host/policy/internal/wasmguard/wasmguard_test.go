@@ -317,6 +317,13 @@ func TestRefusals(t *testing.T) {
 			t.Fatalf("reserved import %s: err = %v", name, err)
 		}
 	}
+	// A count beyond the section's bytes is refused before wazero
+	// allocates for it (found by FuzzInstrument: the host ran out of
+	// memory on 40 bytes).
+	huge := []byte("\x00asm\x01\x00\x00\x00\x0b\x1b\xff\xff\xff\xff\x04000000\xff\x7f000000000\xff\x00\x00\x000")
+	if _, _, err := wasmguard.Instrument(huge); err == nil || !strings.Contains(err.Error(), "entries claimed") {
+		t.Fatalf("a data section claiming 2^32 segments: err = %v", err)
+	}
 	// Every truncation is refused or yields a module; none panics.
 	bin := wt.Module{MemoryPages: 1, Funcs: wt.PolicyFuncs(wt.Cat(wt.Loop(wt.Loop()), wt.I64Const(0)))}.Encode()
 	for i := 0; i < len(bin); i++ {
@@ -333,6 +340,7 @@ func TestRefusals(t *testing.T) {
 func FuzzInstrument(f *testing.F) {
 	f.Add(wt.Module{MemoryPages: 1, Funcs: wt.PolicyFuncs(wt.Cat(wt.Loop(wt.Br(0)), wt.I64Const(0)))}.Encode())
 	f.Add(wt.Module{Imports: []wt.Import{{Module: "env", Name: "f"}}, Funcs: []wt.Func{{Export: "g", Body: wt.Call(0)}}}.Encode())
+	f.Add(wt.Module{MemoryPages: 1, Funcs: []wt.Func{{Export: "g", Results: []byte{wt.I32}, Body: wt.Cat(wt.I32Const(1), wt.MemoryGrow)}}}.Encode())
 	ctx := context.Background()
 	r := wazero.NewRuntime(ctx)
 	defer r.Close(ctx)
