@@ -1,0 +1,496 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+// Watch across hosts. Every write script appends its events to the
+// store's stream in the step that applies it, so the stream is the
+// store's history in revision order, whoever wrote. One goroutine per
+// Store, the follower, reads the stream (XREAD BLOCK from the last
+// revision it published) and publishes every event to the Store's
+// WatchHub, its own writes included: there is one order, the stream's.
+// A watch from a revision replays the stream (ReadHistory, XRANGE)
+// through the hub and then joins the fan-out.
+//
+// The follower reads only while someone watches: with no watcher it
+// waits, and when a watch comes it jumps to the store's current revision
+// (nothing in between had anyone to go to).
+//
+// The follower's connection may fail. It then reconnects and goes on from
+// the last revision it published. If that revision has been trimmed from
+// the stream meanwhile, or the store lost its data (its epoch changed, or
+// its revision went back), the hub's generation ends: every open watch
+// ends with a *kv.CompactedError (watch again from a list's revision) and
+// a new hub takes over from the store's revision.
+
+// followBlock is how long one XREAD waits for new entries; when it
+// returns empty the follower checks that the store is still the one it
+// follows, and stops if nobody watches any more.
+const followBlock = 2 * time.Second
+
+// followCount bounds the entries one XREAD returns (each holds a value).
+const followCount = 100
+
+// historyPage and historyBytes bound one history read.
+const (
+	historyPage  = 1000
+	historyBytes = 4 << 20
+)
+
+// generation is one WatchHub and why it ended.
+type generation struct {
+	hub *pluginapi.WatchHub
+	mu  sync.Mutex
+	err error // why the generation ended; nil while it lives and when the store closed
+}
+
+func newGeneration(buffer int, rev int64) *generation {
+	g := &generation{hub: pluginapi.NewWatchHub(buffer)}
+	g.hub.SetRevision(rev)
+	return g
+}
+
+// end ends every stream of the generation with err (kv.ErrClosed when
+// err is nil).
+func (g *generation) end(err error) {
+	g.mu.Lock()
+	g.err = err
+	g.mu.Unlock()
+	g.hub.Close()
+}
+
+// reason is why the generation ended, or nil.
+func (g *generation) reason() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+// Watch subscribes to changes under req.Prefix, replaying them from
+// req.StartRevision (from the stream) when it is set.
+func (s *Store) Watch(ctx context.Context, req kv.WatchRequest) (kv.WatchStream, error) {
+	if err := kv.ValidateWatch(req); err != nil {
+		return nil, err
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("redis: watch %q from revision %d: %w", req.Prefix, req.StartRevision, err)
+	}
+	if s.closed.Load() {
+		return nil, fail(kv.ErrClosed)
+	}
+	s.mu.Lock()
+	s.watchers++
+	s.wake.Broadcast()
+	s.mu.Unlock()
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.watchers--
+			s.mu.Unlock()
+		})
+	}
+	gen, err := s.joinFollower(ctx, req.StartRevision == 0)
+	if err != nil {
+		release()
+		return nil, fail(err)
+	}
+	ws, err := gen.hub.Subscribe(ctx, req, s)
+	if err != nil {
+		release()
+		if r := gen.reason(); r != nil && errors.Is(err, kv.ErrClosed) {
+			err = r
+		}
+		return nil, fail(err)
+	}
+	w := &stream{ws: ws, gen: gen, release: release}
+	context.AfterFunc(ctx, release)
+	return w, nil
+}
+
+// joinFollower waits until the follower reads the stream, and with
+// caughtUp until it has published every change committed before the call,
+// so that a watch from now starts after them. It returns the generation
+// to subscribe to.
+func (s *Store) joinFollower(ctx context.Context, caughtUp bool) (*generation, error) {
+	target := int64(-1)
+	if caughtUp {
+		rev, err := s.head(ctx)
+		if err != nil {
+			return nil, err
+		}
+		target = rev
+	}
+	bound := s.cfg.DialTimeout + s.cfg.Timeout
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		ready := s.following && s.gen.hub.Revision() >= target
+		gen, advanced := s.gen, s.advanced
+		s.mu.Unlock()
+		if ready {
+			return gen, nil
+		}
+		if s.closed.Load() {
+			return nil, kv.ErrClosed
+		}
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timer.C:
+			return nil, fmt.Errorf("%w: the event stream could not be followed up to revision %d within %v", kv.ErrUnavailable, target, bound)
+		}
+	}
+}
+
+// stream is one watch: the hub's stream, which ends with the
+// generation's reason when the generation ends under it.
+type stream struct {
+	ws      kv.WatchStream
+	gen     *generation
+	closed  atomic.Bool
+	release func()
+}
+
+var _ kv.BatchReceiver = (*stream)(nil)
+
+func (w *stream) Recv() (kv.Event, error) {
+	ev, err := w.ws.Recv()
+	if err != nil {
+		w.release()
+		if errors.Is(err, kv.ErrClosed) && !w.closed.Load() {
+			if r := w.gen.reason(); r != nil {
+				return kv.Event{}, r
+			}
+		}
+	}
+	return ev, err
+}
+
+func (w *stream) RecvMore(buf []kv.Event, max int) []kv.Event {
+	if br, ok := w.ws.(kv.BatchReceiver); ok {
+		return br.RecvMore(buf, max)
+	}
+	return buf
+}
+
+func (w *stream) Close() error {
+	w.closed.Store(true)
+	w.release()
+	return w.ws.Close()
+}
+
+// advance wakes whoever waits for the follower. Caller holds s.mu.
+func (s *Store) advance() {
+	close(s.advanced)
+	s.advanced = make(chan struct{})
+}
+
+// follow is the follower goroutine.
+func (s *Store) follow() {
+	defer close(s.followed)
+	ctx := context.Background() // Close interrupts a blocked read by closing the client
+	backoff := time.Duration(0)
+	failing, resync := false, false
+	for {
+		s.mu.Lock()
+		for s.watchers == 0 && !s.closed.Load() {
+			s.following = false
+			s.wake.Wait()
+		}
+		if s.closed.Load() {
+			s.following = false
+			s.mu.Unlock()
+			return
+		}
+		resync = resync || !s.following
+		s.mu.Unlock()
+
+		got, err := s.readStream(ctx, resync)
+		switch {
+		case s.closed.Load():
+			continue
+		case errors.Is(err, errStoreChanged):
+			resync = true
+			continue
+		case err != nil:
+			resync = true
+			if !failing {
+				s.log.Warn("following the event stream failed; watches wait, and resume when Redis answers", "error", s.mapErr(err))
+				failing = true
+			}
+			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			s.pause(backoff)
+			continue
+		}
+		if failing {
+			s.log.Info("following the event stream again")
+			failing = false
+		}
+		backoff, resync = 0, false
+		if len(got) > 0 {
+			s.publish(got)
+		}
+	}
+}
+
+// readStream resyncs when asked, then reads the stream's next entries,
+// waiting up to followBlock for them. When none come it checks that the
+// store is still the one it follows.
+func (s *Store) readStream(ctx context.Context, resync bool) ([]goredis.XMessage, error) {
+	if resync {
+		if err := s.resync(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	streams, err := s.rdb.XRead(ctx, &goredis.XReadArgs{
+		Streams: []string{s.keys[keyEvents], strconv.FormatInt(last, 10) + "-0"},
+		Count:   followCount,
+		Block:   followBlock,
+	}).Result()
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return nil, s.checkStore(ctx)
+	case err != nil:
+		return nil, err
+	case len(streams) != 1 || len(streams[0].Messages) == 0:
+		return nil, nil
+	}
+	// The entries are of the epoch the follower knows only if that is
+	// still the store's epoch now: a store that lost its data gets a new
+	// epoch before anything is written to it again.
+	epoch, err := s.rdb.Get(ctx, s.keys[keyEpoch]).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, err
+	}
+	s.mu.Lock()
+	same := epoch == s.epoch
+	s.mu.Unlock()
+	if !same {
+		return nil, errStoreChanged
+	}
+	return streams[0].Messages, nil
+}
+
+// pause sleeps for d or until the store closes.
+func (s *Store) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.stop:
+	}
+}
+
+// checkStore runs while the stream is idle: it reports an error (so that
+// the follower resyncs) if the store's epoch changed or its revision went
+// back under the follower, as after a Redis that lost its data without
+// the connection noticing (FLUSHALL).
+func (s *Store) checkStore(ctx context.Context) error {
+	vals, err := s.rdb.MGet(ctx, s.keys[keyEpoch], s.keys[keyRev]).Result()
+	if err != nil {
+		return err
+	}
+	epoch, _ := vals[0].(string)
+	rev := int64(0)
+	if r, ok := vals[1].(string); ok {
+		rev, _ = strconv.ParseInt(r, 10, 64)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if epoch != s.epoch || rev < s.last {
+		return errStoreChanged
+	}
+	return nil
+}
+
+var errStoreChanged = fmt.Errorf("%w: the store's epoch or revision changed under the follower", kv.ErrUnavailable)
+
+// resync runs init and brings the follower in line with the store: on
+// the first read after an idle spell it jumps to the store's revision;
+// after the store lost its data it ends the generation.
+func (s *Store) resync(ctx context.Context) error {
+	epoch, rev, changed, err := s.init(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case epoch != s.epoch || changed || rev < s.last:
+		s.log.Warn("the Redis store lost its data or changed under this host; open watches end with the compacted error",
+			"last_revision_seen", s.last, "store_revision", rev)
+		old := s.gen
+		s.gen = newGeneration(s.cfg.WatchBuffer, rev)
+		old.end(&kv.CompactedError{Requested: s.last + 1, Oldest: rev + 1})
+		s.epoch, s.last = epoch, rev
+	case !s.following:
+		s.gen.hub.SetRevision(rev)
+		s.last = max(s.last, rev)
+	}
+	s.following = true
+	s.advance()
+	return nil
+}
+
+// publish hands the entries the follower read to the hub, in revision
+// order. A gap (entries trimmed before the follower read them) ends the
+// generation with the compacted error and starts a new one at the gap.
+func (s *Store) publish(msgs []goredis.XMessage) {
+	events := make([]kv.Event, 0, len(msgs))
+	for _, m := range msgs {
+		ev, err := decodeEvent(m.ID, func(f string) string { v, _ := m.Values[f].(string); return v })
+		if err != nil {
+			s.log.Error("a stream entry could not be read; open watches end", "id", m.ID, "error", err)
+			s.mu.Lock()
+			old := s.gen
+			s.gen = newGeneration(s.cfg.WatchBuffer, streamRevision(m.ID))
+			old.end(fmt.Errorf("redis: watch: %w", err))
+			s.last = max(s.last, streamRevision(m.ID))
+			s.advance()
+			s.mu.Unlock()
+			return
+		}
+		events = append(events, ev)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from := 0
+	for i, ev := range events {
+		if ev.Revision == s.last+1+int64(i-from) {
+			continue
+		}
+		s.gen.hub.Publish(events[from:i]...)
+		if i > from {
+			s.last = events[i-1].Revision
+		}
+		s.log.Warn("the event stream was trimmed past this host's position; open watches end with the compacted error",
+			"last_revision_seen", s.last, "next_in_stream", ev.Revision)
+		old := s.gen
+		s.gen = newGeneration(s.cfg.WatchBuffer, ev.Revision-1)
+		old.end(&kv.CompactedError{Requested: s.last + 1, Oldest: ev.Revision})
+		s.last = ev.Revision - 1
+		from = i
+	}
+	s.gen.hub.Publish(events[from:]...)
+	s.last = events[len(events)-1].Revision
+	s.observe(s.last)
+	s.advance()
+}
+
+// decodeEvent builds an event from a stream entry: ID "<revision>-0",
+// fields t (P, D, E or T), k, v (the value of a PUT), n (the version) and
+// x (the expiry in Unix milliseconds, 0 for none).
+func decodeEvent(id string, field func(string) string) (kv.Event, error) {
+	ev := kv.Event{Revision: streamRevision(id), Key: field("k")}
+	switch field("t") {
+	case "P":
+		ev.Type = kv.EventPut
+		ev.Value = []byte(field("v"))
+	case "D":
+		ev.Type = kv.EventDelete
+	case "E":
+		ev.Type = kv.EventExpire
+	case "T":
+		ev.Type = kv.EventTTL
+	default:
+		return kv.Event{}, fmt.Errorf("%w: stream entry %s has event type %q", kv.ErrDataLoss, id, field("t"))
+	}
+	var err1, err2 error
+	ev.Version, err1 = strconv.ParseInt(field("n"), 10, 64)
+	x, err2 := strconv.ParseInt(field("x"), 10, 64)
+	if ev.Revision <= 0 || ev.Key == "" || err1 != nil || err2 != nil {
+		return kv.Event{}, fmt.Errorf("%w: stream entry %s is damaged", kv.ErrDataLoss, id)
+	}
+	ev.ExpiresAt = kv.FromUnixMillis(x)
+	return ev, nil
+}
+
+// ReadHistory implements pluginapi.History from the stream: up to limit
+// events under prefix from revision from on, in revision order, and the
+// store revision the read covered. A from older than the history kept is
+// a *kv.CompactedError naming the oldest revision kept.
+func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limit int) ([]kv.Event, int64, error) {
+	if err := kv.ValidatePrefix(prefix); err != nil {
+		return nil, 0, fmt.Errorf("redis: read history: %w", err)
+	}
+	if limit <= 0 {
+		limit = historyPage
+	}
+	fail := func(err error) ([]kv.Event, int64, error) {
+		return nil, 0, fmt.Errorf("redis: read history %q from revision %d: %w", prefix, from, err)
+	}
+	var out []kv.Event
+	next := from
+	for first := true; ; first = false {
+		res, _, err := s.run(ctx, scriptHistory, next, historyPage, historyBytes)
+		if err != nil {
+			return fail(err)
+		}
+		rev := asInt(res[1])
+		s.observe(rev)
+		firstID, _ := asString(res[2])
+		oldest := s.oldest(rev, streamRevision(firstID))
+		if first && from < oldest {
+			return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
+		}
+		entries := asList(res[3])
+		if len(entries) == 0 {
+			if next <= rev { // the entries from next on went while we read
+				return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
+			}
+			return out, rev, nil
+		}
+		for _, raw := range entries {
+			e := asList(raw)
+			if len(e) != 2 {
+				return fail(fmt.Errorf("%w: a stream entry of %d parts", kv.ErrDataLoss, len(e)))
+			}
+			id, _ := asString(e[0])
+			fields := asList(e[1])
+			ev, err := decodeEvent(id, func(f string) string {
+				for i := 0; i+1 < len(fields); i += 2 {
+					if name, _ := asString(fields[i]); name == f {
+						v, _ := asString(fields[i+1])
+						return v
+					}
+				}
+				return ""
+			})
+			if err != nil {
+				return fail(err)
+			}
+			if ev.Revision != next { // trimmed while we read: the entries in between are gone
+				return nil, 0, &kv.CompactedError{Requested: from, Oldest: ev.Revision}
+			}
+			next++
+			if strings.HasPrefix(ev.Key, prefix) {
+				out = append(out, ev)
+				if len(out) == limit {
+					return out, ev.Revision, nil
+				}
+			}
+		}
+		if next > rev {
+			return out, rev, nil
+		}
+	}
+}
