@@ -10,8 +10,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvhost/kvhost/kv"
@@ -81,6 +83,10 @@ type Config struct {
 	// attempt.
 	Timeout     time.Duration
 	DialTimeout time.Duration
+
+	// beforeRead, when set (by tests), runs in the follower before each
+	// read of the stream.
+	beforeRead func()
 }
 
 func (c Config) withDefaults() Config {
@@ -171,6 +177,7 @@ func (c Config) client() (*goredis.Client, error) {
 			PoolSize:              c.PoolSize,
 			TLSConfig:             tlsConf,
 			MaxRetries:            -1,
+			DialerRetries:         1,
 			DialTimeout:           c.DialTimeout,
 			ReadTimeout:           c.Timeout,
 			WriteTimeout:          c.Timeout,
@@ -180,13 +187,10 @@ func (c Config) client() (*goredis.Client, error) {
 	}
 	opt := &goredis.Options{Addr: c.Addr, Network: "tcp"}
 	if c.URL != "" {
-		u, err := url.Parse(c.URL)
-		if err != nil {
-			return nil, fmt.Errorf("redis: %w: url: %v", kv.ErrInvalidArgument, err)
+		if err := checkURL(c.URL); err != nil {
+			return nil, err
 		}
-		if _, has := u.User.Password(); has {
-			return nil, fmt.Errorf("redis: %w: url holds a password: put it in an environment variable and name that in the password_env setting", kv.ErrInvalidArgument)
-		}
+		var err error
 		if opt, err = goredis.ParseURL(c.URL); err != nil {
 			return nil, fmt.Errorf("redis: %w: url: %v", kv.ErrInvalidArgument, err)
 		}
@@ -206,12 +210,26 @@ func (c Config) client() (*goredis.Client, error) {
 	opt.PoolSize = c.PoolSize
 	opt.TLSConfig = tlsConf
 	opt.MaxRetries = -1
+	opt.DialerRetries = 1 // a server that refuses is down now: say so at once
 	opt.DialTimeout = c.DialTimeout
 	opt.ReadTimeout = c.Timeout
 	opt.WriteTimeout = c.Timeout
 	opt.ContextTimeoutEnabled = true
 	opt.DisableIdentity = true
 	return goredis.NewClient(opt), nil
+}
+
+// checkURL refuses a URL that does not parse or that holds a password.
+// Its error never shows the URL, which may hold one.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("redis: %w: url does not parse", kv.ErrInvalidArgument)
+	}
+	if _, has := u.User.Password(); has {
+		return fmt.Errorf("redis: %w: url holds a password: put it in an environment variable and name that in the password_env setting", kv.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // Settings names, as the host passes them to Open.
@@ -287,6 +305,9 @@ func ParseSettings(settings map[string]string) (Config, error) {
 		case SettingURL:
 			if v == "" {
 				return cfg, bad(name, v, "a redis://, rediss:// or unix:// URL")
+			}
+			if err := checkURL(v); err != nil {
+				return cfg, err
 			}
 			cfg.URL = v
 		case SettingUsername:
@@ -391,7 +412,14 @@ func ParseSettings(settings map[string]string) (Config, error) {
 
 // Open opens a Store from the host's settings; it is the plugin's
 // pluginapi.OpenFunc.
+//
+// Open also routes go-redis's own log lines (a failed dial, a sentinel
+// switching masters), which it writes to stderr, to the hclog default
+// logger at debug level: a plugin's stderr is the host's log, and during
+// an outage go-redis would write a line for every call. Every failure
+// reaches the caller as an error, and the follower logs the outage once.
 func Open(ctx context.Context, settings map[string]string) (kv.Backend, error) {
+	quietOnce.Do(func() { goredis.SetLogger(hclogPrintf{hclog.Default().Named("redis").Named("go-redis")}) })
 	cfg, err := ParseSettings(settings)
 	if err != nil {
 		return nil, err
@@ -404,3 +432,12 @@ func Open(ctx context.Context, settings map[string]string) (kv.Backend, error) {
 }
 
 var _ pluginapi.OpenFunc = Open
+
+var quietOnce sync.Once
+
+// hclogPrintf is go-redis's logger interface on hclog.
+type hclogPrintf struct{ log hclog.Logger }
+
+func (l hclogPrintf) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...))
+}

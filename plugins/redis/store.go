@@ -69,6 +69,9 @@ type Store struct {
 	advanced  chan struct{}
 	followed  chan struct{} // closed when the follower returns
 	stop      chan struct{} // closed by Close
+
+	// beforeRead, when set (by tests), runs before each read of the stream.
+	beforeRead func()
 }
 
 var (
@@ -90,13 +93,14 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:      cfg,
-		rdb:      rdb,
-		retain:   strconv.Itoa(cfg.History),
-		log:      hclog.Default().Named("redis"),
-		advanced: make(chan struct{}),
-		followed: make(chan struct{}),
-		stop:     make(chan struct{}),
+		cfg:        cfg,
+		rdb:        rdb,
+		retain:     strconv.Itoa(cfg.History),
+		log:        hclog.Default().Named("redis"),
+		advanced:   make(chan struct{}),
+		followed:   make(chan struct{}),
+		stop:       make(chan struct{}),
+		beforeRead: cfg.beforeRead,
 	}
 	s.wake = sync.NewCond(&s.mu)
 	for _, n := range keyNames {

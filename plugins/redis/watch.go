@@ -195,6 +195,17 @@ func (w *stream) Close() error {
 	return w.ws.Close()
 }
 
+// replaceGen ends the current generation with err and starts a new one at
+// rev. Caller holds s.mu.
+func (s *Store) replaceGen(rev int64, err error) {
+	old := s.gen
+	s.gen = newGeneration(s.cfg.WatchBuffer, rev)
+	old.end(err)
+	if s.closed.Load() { // Close ended the old one already, or will find this one
+		s.gen.end(nil)
+	}
+}
+
 // advance wakes whoever waits for the follower. Caller holds s.mu.
 func (s *Store) advance() {
 	close(s.advanced)
@@ -257,6 +268,9 @@ func (s *Store) readStream(ctx context.Context, resync bool) ([]goredis.XMessage
 		if err := s.resync(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if s.beforeRead != nil {
+		s.beforeRead()
 	}
 	s.mu.Lock()
 	last := s.last
@@ -338,9 +352,7 @@ func (s *Store) resync(ctx context.Context) error {
 	case epoch != s.epoch || changed || rev < s.last:
 		s.log.Warn("the Redis store lost its data or changed under this host; open watches end with the compacted error",
 			"last_revision_seen", s.last, "store_revision", rev)
-		old := s.gen
-		s.gen = newGeneration(s.cfg.WatchBuffer, rev)
-		old.end(&kv.CompactedError{Requested: s.last + 1, Oldest: rev + 1})
+		s.replaceGen(rev, &kv.CompactedError{Requested: s.last + 1, Oldest: rev + 1})
 		s.epoch, s.last = epoch, rev
 	case !s.following:
 		s.gen.hub.SetRevision(rev)
@@ -361,9 +373,7 @@ func (s *Store) publish(msgs []goredis.XMessage) {
 		if err != nil {
 			s.log.Error("a stream entry could not be read; open watches end", "id", m.ID, "error", err)
 			s.mu.Lock()
-			old := s.gen
-			s.gen = newGeneration(s.cfg.WatchBuffer, streamRevision(m.ID))
-			old.end(fmt.Errorf("redis: watch: %w", err))
+			s.replaceGen(streamRevision(m.ID), fmt.Errorf("redis: watch: %w", err))
 			s.last = max(s.last, streamRevision(m.ID))
 			s.advance()
 			s.mu.Unlock()
@@ -384,9 +394,7 @@ func (s *Store) publish(msgs []goredis.XMessage) {
 		}
 		s.log.Warn("the event stream was trimmed past this host's position; open watches end with the compacted error",
 			"last_revision_seen", s.last, "next_in_stream", ev.Revision)
-		old := s.gen
-		s.gen = newGeneration(s.cfg.WatchBuffer, ev.Revision-1)
-		old.end(&kv.CompactedError{Requested: s.last + 1, Oldest: ev.Revision})
+		s.replaceGen(ev.Revision-1, &kv.CompactedError{Requested: s.last + 1, Oldest: ev.Revision})
 		s.last = ev.Revision - 1
 		from = i
 	}
