@@ -386,7 +386,8 @@ func likeList(ctx context.Context, b *broken, req kv.ListRequest) (kv.ListResult
 		return kv.ListResult{}, err
 	}
 	out := kv.ListResult{}
-	page := kv.ListRequest{StartAfter: req.StartAfter, Limit: kv.MaxListLimit, KeysOnly: req.KeysOnly}
+	page := kv.ListRequest{StartAfter: req.StartAfter, Limit: kv.MaxListLimit, KeysOnly: req.KeysOnly, MaxBytes: kv.MaxListBytes}
+	size := 0
 	for {
 		all, err := b.s.List(ctx, page)
 		if err != nil {
@@ -397,10 +398,12 @@ func likeList(ctx context.Context, b *broken, req kv.ListRequest) (kv.ListResult
 			if !likePrefix(e.Key, req.Prefix) {
 				continue
 			}
-			if len(out.Entries) == req.Limit {
+			next := req.EntrySize(e.Key, e.Value)
+			if req.PageFull(len(out.Entries), size, next) {
 				out.More = true
 				return out, nil
 			}
+			size += next
 			out.Entries = append(out.Entries, e)
 		}
 		if !all.More {
