@@ -25,13 +25,12 @@ const crashBatchOps = 500
 // puts and batches at it, and kills it with SIGKILL at a random moment,
 // several times over the same file. After each kill, every write the
 // plugin acknowledged must be there, and every batch must be whole or
-// absent: a batch in flight at the kill may land or not, never in part.
+// absent: a batch in flight at the kill may land or not, never in part;
+// so must its history.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	bin := testbin.Plugin(t, "sqlite")
 	path := filepath.Join(t.TempDir(), "crash.db")
-	acked := map[string]string{} // key -> value of every acknowledged put
-	var ackedBatches []int
-	seq, batchSeq := 0, 0
+	w := &crashWriter{acked: map[string]string{}}
 	for round := range 4 {
 		p, err := pluginapi.Start(t.Context(), pluginapi.StartConfig{
 			Path:     bin,
@@ -46,80 +45,104 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 			p.Kill()
 			t.Fatal("no plugin pid")
 		}
-		// Kill once the stream is well under way, at a random instant so
-		// that some kills land inside a batch.
-		var (
-			mu     sync.Mutex
-			nacked int
-		)
-		threshold := 300 + rand.IntN(700)
-		killed := make(chan struct{})
 		// Odd rounds kill while a batch is being applied (or just before
 		// or after: the timing is the kernel's), even ones at any point.
-		inBatch := round%2 == 1
-		batchStarted := make(chan struct{}, 1)
-		go func() {
-			defer close(killed)
-			if inBatch {
-				<-batchStarted
-				time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				return
-			}
-			for {
-				mu.Lock()
-				n := nacked
-				mu.Unlock()
-				if n >= threshold {
-					break
-				}
+		k := startKiller(pid, round%2 == 1)
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		inFlight := w.writeUntilKilled(ctx, p, k, round)
+		cancel()
+		<-k.done
+		p.Kill()
+		t.Logf("round %d: killed after %d acknowledged writes, with %s in flight", round, k.count(), inFlight)
+
+		checkAfterCrash(t, path, w.acked, w.ackedBatches, w.batchSeq)
+	}
+}
+
+// killer SIGKILLs a plugin once the stream of writes is well under way,
+// at a random instant so that some kills land inside a batch.
+type killer struct {
+	mu           sync.Mutex
+	acked        int
+	threshold    int
+	batchStarted chan struct{}
+	done         chan struct{}
+}
+
+func startKiller(pid int, inBatch bool) *killer {
+	k := &killer{threshold: 300 + rand.IntN(700), batchStarted: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		if inBatch {
+			<-k.batchStarted
+			time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+		} else {
+			for k.count() < k.threshold {
 				time.Sleep(200 * time.Microsecond)
 			}
 			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}()
-		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-		inFlight := "nothing"
-		for ctx.Err() == nil {
-			seq++
-			key, value := fmt.Sprintf("p/%07d", seq), fmt.Sprintf("value-%d-%d", round, seq)
-			if seq%40 == 0 {
-				batchSeq++
-				ops := make([]kv.Op, crashBatchOps)
-				for i := range ops {
-					ops[i] = kv.PutOp(fmt.Sprintf("b/%06d/%04d", batchSeq, i), []byte(value), 0, kv.Condition{})
-				}
-				mu.Lock()
-				if nacked >= threshold {
-					select {
-					case batchStarted <- struct{}{}:
-					default:
-					}
-				}
-				mu.Unlock()
-				if _, err := p.Batch(ctx, ops); err != nil {
-					inFlight = fmt.Sprintf("batch %d", batchSeq)
-					break
-				}
-				ackedBatches = append(ackedBatches, batchSeq)
-			} else {
-				if _, err := p.Put(ctx, kv.PutRequest{Key: key, Value: []byte(value)}); err != nil {
-					inFlight = "put " + key
-					break
-				}
-				acked[key] = value
-			}
-			mu.Lock()
-			nacked++
-			mu.Unlock()
 		}
-		cancel()
-		<-killed
-		p.Kill()
-		t.Logf("round %d: killed after %d acknowledged writes, with %s in flight", round, nacked, inFlight)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}()
+	return k
+}
 
-		checkAfterCrash(t, path, acked, ackedBatches, batchSeq)
+func (k *killer) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.acked
+}
+
+func (k *killer) ack() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.acked++
+}
+
+// batch tells a killer waiting for a batch that one is starting.
+func (k *killer) batch() {
+	if k.count() >= k.threshold {
+		select {
+		case k.batchStarted <- struct{}{}:
+		default:
+		}
 	}
+}
+
+// crashWriter writes puts and batches and remembers which were
+// acknowledged, across rounds.
+type crashWriter struct {
+	acked         map[string]string // key -> value of every acknowledged put
+	ackedBatches  []int
+	seq, batchSeq int
+}
+
+// writeUntilKilled writes until a write fails, and says what was in
+// flight then.
+func (w *crashWriter) writeUntilKilled(ctx context.Context, p *pluginapi.Plugin, k *killer, round int) string {
+	for ctx.Err() == nil {
+		w.seq++
+		key, value := fmt.Sprintf("p/%07d", w.seq), fmt.Sprintf("value-%d-%d", round, w.seq)
+		if w.seq%40 == 0 {
+			w.batchSeq++
+			ops := make([]kv.Op, crashBatchOps)
+			for i := range ops {
+				ops[i] = kv.PutOp(fmt.Sprintf("b/%06d/%04d", w.batchSeq, i), []byte(value), 0, kv.Condition{})
+			}
+			k.batch()
+			if _, err := p.Batch(ctx, ops); err != nil {
+				return fmt.Sprintf("batch %d", w.batchSeq)
+			}
+			w.ackedBatches = append(w.ackedBatches, w.batchSeq)
+		} else {
+			if _, err := p.Put(ctx, kv.PutRequest{Key: key, Value: []byte(value)}); err != nil {
+				return "put " + key
+			}
+			w.acked[key] = value
+		}
+		k.ack()
+	}
+	return "nothing"
 }
 
 // checkHistory checks that history holds one row per revision, from the

@@ -189,6 +189,8 @@ func TestSettings(t *testing.T) {
 		{"mmap", map[string]string{"mmap_size_bytes": "lots"}, "mmap_size_bytes"},
 		{"watch", map[string]string{"watch_buffer": "0"}, "watch_buffer"},
 		{"readers", map[string]string{"readers": "0"}, "readers"},
+		{"history", map[string]string{"history": "-5"}, "history"},
+		{"history not a number", map[string]string{"history": "lots"}, "history"},
 		{"empty path", map[string]string{"path": ""}, "path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,13 +202,16 @@ func TestSettings(t *testing.T) {
 	}
 	b, err := Open(ctx, map[string]string{
 		"path": filepath.Join(t.TempDir(), "kv.db"), "synchronous": "full", "cache_size_kib": "1024",
-		"busy_timeout_ms": "100", "mmap_size_bytes": "0", "watch_buffer": "10", "readers": "2",
+		"busy_timeout_ms": "100", "mmap_size_bytes": "0", "watch_buffer": "10", "readers": "2", "history": "50",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	s := b.(*Store)
+	if s.cfg.History != 50 {
+		t.Fatalf("history = %d, want 50", s.cfg.History)
+	}
 	var sync, mmap int64
 	if err := s.w.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
 		t.Fatalf("synchronous = %d (%v), want 2 (FULL)", sync, err)
