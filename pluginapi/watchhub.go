@@ -18,12 +18,18 @@ const DefaultWatchBuffer = 4096
 // historyPage is how many events a replaying watch reads at a time.
 const historyPage = 1000
 
+// HistoryPageBytes is the value bytes a ReadHistory page should stop
+// after, so that replaying large values holds bounded memory.
+const HistoryPageBytes = 4 << 20
+
 // History is what a backend that keeps history gives WatchHub to replay
-// from. ReadHistory returns, in revision order, up to limit committed
-// events under prefix with a revision at or after from, and the store
-// revision its read covered (every event up to through that matches is in
-// the answer or after its last event). A from older than the history kept
-// is a *kv.CompactedError.
+// from. ReadHistory returns, in revision order, the committed events under
+// prefix with a revision at or after from, and through, the last revision
+// its answer covers: every matching event with a revision from from to
+// through is in events, none after. A read that goes to the store's head
+// answers the head as through; one that stops early — at limit events, or
+// after HistoryPageBytes of values — answers its last event's revision. A
+// from older than the history kept is a *kv.CompactedError.
 type History interface {
 	ReadHistory(ctx context.Context, prefix string, from int64, limit int) (events []kv.Event, through int64, err error)
 }
@@ -227,16 +233,13 @@ func (s *hubStream) wants(ev kv.Event) bool {
 // in between.
 func (s *hubStream) fill() error {
 	if !s.caughtUp {
-		evs, through, err := s.history.ReadHistory(s.ctx, s.req.Prefix, s.next, historyPage)
+		evs, through, err := s.read()
 		if err != nil {
 			return err
 		}
-		if len(evs) == historyPage {
-			s.next = evs[len(evs)-1].Revision + 1
-		} else {
-			s.next = max(s.next, through+1)
-			s.caughtUp = true
-		}
+		// Caught up once the read reached what the hub has published:
+		// joining then leaves only the few events committed meanwhile.
+		s.caughtUp = through >= s.hub.Revision()
 		s.replayed = s.keep(evs, 0)
 		return nil
 	}
@@ -247,21 +250,29 @@ func (s *hubStream) fill() error {
 	// read them from history; the fan-out brings everything after.
 	head := s.minLive - 1
 	for s.next <= head {
-		evs, through, err := s.history.ReadHistory(s.ctx, s.req.Prefix, s.next, historyPage)
+		from := s.next
+		evs, through, err := s.read()
 		if err != nil {
 			return err
 		}
-		s.replayed = append(s.replayed, s.keep(evs, head)...)
-		switch {
-		case len(evs) == historyPage:
-			s.next = evs[len(evs)-1].Revision + 1
-		case through >= s.next:
-			s.next = through + 1
-		default: // a published revision must be readable: never spin on one that is not
-			return fmt.Errorf("%w: history read at revision %d has not reached published revision %d", kv.ErrInternal, through, head)
+		if through < from { // published, so readable: never spin on it
+			return fmt.Errorf("%w: history from revision %d is not readable up to published revision %d", kv.ErrInternal, from, head)
 		}
+		s.replayed = append(s.replayed, s.keep(evs, head)...)
 	}
 	return nil
+}
+
+// read reads the next page of history from s.next and moves s.next past
+// what it covered (a start in the future covers nothing yet).
+func (s *hubStream) read() ([]kv.Event, int64, error) {
+	from := s.next
+	evs, through, err := s.history.ReadHistory(s.ctx, s.req.Prefix, from, historyPage)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.next = max(from, through+1)
+	return evs, through, nil
 }
 
 // keep drops the events s does not want (TTL changes unless asked for,

@@ -147,3 +147,37 @@ func TestHubProgress(t *testing.T) {
 }
 
 var _ pluginapi.History = (*memory.Store)(nil)
+
+// History pages stop after HistoryPageBytes of values, answering the last
+// revision they cover, and a replay pages through them without a gap:
+// replaying large values holds bounded memory.
+func TestHubReplaysLargeValuesInBoundedPages(t *testing.T) {
+	s := memory.New()
+	defer s.Close()
+	ctx := t.Context()
+	value := make([]byte, 1<<20)
+	for i := range 12 {
+		value[0] = byte(i)
+		if _, err := s.Put(ctx, kv.PutRequest{Key: "big", Value: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, through, err := s.ReadHistory(ctx, "", 1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != pluginapi.HistoryPageBytes>>20 || through != evs[len(evs)-1].Revision {
+		t.Fatalf("a page of 1 MiB values: %d events through %d; want %d, through the last", len(evs), through, pluginapi.HistoryPageBytes>>20)
+	}
+	ws, err := s.Watch(ctx, kv.WatchRequest{StartRevision: 1, ProgressInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for i := range 12 {
+		ev, err := ws.Recv()
+		if err != nil || ev.Revision != int64(i+1) || ev.Value[0] != byte(i) {
+			t.Fatalf("replayed event %d: revision %d, %v", i, ev.Revision, err)
+		}
+	}
+}

@@ -218,10 +218,16 @@ func (s *Store) ReadHistory(_ context.Context, prefix string, from int64, limit 
 		return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
 	}
 	var out []kv.Event
+	size := 0
 	if len(s.hist) > 0 {
-		for i := int(from - s.hist[0].Revision); i >= 0 && i < len(s.hist) && len(out) < limit; i++ {
-			if strings.HasPrefix(s.hist[i].Key, prefix) {
-				out = append(out, s.hist[i])
+		for i := max(int(from-s.hist[0].Revision), 0); i < len(s.hist); i++ {
+			ev := s.hist[i]
+			if !strings.HasPrefix(ev.Key, prefix) {
+				continue
+			}
+			out = append(out, ev)
+			if size += len(ev.Value); len(out) == limit || size >= pluginapi.HistoryPageBytes {
+				return out, ev.Revision, nil // stopped early: covered up to here
 			}
 		}
 	}

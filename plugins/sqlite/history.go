@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/pluginapi"
 )
 
 // History retention. Every commit's changes are recorded in kv_history
@@ -49,48 +50,55 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 		limit = kv.DefaultListLimit
 	}
 	growStack()
-	evs, rev, compact, err := s.scanHistory(ctx, prefix, from, limit)
+	evs, rev, compact, full, err := s.scanHistory(ctx, prefix, from, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: read history %q from revision %d: %w", prefix, from, err)
 	}
 	if oldest := s.oldest(rev, compact); from < oldest {
 		return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
 	}
+	if full { // stopped early: the answer covers up to its last event
+		return evs, evs[len(evs)-1].Revision, nil
+	}
 	return evs, rev, nil
 }
 
 // scanHistory decodes chunks from the one holding revision from until it
-// has limit events under prefix or reaches the snapshot's last revision,
-// which it returns with the compact revision.
-func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, limit int) (evs []kv.Event, rev, compact int64, err error) {
+// has limit events under prefix, or pluginapi.HistoryPageBytes of their
+// values (full), or reaches the snapshot's last revision, which it returns
+// with the compact revision.
+func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, limit int) (evs []kv.Event, rev, compact int64, full bool, err error) {
 	rows, err := s.rs.history.QueryContext(ctx, sql.Named("from", from))
 	if err != nil {
-		return nil, 0, 0, mapErr(err)
+		return nil, 0, 0, false, mapErr(err)
 	}
 	defer rows.Close()
+	size := 0
 	keep := func(ev kv.Event) bool {
 		evs = append(evs, ev)
-		return len(evs) < limit
+		size += len(ev.Value)
+		full = len(evs) >= limit || size >= pluginapi.HistoryPageBytes
+		return !full
 	}
-	for len(evs) < limit && rows.Next() {
+	for !full && rows.Next() {
 		var (
 			first, last int64
 			chunk       sql.RawBytes // decodeChunk copies what it keeps
 		)
 		if err := rows.Scan(&rev, &compact, &first, &last, &chunk); err != nil {
-			return nil, 0, 0, mapErr(err)
+			return nil, 0, 0, false, mapErr(err)
 		}
 		if first == 0 {
 			continue // the row that says there is no chunk
 		}
 		if err := decodeChunk(chunk, first, last, prefix, from, keep); err != nil {
-			return nil, 0, 0, err
+			return nil, 0, 0, false, err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, 0, mapErr(err)
+		return nil, 0, 0, false, mapErr(err)
 	}
-	return evs, rev, compact, nil
+	return evs, rev, compact, full, nil
 }
 
 // pruneHistory prunes every history chunk past retention, pruneBatch
