@@ -50,6 +50,7 @@ verify-proto: proto
 	@test -z "$$(git ls-files --others --exclude-standard -- '*.pb.go')" || { echo "untracked generated files: run make proto and commit" >&2; exit 1; }
 
 bench: build
+	@env="$$(scripts/services.sh)" || exit 1; eval "$$env"; \
 	KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem ./...
 
 lint: vet
