@@ -87,6 +87,9 @@ type Config struct {
 	// beforeRead, when set (by tests), runs in the follower before each
 	// read of the stream.
 	beforeRead func()
+	// scriptedLists makes every List read with the script (tests of that
+	// path).
+	scriptedLists bool
 }
 
 func (c Config) withDefaults() Config {
@@ -183,6 +186,7 @@ func (c Config) client() (*goredis.Client, error) {
 			WriteTimeout:          c.Timeout,
 			ContextTimeoutEnabled: true,
 			DisableIdentity:       true,
+			Protocol:              2,
 		}), nil
 	}
 	opt := &goredis.Options{Addr: c.Addr, Network: "tcp"}
@@ -216,6 +220,7 @@ func (c Config) client() (*goredis.Client, error) {
 	opt.WriteTimeout = c.Timeout
 	opt.ContextTimeoutEnabled = true
 	opt.DisableIdentity = true
+	opt.Protocol = 2 // replies as arrays, as the stream's entries are read positionally
 	return goredis.NewClient(opt), nil
 }
 

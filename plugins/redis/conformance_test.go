@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"regexp"
 	"testing"
 
 	"github.com/kvhost/kvhost/internal/testbin"
@@ -62,4 +63,14 @@ func TestConformanceSharedStore(t *testing.T) {
 	conformance.Run(t, func(t testing.TB) kv.Backend {
 		return newTestStore(t, addr, Config{KeyPrefix: prefix, History: retention})
 	}, conformance.WithNamespace("suite/"), conformance.WithRetention(retention))
+}
+
+// TestConformanceScriptedLists runs the rules that list with every page
+// read by the script, the path List takes when writers keep aborting its
+// watched reads.
+func TestConformanceScriptedLists(t *testing.T) {
+	addr := testAddr(t)
+	conformance.Run(t, func(t testing.TB) kv.Backend {
+		return newTestStore(t, addr, Config{History: retention, scriptedLists: true})
+	}, conformance.WithRetention(retention), conformance.WithFilter(regexp.MustCompile(`list|prefix|invisible|reads-report|expire`)))
 }

@@ -15,17 +15,27 @@ import goredis "github.com/redis/go-redis/v9"
 //
 //	P rev      string  the store revision (the last change's)
 //	P val      hash    key -> value
-//	P meta     hash    key -> "version,expires_at_ms,value_length"
+//	P meta     hash    key -> version, expires_at_ms, value length: 20
+//	                   bytes, struct.pack('>I8I8I4'), big-endian
 //	P idx      zset    every stored key, score 0: ordered by bytes (BYLEX)
 //	P exp      zset    key -> expires_at_ms, for keys with a TTL
-//	P events   stream  one entry per revision, ID "<revision>-0"
+//	P events   stream  the history: one entry per chunk of a commit's
+//	                   changes, ID "<last revision>-0" (luaEvent)
 //	P bytes    string  the sum of key and value lengths of stored keys
-//	P epoch    string  random; a new one means the store's data was lost
+//	P epoch    string  "<random>:<base>": a new random one means the
+//	                   store's data was lost; base is the first revision
+//	                   its history can hold
 //	P scratch  hash    Increment's int64 arithmetic (empty between calls)
 //
 // Stored keys include expired ones that cleanup has not removed yet:
 // every read compares expires_at with the server's clock (TIME) and skips
 // them, counts and stats subtract them.
+//
+// Binary metadata and chunked events are for speed: in Redis's Lua,
+// string.format and string.match cost four to five times what
+// struct.pack and struct.unpack do, and an XADD per change cost 4-5 us,
+// 5 ms of a 1000-op batch; one XADD per chunk of up to 1000 changes costs
+// one call (docs/RATIONALE.md, "Redis backend").
 //
 // Write scripts carry no flags in their shebang, so Redis refuses them
 // whole, before they run, when it is out of memory (OOM): none is ever
@@ -49,10 +59,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function parse(m)
-  local v, e, l = string.match(m, '^(%d+),(%d+),(%d+)$')
-  return tonumber(v), tonumber(e), tonumber(l)
+  local v, e, l = struct.unpack('>I8I8I4', m)
+  return v, e, l
 end
-local function meta(v, e, l) return num(v) .. ',' .. num(e) .. ',' .. num(l) end
+local function meta(v, e, l) return struct.pack('>I8I8I4', v, e, l) end
 local function head() return redis.call('GET', K_REV) or '0' end
 -- bulk runs cmd on key with args in slices of at most 1000 (Lua's unpack
 -- has a limit of a few thousand values).
@@ -68,13 +78,44 @@ const luaEpoch = `
 if redis.call('EXISTS', K_EPOCH) == 0 then return {-1} end
 `
 
-// luaEvent appends one event to the stream, trimmed to about the
-// retention (ARGV[1] in every write script). Every entry has the same
-// fields, so the stream stores their names once per node.
+// luaEvent collects the script's events into chunks, each one stream
+// entry: up to 1000 changes or about 1 MiB of keys and values (a single
+// larger value is a chunk of its own). Nothing is written until finish,
+// which appends the chunks and trims the stream to the retention (ARGV[1]
+// in every write script) by whole stream nodes, never below it; so a
+// script may collect events before it knows it will succeed.
+//
+// An entry's fields, by position: "f", the chunk's first revision; "h",
+// the events' headers, 17 bytes each (struct '>BI8I8': type 1 PUT, 2
+// DELETE, 3 EXPIRE, 4 TTL; version; expiry); then one pair per event, the
+// key and the value (empty but for a PUT). The keys and values go to XADD
+// as they are: building one string of them in Lua would cost about 10 ns
+// a byte.
 const luaEvent = `
-local RETAIN = ARGV[1]
+local RETAIN = tonumber(ARGV[1])
+local chunks, cur, clast = {}, nil, 0
 local function event(rev, t, k, v, ver, exp)
-  redis.call('XADD', K_EV, 'MAXLEN', '~', RETAIN, num(rev) .. '-0', 't', t, 'k', k, 'v', v, 'n', num(ver), 'x', num(exp))
+  if cur == nil then
+    cur = {first = rev, n = 0, size = 0, h = {}, p = {}}
+    chunks[#chunks + 1] = cur
+  end
+  local n = cur.n
+  local h, p = cur.h, cur.p
+  h[3 * n + 1], h[3 * n + 2], h[3 * n + 3] = t, ver, exp
+  p[2 * n + 1], p[2 * n + 2] = k, v
+  cur.n, cur.size, cur.last = n + 1, cur.size + #k + #v, rev
+  clast = rev
+  if cur.n >= 1000 or cur.size >= 1048576 then cur = nil end
+end
+local function finish()
+  for i = 1, #chunks do
+    local c = chunks[i]
+    local hdr = struct.pack('>' .. string.rep('BI8I8', c.n), unpack(c.h))
+    redis.call('XADD', K_EV, num(c.last) .. '-0', 'f', num(c.first), 'h', hdr, unpack(c.p))
+  end
+  if clast > RETAIN then
+    redis.call('XTRIM', K_EV, 'MINID', '~', num(clast - RETAIN + 1) .. '-0')
+  end
 end
 `
 
@@ -90,16 +131,12 @@ func writeScript(body string) *goredis.Script {
 // at least ARGV[2] (the highest revision this process has seen) and the
 // last revision in the stream: a Redis that lost its data, or a replica
 // promoted before it had every write, must not hand out revisions again.
-// ARGV[1] is the epoch to set when there is none. Reply: {epoch,
-// revision, changed}.
+// ARGV[1] is the random part of the epoch to set when there is none; its
+// base, the first revision the new history can hold, is the revision
+// after the one the store then continues from. Reply: {epoch, revision,
+// changed}.
 var scriptInit = goredis.NewScript("#!lua\n" + luaHeader + `
 local changed = 0
-local ep = redis.call('GET', K_EPOCH)
-if not ep then
-  ep = ARGV[1]
-  redis.call('SET', K_EPOCH, ep)
-  changed = 1
-end
 local rev = tonumber(head())
 local want = tonumber(ARGV[2])
 local top = redis.call('XREVRANGE', K_EV, '+', '-', 'COUNT', 1)
@@ -112,40 +149,25 @@ if rev < want then
   rev = want
   changed = 1
 end
+local ep = redis.call('GET', K_EPOCH)
+if not ep then
+  ep = ARGV[1] .. ':' .. num(rev + 1)
+  redis.call('SET', K_EPOCH, ep)
+  changed = 1
+end
 return {ep, num(rev), changed}
 `)
 
+// luaBase reads the base revision from the epoch.
+const luaBase = `
+local function base()
+  local ep = redis.call('GET', K_EPOCH) or ''
+  return string.match(ep, ':(%d+)$') or '1'
+end
+`
+
 // scriptHead: the store revision. Reply {0, rev}.
 var scriptHead = readScript(`return {0, head()}`)
-
-// scriptGet: ARGV key. Reply {0, rev} or {0, rev, meta, value}.
-var scriptGet = readScript(`
-local m = redis.call('HGET', K_META, ARGV[1])
-local rev = head()
-if not m then return {0, rev} end
-local _, e = parse(m)
-if e ~= 0 and e <= now_ms() then return {0, rev} end
-return {0, rev, m, redis.call('HGET', K_VAL, ARGV[1])}
-`)
-
-// scriptGetMany: ARGV keys (1 to 1000). Reply {0, rev, metas, values},
-// false (nil) for a missing or expired key.
-var scriptGetMany = readScript(`
-local rev = head()
-local ms = redis.call('HMGET', K_META, unpack(ARGV))
-local vs = redis.call('HMGET', K_VAL, unpack(ARGV))
-local now
-for i = 1, #ARGV do
-  if ms[i] then
-    local _, e = parse(ms[i])
-    if e ~= 0 then
-      now = now or now_ms()
-      if e <= now then ms[i] = false; vs[i] = false end
-    end
-  end
-end
-return {0, rev, ms, vs}
-`)
 
 // scriptList: ARGV lo, hi (ZRANGE BYLEX bounds), limit, max bytes,
 // keys only ("1"). Live keys in byte order while the page is not full
@@ -205,10 +227,10 @@ local p = ARGV[3]
 local now = now_ms()
 local n
 if p == '' then
-  n = redis.call('ZCARD', K_IDX) - redis.call('ZCOUNT', K_EXP, '-inf', num(now))
+  n = redis.call('ZCARD', K_IDX) - redis.call('ZCOUNT', K_EXP, '-inf', now)
 else
   n = redis.call('ZLEXCOUNT', K_IDX, ARGV[1], ARGV[2])
-  local dead = redis.call('ZRANGE', K_EXP, '-inf', num(now), 'BYSCORE')
+  local dead = redis.call('ZRANGE', K_EXP, '-inf', now, 'BYSCORE')
   for i = 1, #dead do
     if string.sub(dead[i], 1, #p) == p then n = n - 1 end
   end
@@ -217,14 +239,14 @@ return {0, rev, n}
 `)
 
 // scriptStats: the index's count and the running byte total, less the
-// expired keys not yet removed, and the stream's first entry. Reply {0,
-// rev, keys, bytes, first stream ID or "0"}.
-var scriptStats = readScript(`
+// expired keys not yet removed, and the history's base. Reply {0, rev,
+// keys, bytes, base}.
+var scriptStats = readScript(luaBase + `
 local rev = head()
 local now = now_ms()
 local n = redis.call('ZCARD', K_IDX)
 local bytes = tonumber(redis.call('GET', K_BYTES) or '0')
-local dead = redis.call('ZRANGE', K_EXP, '-inf', num(now), 'BYSCORE')
+local dead = redis.call('ZRANGE', K_EXP, '-inf', now, 'BYSCORE')
 for i = 1, #dead, 1000 do
   local j = math.min(i + 999, #dead)
   local ms = redis.call('HMGET', K_META, unpack(dead, i, j))
@@ -236,34 +258,29 @@ for i = 1, #dead, 1000 do
     end
   end
 end
-local first = redis.call('XRANGE', K_EV, '-', '+', 'COUNT', 1)
-local f = '0'
-if #first > 0 then f = first[1][1] end
-return {0, rev, n, num(bytes), f}
+return {0, rev, n, num(bytes), base()}
 `)
 
-// scriptHistory: ARGV from, count, bytes. Entries from revision from
-// on, up to count of them and about bytes of values. Reply {0, rev, first
-// stream ID or "0", entries}.
-var scriptHistory = readScript(`
+// scriptHistory: ARGV from, max entries, max bytes. The stream entries
+// (chunks) from the one holding revision from on, up to the counts.
+// Reply {0, rev, base, entries}.
+var scriptHistory = readScript(luaBase + `
 local rev = head()
-local first = redis.call('XRANGE', K_EV, '-', '+', 'COUNT', 1)
-local f = '0'
-if #first > 0 then f = first[1][1] end
 local want, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out, size = {}, 0
 local lo = ARGV[1] .. '-0'
 while #out < want and size < budget do
-  local n = math.min(100, want - #out)
+  local n = math.min(16, want - #out)
   local part = redis.call('XRANGE', K_EV, lo, '+', 'COUNT', n)
   for i = 1, #part do
     out[#out + 1] = part[i]
-    size = size + #part[i][2][6]
+    local f = part[i][2]
+    for j = 6, #f, 2 do size = size + #f[j] end
   end
   if #part < n then break end
   lo = '(' .. part[#part][1]
 end
-return {0, rev, f, out}
+return {0, rev, base(), out}
 `)
 
 // scriptPut: ARGV retention, key, value, ttl ms, condition ("n", "a",
@@ -286,18 +303,19 @@ if ttl > 0 then exp = now + ttl end
 redis.call('HSET', K_VAL, key, val)
 redis.call('HSET', K_META, key, meta(rev, exp, #val))
 if m then
-  if #val ~= ol then redis.call('INCRBY', K_BYTES, num(#val - ol)) end
+  if #val ~= ol then redis.call('INCRBY', K_BYTES, #val - ol) end
 else
   redis.call('ZADD', K_IDX, 0, key)
-  redis.call('INCRBY', K_BYTES, num(#key + #val))
+  redis.call('INCRBY', K_BYTES, #key + #val)
 end
 if exp > 0 then
-  redis.call('ZADD', K_EXP, num(exp), key)
+  redis.call('ZADD', K_EXP, exp, key)
 elseif oe > 0 then
   redis.call('ZREM', K_EXP, key)
 end
-event(rev, 'P', key, val, rev, exp)
-return {0, rev, num(exp)}
+event(rev, 1, key, val, rev, exp)
+finish()
+return {0, rev, exp}
 `)
 
 // scriptDelete: ARGV retention, key, condition ("n", "v"), version.
@@ -319,8 +337,9 @@ redis.call('HDEL', K_VAL, key)
 redis.call('HDEL', K_META, key)
 redis.call('ZREM', K_IDX, key)
 if oe > 0 then redis.call('ZREM', K_EXP, key) end
-redis.call('INCRBY', K_BYTES, num(-(#key + ol)))
-event(rev, 'D', key, '', cur, 0)
+redis.call('INCRBY', K_BYTES, -(#key + ol))
+event(rev, 2, key, '', cur, 0)
+finish()
 return {0, 1, rev}
 `)
 
@@ -361,14 +380,15 @@ local rev = redis.call('INCR', K_REV)
 redis.call('HSET', K_VAL, key, val)
 redis.call('HSET', K_META, key, meta(rev, exp, #val))
 if m then
-  if #val ~= ol then redis.call('INCRBY', K_BYTES, num(#val - ol)) end
+  if #val ~= ol then redis.call('INCRBY', K_BYTES, #val - ol) end
 else
   redis.call('ZADD', K_IDX, 0, key)
-  redis.call('INCRBY', K_BYTES, num(#key + #val))
+  redis.call('INCRBY', K_BYTES, #key + #val)
 end
 if not live and oe > 0 then redis.call('ZREM', K_EXP, key) end
-event(rev, 'P', key, val, rev, exp)
-return {0, rev, val, num(exp)}
+event(rev, 1, key, val, rev, exp)
+finish()
+return {0, rev, val, exp}
 `)
 
 // scriptRefresh: ARGV retention, key, ttl ms, condition ("n", "v"),
@@ -387,25 +407,28 @@ if ttl > 0 then exp = now + ttl end
 local rev = redis.call('INCR', K_REV)
 redis.call('HSET', K_META, key, meta(v, exp, l))
 if exp > 0 then
-  redis.call('ZADD', K_EXP, num(exp), key)
+  redis.call('ZADD', K_EXP, exp, key)
 elseif e > 0 then
   redis.call('ZREM', K_EXP, key)
 end
-event(rev, 'T', key, '', v, exp)
-return {0, rev, v, num(exp)}
+event(rev, 4, key, '', v, exp)
+finish()
+return {0, rev, v, exp}
 `)
 
-// scriptBatch: ARGV retention, then six per op: kind ("P", "D"), key,
-// value, ttl ms, condition ("n", "a", "v"), version. The ops are planned
-// in order against an overlay of the batch's own changes, with nothing
-// written, so a failed condition leaves no trace; then every key's final
-// state is written in bulk and the events appended in op order. Reply
-// {0, rev, {rev, expires_at, deleted} per op} or {1, current, op index}.
+// scriptBatch: ARGV retention, then three per op: a header
+// (struct '>BBI8I8': kind 1 put or 2 delete, condition 0 none, 1 absent
+// or 2 version, ttl ms, version), the key and the value. The ops are
+// planned in order against an overlay of the batch's own changes, their
+// events collected, nothing written, so a failed condition leaves no
+// trace; then every key's final state is written in bulk and the events
+// appended. Reply {0, rev, {rev, expires_at, deleted} per op} or {1,
+// current, op index}.
 var scriptBatch = writeScript(`
 local now = now_ms()
-local nops = (#ARGV - 1) / 6
+local nops = (#ARGV - 1) / 3
 local keys = {}
-for i = 1, nops do keys[i] = ARGV[(i - 1) * 6 + 3] end
+for i = 1, nops do keys[i] = ARGV[i * 3] end
 local orig = {}
 for i = 1, nops, 1000 do
   local j = math.min(i + 999, nops)
@@ -417,34 +440,36 @@ for i = 1, nops, 1000 do
 end
 local r0 = tonumber(head())
 local r = r0
-local ov, res, evs = {}, {}, {}
+-- ov[key]: the op index of the batch's last put of key, or -1 when the
+-- batch deleted it; pv[i], pe[i]: that put's version and expiry.
+local ov, pv, pe, res = {}, {}, {}, {}
 for i = 0, nops - 1 do
-  local b = 2 + i * 6
-  local kind, key, val = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local ttl, ck, cv = tonumber(ARGV[b + 3]), ARGV[b + 4], tonumber(ARGV[b + 5])
+  local kind, ck, ttl, cv = struct.unpack('>BBI8I8', ARGV[2 + i * 3])
+  local key = ARGV[3 + i * 3]
   local cur = 0
   local o = ov[key]
   if o then
-    if not o.del then cur = o.ver end
+    if o >= 0 then cur = pv[o] end
   elseif orig[key] then
     local v, e = parse(orig[key])
     if e == 0 or e > now then cur = v end
   end
-  if (ck == 'a' and cur ~= 0) or (ck == 'v' and cur ~= cv) then return {1, cur, i} end
-  if kind == 'P' then
+  if (ck == 1 and cur ~= 0) or (ck == 2 and cur ~= cv) then return {1, cur, i} end
+  local b = i * 3
+  if kind == 1 then
     r = r + 1
     local exp = 0
     if ttl > 0 then exp = now + ttl end
-    ov[key] = {ver = r, exp = exp, val = val}
-    res[#res + 1] = r; res[#res + 1] = num(exp); res[#res + 1] = 0
-    evs[#evs + 1] = {r, 'P', key, val, r, exp}
+    ov[key], pv[i], pe[i] = i, r, exp
+    res[b + 1], res[b + 2], res[b + 3] = r, exp, 0
+    event(r, 1, key, ARGV[4 + i * 3], r, exp)
   elseif cur ~= 0 then
     r = r + 1
-    ov[key] = {del = true}
-    res[#res + 1] = r; res[#res + 1] = '0'; res[#res + 1] = 1
-    evs[#evs + 1] = {r, 'D', key, '', cur, 0}
+    ov[key] = -1
+    res[b + 1], res[b + 2], res[b + 3] = r, 0, 1
+    event(r, 2, key, '', cur, 0)
   else
-    res[#res + 1] = 0; res[#res + 1] = '0'; res[#res + 1] = 0
+    res[b + 1], res[b + 2], res[b + 3] = 0, 0, 0
   end
 end
 if r == r0 then return {0, num(r0), res} end
@@ -457,7 +482,7 @@ for key, o in pairs(ov) do
     local _, e, l = parse(m)
     oe, ol = e, l
   end
-  if o.del then
+  if o < 0 then
     if m then
       hd[#hd + 1] = key
       zri[#zri + 1] = key
@@ -465,16 +490,20 @@ for key, o in pairs(ov) do
       dbytes = dbytes - #key - ol
     end
   else
-    hv[#hv + 1] = key; hv[#hv + 1] = o.val
-    hm[#hm + 1] = key; hm[#hm + 1] = meta(o.ver, o.exp, #o.val)
+    local val, exp = ARGV[4 + o * 3], pe[o]
+    local n = #hv
+    hv[n + 1], hv[n + 2] = key, val
+    hm[n + 1], hm[n + 2] = key, meta(pv[o], exp, #val)
     if m then
-      dbytes = dbytes + #o.val - ol
+      dbytes = dbytes + #val - ol
     else
-      zi[#zi + 1] = 0; zi[#zi + 1] = key
-      dbytes = dbytes + #key + #o.val
+      n = #zi
+      zi[n + 1], zi[n + 2] = 0, key
+      dbytes = dbytes + #key + #val
     end
-    if o.exp > 0 then
-      zx[#zx + 1] = num(o.exp); zx[#zx + 1] = key
+    if exp > 0 then
+      n = #zx
+      zx[n + 1], zx[n + 2] = exp, key
     elseif oe > 0 then
       zrx[#zrx + 1] = key
     end
@@ -489,11 +518,8 @@ bulk('ZREM', K_IDX, zri)
 bulk('ZADD', K_EXP, zx)
 bulk('ZREM', K_EXP, zrx)
 redis.call('SET', K_REV, num(r))
-if dbytes ~= 0 then redis.call('INCRBY', K_BYTES, num(dbytes)) end
-for i = 1, #evs do
-  local ev = evs[i]
-  event(ev[1], ev[2], ev[3], ev[4], ev[5], ev[6])
-end
+if dbytes ~= 0 then redis.call('INCRBY', K_BYTES, dbytes) end
+finish()
 return {0, num(r), res}
 `)
 
@@ -532,8 +558,9 @@ bulk('HDEL', K_META, dk)
 bulk('ZREM', K_IDX, dk)
 bulk('ZREM', K_EXP, dx)
 redis.call('SET', K_REV, num(r0 + n))
-redis.call('INCRBY', K_BYTES, num(-dbytes))
-for i = 1, n do event(r0 + i, 'D', dk[i], '', dv[i], 0) end
+redis.call('INCRBY', K_BYTES, -dbytes)
+for i = 1, n do event(r0 + i, 2, dk[i], '', dv[i], 0) end
+finish()
 return {0, n, num(r0 + n)}
 `)
 
@@ -544,7 +571,7 @@ return {0, n, num(r0 + n)}
 // removed key is gone from the expiry set. Reply {0, removed, rev}.
 var scriptCleanup = writeScript(`
 local now = now_ms()
-local ks = redis.call('ZRANGE', K_EXP, '-inf', num(now), 'BYSCORE', 'LIMIT', 0, ARGV[2])
+local ks = redis.call('ZRANGE', K_EXP, '-inf', now, 'BYSCORE', 'LIMIT', 0, ARGV[2])
 if #ks == 0 then return {0, 0, head()} end
 local ms = redis.call('HMGET', K_META, unpack(ks))
 local dk, dv, stray = {}, {}, {}
@@ -558,7 +585,7 @@ for i = 1, #ks do
     dv[#dv + 1] = v
     dbytes = dbytes + #k + l
   elseif e > 0 then
-    redis.call('ZADD', K_EXP, num(e), k) -- an index entry that disagrees with the key: the key is right
+    redis.call('ZADD', K_EXP, e, k) -- an index entry that disagrees with the key: the key is right
   else
     stray[#stray + 1] = k
   end
@@ -572,7 +599,8 @@ bulk('HDEL', K_META, dk)
 bulk('ZREM', K_IDX, dk)
 bulk('ZREM', K_EXP, dk)
 redis.call('SET', K_REV, num(r0 + n))
-redis.call('INCRBY', K_BYTES, num(-dbytes))
-for i = 1, n do event(r0 + i, 'E', dk[i], '', dv[i], 0) end
+redis.call('INCRBY', K_BYTES, -dbytes)
+for i = 1, n do event(r0 + i, 3, dk[i], '', dv[i], 0) end
+finish()
 return {0, n, num(r0 + n)}
 `)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -72,6 +71,8 @@ type Store struct {
 
 	// beforeRead, when set (by tests), runs before each read of the stream.
 	beforeRead func()
+	// listAttempts is how many watched reads List tries (list.go).
+	listAttempts int
 }
 
 var (
@@ -93,14 +94,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:        cfg,
-		rdb:        rdb,
-		retain:     strconv.Itoa(cfg.History),
-		log:        hclog.Default().Named("redis"),
-		advanced:   make(chan struct{}),
-		followed:   make(chan struct{}),
-		stop:       make(chan struct{}),
-		beforeRead: cfg.beforeRead,
+		cfg:          cfg,
+		rdb:          rdb,
+		retain:       strconv.Itoa(cfg.History),
+		log:          hclog.Default().Named("redis"),
+		advanced:     make(chan struct{}),
+		followed:     make(chan struct{}),
+		stop:         make(chan struct{}),
+		beforeRead:   cfg.beforeRead,
+		listAttempts: listAttempts,
+	}
+	if cfg.scriptedLists {
+		s.listAttempts = 0
 	}
 	s.wake = sync.NewCond(&s.mu)
 	for _, n := range keyNames {
@@ -250,22 +255,6 @@ func asString(v any) (string, bool) {
 func asList(v any) []any {
 	l, _ := v.([]any)
 	return l
-}
-
-// parseMeta reads "version,expires_at_ms,value_length".
-func parseMeta(m string) (version, expiresAt, vlen int64, err error) {
-	a, rest, ok1 := strings.Cut(m, ",")
-	b, c, ok2 := strings.Cut(rest, ",")
-	if ok1 && ok2 {
-		var e1, e2, e3 error
-		version, e1 = strconv.ParseInt(a, 10, 64)
-		expiresAt, e2 = strconv.ParseInt(b, 10, 64)
-		vlen, e3 = strconv.ParseInt(c, 10, 64)
-		if errors.Join(e1, e2, e3) == nil {
-			return version, expiresAt, vlen, nil
-		}
-	}
-	return 0, 0, 0, fmt.Errorf("%w: redis: key metadata %q is damaged", kv.ErrDataLoss, m)
 }
 
 // condArgs encodes a condition for the scripts.

@@ -426,12 +426,16 @@ func TestFollowerBehindRetentionEndsWatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-holding
-	ops := make([]kv.Op, 1000) // far past the history of 100, trimmed by whole stream nodes
-	for i := range ops {
-		ops[i] = kv.PutOp(fmt.Sprintf("g/%04d", i), []byte("x"), 0, kv.Condition{})
-	}
-	if _, err := s.Batch(ctx, ops); err != nil {
-		t.Fatal(err)
+	// Three batches far past the history of 100: each is one stream
+	// entry of 1000 changes, and the first two go when the third trims.
+	for b := range 3 {
+		ops := make([]kv.Op, 1000)
+		for i := range ops {
+			ops[i] = kv.PutOp(fmt.Sprintf("g/%d/%04d", b, i), []byte("x"), 0, kv.Condition{})
+		}
+		if _, err := s.Batch(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
 	}
 	close(hold)
 	var ce *kv.CompactedError
@@ -655,5 +659,71 @@ func TestRedisRestart(t *testing.T) {
 	}
 	if ev := recvN(t, again, 1)[0]; ev.Revision != e2.Version {
 		t.Fatalf("a watch after the restart got revision %d, want %d", ev.Revision, e2.Version)
+	}
+}
+
+// Pages read while writers change the listed keys are each the store at
+// their revision: every key there, no version after the revision, and
+// with writes so frequent that watched reads abort, the script reads it.
+func TestListUnderWrites(t *testing.T) {
+	addr := testAddr(t)
+	for _, scripted := range []bool{false, true} {
+		t.Run(fmt.Sprint("scripted=", scripted), func(t *testing.T) {
+			s := newTestStore(t, addr, Config{scriptedLists: scripted})
+			ctx := t.Context()
+			const n = 3000
+			ops := make([]kv.Op, 0, kv.MaxBatchOps)
+			for i := range n {
+				ops = append(ops, kv.PutOp(fmt.Sprintf("c/%04d", i), []byte("0"), 0, kv.Condition{}))
+				if len(ops) == kv.MaxBatchOps {
+					if _, err := s.Batch(ctx, ops); err != nil {
+						t.Fatal(err)
+					}
+					ops = ops[:0]
+				}
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := s.Put(ctx, kv.PutRequest{Key: fmt.Sprintf("c/%04d", (i*7)%n), Value: []byte(strconv.Itoa(i))}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+			defer func() { close(stop); wg.Wait() }()
+			for range 10 {
+				seen := 0
+				after := ""
+				for {
+					page, err := s.List(ctx, kv.ListRequest{Prefix: "c/", StartAfter: after, Limit: 700})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, e := range page.Entries {
+						if e.Key != fmt.Sprintf("c/%04d", seen) {
+							t.Fatalf("entry %d of the listing is %q", seen, e.Key)
+						}
+						if e.Version > page.Revision {
+							t.Fatalf("a page at revision %d holds %q at version %d", page.Revision, e.Key, e.Version)
+						}
+						seen++
+					}
+					if !page.More {
+						break
+					}
+					after = page.Entries[len(page.Entries)-1].Key
+				}
+				if seen != n {
+					t.Fatalf("listed %d keys, want %d", seen, n)
+				}
+			}
+		})
 	}
 }

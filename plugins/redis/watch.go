@@ -41,12 +41,14 @@ import (
 // follows, and stops if nobody watches any more.
 const followBlock = 2 * time.Second
 
-// followCount bounds the entries one XREAD returns (each holds a value).
-const followCount = 100
+// followCount bounds the entries one XREAD returns: chunks of up to 1000
+// changes and about 1 MiB each.
+const followCount = 16
 
-// historyPage and historyBytes bound one history read.
+// historyPage and historyBytes bound one history read, in stream entries
+// (chunks of up to 1000 changes) and bytes.
 const (
-	historyPage  = 1000
+	historyPage  = 64
 	historyBytes = 4 << 20
 )
 
@@ -263,7 +265,7 @@ func (s *Store) follow() {
 // readStream resyncs when asked, then reads the stream's next entries,
 // waiting up to followBlock for them. When none come it checks that the
 // store is still the one it follows.
-func (s *Store) readStream(ctx context.Context, resync bool) ([]goredis.XMessage, error) {
+func (s *Store) readStream(ctx context.Context, resync bool) ([]any, error) {
 	if resync {
 		if err := s.resync(ctx); err != nil {
 			return nil, err
@@ -275,17 +277,22 @@ func (s *Store) readStream(ctx context.Context, resync bool) ([]goredis.XMessage
 	s.mu.Lock()
 	last := s.last
 	s.mu.Unlock()
-	streams, err := s.rdb.XRead(ctx, &goredis.XReadArgs{
-		Streams: []string{s.keys[keyEvents], strconv.FormatInt(last, 10) + "-0"},
-		Count:   followCount,
-		Block:   followBlock,
-	}).Result()
+	block := min(followBlock, s.cfg.Timeout/2) // the read must not time out while Redis waits
+	reply, err := s.rdb.Do(ctx, "XREAD", "COUNT", followCount, "BLOCK", block.Milliseconds(),
+		"STREAMS", s.keys[keyEvents], strconv.FormatInt(last, 10)+"-0").Slice()
 	switch {
 	case errors.Is(err, goredis.Nil):
 		return nil, s.checkStore(ctx)
 	case err != nil:
 		return nil, err
-	case len(streams) != 1 || len(streams[0].Messages) == 0:
+	}
+	var entries []any
+	if len(reply) == 1 {
+		if st := asList(reply[0]); len(st) == 2 {
+			entries = asList(st[1])
+		}
+	}
+	if len(entries) == 0 {
 		return nil, nil
 	}
 	// The entries are of the epoch the follower knows only if that is
@@ -301,7 +308,7 @@ func (s *Store) readStream(ctx context.Context, resync bool) ([]goredis.XMessage
 	if !same {
 		return nil, errStoreChanged
 	}
-	return streams[0].Messages, nil
+	return entries, nil
 }
 
 // pause sleeps for d or until the store closes.
@@ -366,70 +373,41 @@ func (s *Store) resync(ctx context.Context) error {
 // publish hands the entries the follower read to the hub, in revision
 // order. A gap (entries trimmed before the follower read them) ends the
 // generation with the compacted error and starts a new one at the gap.
-func (s *Store) publish(msgs []goredis.XMessage) {
-	events := make([]kv.Event, 0, len(msgs))
-	for _, m := range msgs {
-		ev, err := decodeEvent(m.ID, func(f string) string { v, _ := m.Values[f].(string); return v })
-		if err != nil {
-			s.log.Error("a stream entry could not be read; open watches end", "id", m.ID, "error", err)
-			s.mu.Lock()
-			s.replaceGen(streamRevision(m.ID), fmt.Errorf("redis: watch: %w", err))
-			s.last = max(s.last, streamRevision(m.ID))
-			s.advance()
-			s.mu.Unlock()
-			return
-		}
-		events = append(events, ev)
-	}
+func (s *Store) publish(entries []any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	from := 0
-	for i, ev := range events {
-		if ev.Revision == s.last+1+int64(i-from) {
+	for _, raw := range entries {
+		var events []kv.Event
+		c, err := readChunk(raw)
+		if err == nil {
+			err = c.events(func(ev kv.Event) bool {
+				events = append(events, ev)
+				return true
+			})
+		}
+		if err != nil {
+			rev := streamRevision(c.id)
+			s.log.Error("a stream entry could not be read; open watches end", "error", err)
+			s.replaceGen(max(s.last, rev), fmt.Errorf("redis: watch: %w", err))
+			s.last = max(s.last, rev)
 			continue
 		}
-		s.gen.hub.Publish(events[from:i]...)
-		if i > from {
-			s.last = events[i-1].Revision
+		for len(events) > 0 && events[0].Revision <= s.last {
+			events = events[1:] // already published (never expected: chunks start after the last)
 		}
-		s.log.Warn("the event stream was trimmed past this host's position; open watches end with the compacted error",
-			"last_revision_seen", s.last, "next_in_stream", ev.Revision)
-		s.replaceGen(ev.Revision-1, &kv.CompactedError{Requested: s.last + 1, Oldest: ev.Revision})
-		s.last = ev.Revision - 1
-		from = i
+		if len(events) == 0 {
+			continue
+		}
+		if next := events[0].Revision; next != s.last+1 {
+			s.log.Warn("the event stream was trimmed past this host's position; open watches end with the compacted error",
+				"last_revision_seen", s.last, "next_in_stream", next)
+			s.replaceGen(next-1, &kv.CompactedError{Requested: s.last + 1, Oldest: next})
+		}
+		s.gen.hub.Publish(events...)
+		s.last = events[len(events)-1].Revision
 	}
-	s.gen.hub.Publish(events[from:]...)
-	s.last = events[len(events)-1].Revision
 	s.observe(s.last)
 	s.advance()
-}
-
-// decodeEvent builds an event from a stream entry: ID "<revision>-0",
-// fields t (P, D, E or T), k, v (the value of a PUT), n (the version) and
-// x (the expiry in Unix milliseconds, 0 for none).
-func decodeEvent(id string, field func(string) string) (kv.Event, error) {
-	ev := kv.Event{Revision: streamRevision(id), Key: field("k")}
-	switch field("t") {
-	case "P":
-		ev.Type = kv.EventPut
-		ev.Value = []byte(field("v"))
-	case "D":
-		ev.Type = kv.EventDelete
-	case "E":
-		ev.Type = kv.EventExpire
-	case "T":
-		ev.Type = kv.EventTTL
-	default:
-		return kv.Event{}, fmt.Errorf("%w: stream entry %s has event type %q", kv.ErrDataLoss, id, field("t"))
-	}
-	var err1, err2 error
-	ev.Version, err1 = strconv.ParseInt(field("n"), 10, 64)
-	x, err2 := strconv.ParseInt(field("x"), 10, 64)
-	if ev.Revision <= 0 || ev.Key == "" || err1 != nil || err2 != nil {
-		return kv.Event{}, fmt.Errorf("%w: stream entry %s is damaged", kv.ErrDataLoss, id)
-	}
-	ev.ExpiresAt = kv.FromUnixMillis(x)
-	return ev, nil
 }
 
 // ReadHistory implements pluginapi.History from the stream: up to limit
@@ -441,7 +419,7 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 		return nil, 0, fmt.Errorf("redis: read history: %w", err)
 	}
 	if limit <= 0 {
-		limit = historyPage
+		limit = kv.DefaultListLimit
 	}
 	fail := func(err error) ([]kv.Event, int64, error) {
 		return nil, 0, fmt.Errorf("redis: read history %q from revision %d: %w", prefix, from, err)
@@ -455,8 +433,7 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 		}
 		rev := asInt(res[1])
 		s.observe(rev)
-		firstID, _ := asString(res[2])
-		oldest := s.oldest(rev, streamRevision(firstID))
+		oldest := s.oldest(rev, asInt(res[2]))
 		if first && from < oldest {
 			return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
 		}
@@ -467,34 +444,33 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 			}
 			return out, rev, nil
 		}
+		full := false
 		for _, raw := range entries {
-			e := asList(raw)
-			if len(e) != 2 {
-				return fail(fmt.Errorf("%w: a stream entry of %d parts", kv.ErrDataLoss, len(e)))
+			c, err := readChunk(raw)
+			if err != nil {
+				return fail(err)
 			}
-			id, _ := asString(e[0])
-			fields := asList(e[1])
-			ev, err := decodeEvent(id, func(f string) string {
-				for i := 0; i+1 < len(fields); i += 2 {
-					if name, _ := asString(fields[i]); name == f {
-						v, _ := asString(fields[i+1])
-						return v
+			if c.first > next { // trimmed while we read: the entries in between are gone
+				return nil, 0, &kv.CompactedError{Requested: from, Oldest: max(oldest, c.first)}
+			}
+			err = c.events(func(ev kv.Event) bool {
+				if ev.Revision < next {
+					return true
+				}
+				next = ev.Revision + 1
+				if strings.HasPrefix(ev.Key, prefix) {
+					out = append(out, ev)
+					if full = len(out) == limit; full {
+						return false
 					}
 				}
-				return ""
+				return true
 			})
 			if err != nil {
 				return fail(err)
 			}
-			if ev.Revision != next { // trimmed while we read: the entries in between are gone
-				return nil, 0, &kv.CompactedError{Requested: from, Oldest: ev.Revision}
-			}
-			next++
-			if strings.HasPrefix(ev.Key, prefix) {
-				out = append(out, ev)
-				if len(out) == limit {
-					return out, ev.Revision, nil
-				}
+			if full {
+				return out, next - 1, nil
 			}
 		}
 		if next > rev {

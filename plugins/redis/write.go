@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 
@@ -121,19 +122,27 @@ func (s *Store) Batch(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) 
 	if err := kv.ValidateBatch(ops); err != nil {
 		return kv.BatchResult{}, err
 	}
-	args := make([]any, 0, 1+6*len(ops))
+	args := make([]any, 0, 1+3*len(ops))
 	args = append(args, s.retain)
 	for _, op := range ops {
-		ck, cv := condArgs(op.Cond)
-		kind := "P"
+		h := make([]byte, 18) // struct '>BBI8I8': kind, condition, ttl ms, version
+		h[0] = 1
 		value := op.Value
 		if value == nil {
 			value = []byte{}
 		}
 		if op.Kind == kv.OpDelete {
-			kind, value = "D", []byte{}
+			h[0], value = 2, []byte{}
 		}
-		args = append(args, kind, op.Key, value, ttlArg(kv.TTLMillis(op.TTL)), ck, cv)
+		switch op.Cond.Kind {
+		case kv.CondAbsent:
+			h[1] = 1
+		case kv.CondVersion:
+			h[1] = 2
+		}
+		binary.BigEndian.PutUint64(h[2:10], uint64(kv.TTLMillis(op.TTL)))
+		binary.BigEndian.PutUint64(h[10:18], uint64(op.Cond.Version))
+		args = append(args, h, op.Key, value)
 	}
 	res, status, err := s.run(ctx, scriptBatch, args...)
 	if err != nil {
