@@ -291,6 +291,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	s.gen.end(nil)
 	s.wake.Broadcast()
+	s.advance() // a Watch waiting for the follower sees the store closed
 	s.mu.Unlock()
 	err := s.rdb.Close() // interrupts the follower's blocking read
 	<-s.followed

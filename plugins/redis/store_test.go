@@ -727,3 +727,42 @@ func TestListUnderWrites(t *testing.T) {
 		})
 	}
 }
+
+// With nobody watching the follower stops reading the stream; a watch
+// that comes later starts it again from the store's revision, and gets
+// exactly the changes after it.
+func TestFollowerIdlesWithoutWatchers(t *testing.T) {
+	s := newTestStore(t, testAddr(t), Config{})
+	ctx := t.Context()
+	following := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.following
+	}
+	for round := range 2 {
+		for i := range 50 {
+			if _, err := s.Put(ctx, kv.PutRequest{Key: fmt.Sprint("idle/", i), Value: []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ws, err := s.Watch(ctx, kv.WatchRequest{Prefix: "idle/", ProgressInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := s.Put(ctx, kv.PutRequest{Key: "idle/now", Value: []byte(fmt.Sprint(round))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev := recvN(t, ws, 1)[0]; ev.Revision != e.Version || ev.Key != "idle/now" {
+			t.Fatalf("round %d: a watch from now got %v %q at %d first, want the put at %d", round, ev.Type, ev.Key, ev.Revision, e.Version)
+		}
+		_ = ws.Close()
+		deadline := time.Now().Add(60 * time.Second) // the follower notices within a read's wait (2s)
+		for following() {
+			if time.Now().After(deadline) {
+				t.Fatal("the follower still reads the stream a minute after the last watch closed")
+			}
+			time.Sleep(10 * time.Millisecond) // polling the follower's state
+		}
+	}
+}
