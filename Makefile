@@ -1,7 +1,7 @@
 # kvhost — see README.md. The two commands a newcomer needs: `make run`, `make test`.
 GO        ?= go
 BIN       := bin
-PLUGINS   := memory sqlite redis
+PLUGINS   := memory sqlite redis postgres
 PROTOS    := $(shell find . -name '*.proto' -not -path './.git/*')
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 

@@ -1,0 +1,330 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/pluginapi"
+)
+
+// Reads report the store revision they were served at. Each read is one
+// statement, which READ COMMITTED runs on one snapshot, and reads
+// meta.rev in that statement: since every write updates meta.rev in its
+// own transaction, the data and the revision agree. Reads start from the
+// one meta row and LEFT JOIN the data to it, so they return a row with
+// the revision even when nothing matches.
+
+// keyRange is a prefix as a key range: key >= lo and, unless hi is
+// empty, key < hi. Prefixes are ranges, never LIKE, whose wildcards the
+// contract treats as literals.
+func keyRange(prefix string) (lo, hi string) { return prefix, kv.PrefixEnd(prefix) }
+
+const rangeCond = `key >= @lo AND (@hi::text = '' OR key < @hi::text COLLATE "C")`
+
+// Get looks up one key.
+func (s *Store) Get(ctx context.Context, key string) (kv.GetResult, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.GetResult{}, fmt.Errorf("postgres: get: %w", err)
+	}
+	if err := s.checkOpen(); err != nil {
+		return kv.GetResult{}, fmt.Errorf("postgres: get %q: %w", key, err)
+	}
+	var (
+		res   kv.GetResult
+		value []byte
+		expMs int64
+	)
+	err := s.pool.QueryRow(ctx, s.sql(`SELECT m.rev, kv.value, coalesce(kv.version, 0), coalesce(kv.expires_at, 0)
+		FROM {s}.meta m LEFT JOIN {s}.kv ON kv.key = $1 AND (kv.expires_at = 0 OR kv.expires_at > $2)`),
+		key, s.cfg.now().UnixMilli()).Scan(&res.Revision, &value, &res.Entry.Version, &expMs)
+	if err != nil {
+		return kv.GetResult{}, fmt.Errorf("postgres: get %q: %w", key, mapErr(err))
+	}
+	if res.Entry.Version == 0 {
+		return kv.GetResult{Revision: res.Revision}, nil
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	res.Found = true
+	res.Entry.Key, res.Entry.Value, res.Entry.ExpiresAt = key, value, kv.FromUnixMillis(expMs)
+	return res, nil
+}
+
+// GetMany looks up keys in one snapshot, answering in request order.
+func (s *Store) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, error) {
+	if err := kv.ValidateGetMany(keys); err != nil {
+		return kv.GetManyResult{}, fmt.Errorf("postgres: get-many: %w", err)
+	}
+	if err := s.checkOpen(); err != nil {
+		return kv.GetManyResult{}, fmt.Errorf("postgres: get-many: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, s.sql(`SELECT m.rev, coalesce(kv.key, ''), kv.value, coalesce(kv.version, 0), coalesce(kv.expires_at, 0)
+		FROM {s}.meta m LEFT JOIN {s}.kv ON kv.key = ANY($1::text[]) AND (kv.expires_at = 0 OR kv.expires_at > $2)`),
+		keys, s.cfg.now().UnixMilli())
+	if err != nil {
+		return kv.GetManyResult{}, fmt.Errorf("postgres: get-many: %w", mapErr(err))
+	}
+	defer rows.Close()
+	var res kv.GetManyResult
+	found := make(map[string]*kv.Entry, len(keys))
+	for rows.Next() {
+		var (
+			e     kv.Entry
+			expMs int64
+		)
+		if err := rows.Scan(&res.Revision, &e.Key, &e.Value, &e.Version, &expMs); err != nil {
+			return kv.GetManyResult{}, fmt.Errorf("postgres: get-many: %w", mapErr(err))
+		}
+		if e.Version == 0 {
+			continue
+		}
+		if e.Value == nil {
+			e.Value = []byte{}
+		}
+		e.ExpiresAt = kv.FromUnixMillis(expMs)
+		found[e.Key] = &e
+	}
+	if err := rows.Err(); err != nil {
+		return kv.GetManyResult{}, fmt.Errorf("postgres: get-many: %w", mapErr(err))
+	}
+	res.Entries = make([]*kv.Entry, len(keys))
+	for i, k := range keys {
+		if e, ok := found[k]; ok {
+			c := *e // a key asked for twice gets two entries
+			res.Entries[i] = &c
+		}
+	}
+	return res, nil
+}
+
+// listSQL reads one page. The inner query takes up to limit+1 live keys
+// in order; the window sums their sizes (octet_length reads a stored
+// value's size without fetching it) so that only the rows that fit in
+// max_bytes, and the first, leave the server; total says whether more
+// remain.
+const listSQL = `SELECT m.rev, p.key, p.value, p.version, p.expires_at, p.total
+	FROM {s}.meta m LEFT JOIN LATERAL (
+		SELECT key, value, version, expires_at, total FROM (
+			SELECT key, value, version, expires_at,
+				row_number() OVER w AS rn,
+				sum(octet_length(key) + CASE WHEN @keys_only THEN 0 ELSE octet_length(value) END) OVER w AS run,
+				count(*) OVER () AS total
+			FROM (SELECT key, value, version, expires_at FROM {s}.kv
+				WHERE key > @after AND ` + rangeCond + ` AND ` + live + `
+				ORDER BY key LIMIT @limit) q
+			WINDOW w AS (ORDER BY key ROWS UNBOUNDED PRECEDING)
+		) r WHERE (rn = 1 OR run <= @max_bytes) AND rn < @limit
+	) p ON true ORDER BY p.key`
+
+// List returns one page of live entries under a prefix, in byte order.
+func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
+	req, err := kv.NormalizeList(req)
+	if err != nil {
+		return kv.ListResult{}, fmt.Errorf("postgres: list: %w", err)
+	}
+	if err := s.checkOpen(); err != nil {
+		return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, err)
+	}
+	lo, hi := keyRange(req.Prefix)
+	after := ""
+	if req.StartAfter >= req.Prefix {
+		after = req.StartAfter
+	}
+	q := listSQL
+	if req.KeysOnly {
+		q = listSQLKeysOnly
+	}
+	rows, err := s.pool.Query(ctx, s.sql(q), pgx.NamedArgs{"lo": lo, "hi": hi, "after": after, "now": s.cfg.now().UnixMilli(),
+		"limit": req.Limit + 1, "max_bytes": req.MaxBytes, "keys_only": req.KeysOnly})
+	if err != nil {
+		return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, mapErr(err))
+	}
+	defer rows.Close()
+	var (
+		res   kv.ListResult
+		size  int
+		total *int64
+	)
+	res.Entries = []kv.Entry{}
+	for rows.Next() {
+		var (
+			key            *string
+			e              kv.Entry
+			version, expMs *int64
+		)
+		if err := rows.Scan(&res.Revision, &key, &e.Value, &version, &expMs, &total); err != nil {
+			return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, mapErr(err))
+		}
+		if key == nil {
+			continue
+		}
+		e.Key, e.Version, e.ExpiresAt = *key, *version, kv.FromUnixMillis(*expMs)
+		next := req.EntrySize(e.Key, e.Value)
+		if req.PageFull(len(res.Entries), size, next) {
+			res.More = true
+			break
+		}
+		size += next
+		if !req.KeysOnly && e.Value == nil {
+			e.Value = []byte{}
+		}
+		res.Entries = append(res.Entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, mapErr(err))
+	}
+	if total != nil && *total > int64(len(res.Entries)) {
+		res.More = true
+	}
+	return res, nil
+}
+
+// listSQLKeysOnly is listSQL without fetching values.
+var listSQLKeysOnly = func() string {
+	q := listSQL
+	for _, r := range [][2]string{{"SELECT key, value, version, expires_at FROM {s}.kv", "SELECT key, NULL::bytea AS value, version, expires_at FROM {s}.kv"}} {
+		q = replaceOnce(q, r[0], r[1])
+	}
+	return q
+}()
+
+func replaceOnce(s, old, new string) string {
+	for i := 0; i+len(old) <= len(s); i++ {
+		if s[i:i+len(old)] == old {
+			return s[:i] + new + s[i+len(old):]
+		}
+	}
+	panic("postgres: statement text not found: " + old)
+}
+
+// Count counts live keys under a prefix: an index-only scan of the
+// primary key, which carries expires_at.
+func (s *Store) Count(ctx context.Context, prefix string) (kv.CountResult, error) {
+	if err := kv.ValidatePrefix(prefix); err != nil {
+		return kv.CountResult{}, fmt.Errorf("postgres: count: %w", err)
+	}
+	if err := s.checkOpen(); err != nil {
+		return kv.CountResult{}, fmt.Errorf("postgres: count %q: %w", prefix, err)
+	}
+	lo, hi := keyRange(prefix)
+	var res kv.CountResult
+	err := s.pool.QueryRow(ctx, s.sql(`SELECT m.rev, c.n FROM {s}.meta m,
+		LATERAL (SELECT count(*) AS n FROM {s}.kv WHERE `+rangeCond+` AND `+live+`) c`),
+		pgx.NamedArgs{"lo": lo, "hi": hi, "now": s.cfg.now().UnixMilli()}).Scan(&res.Revision, &res.Count)
+	if err != nil {
+		return kv.CountResult{}, fmt.Errorf("postgres: count %q: %w", prefix, mapErr(err))
+	}
+	return res, nil
+}
+
+// Stats counts live keys and their bytes: an index-only scan of the
+// primary key, which carries expires_at and size.
+func (s *Store) Stats(ctx context.Context) (kv.Stats, error) {
+	if err := s.checkOpen(); err != nil {
+		return kv.Stats{}, fmt.Errorf("postgres: stats: %w", err)
+	}
+	st := kv.Stats{Backend: "postgres", Version: Version}
+	var compact int64
+	err := s.pool.QueryRow(ctx, s.sql(`SELECT m.rev, m.compact, c.n, c.b FROM {s}.meta m,
+		LATERAL (SELECT count(*) AS n, coalesce(sum(size), 0)::bigint AS b FROM {s}.kv WHERE `+live+`) c`),
+		pgx.NamedArgs{"now": s.cfg.now().UnixMilli()}).Scan(&st.Revision, &compact, &st.Keys, &st.Bytes)
+	if err != nil {
+		return kv.Stats{}, fmt.Errorf("postgres: stats: %w", mapErr(err))
+	}
+	st.OldestRevision = s.oldest(st.Revision, compact)
+	return st, nil
+}
+
+// oldest is the oldest revision a watch can start at, given the store and
+// compact revisions of one snapshot. Revisions past retention that are not
+// yet pruned are not offered, so what a watch may start at does not depend
+// on when pruning ran.
+func (s *Store) oldest(rev, compact int64) int64 {
+	return max(compact+1, rev-int64(s.cfg.History)+1, 1)
+}
+
+// historySQL reads up to limit events under a prefix from a revision,
+// stopping after the event that reaches pluginapi.HistoryPageBytes of
+// values, with the head and compact revisions of the same snapshot.
+const historySQL = `SELECT m.rev, m.compact, h.rev, h.type, h.key, h.value, h.version, h.expires_at
+	FROM {s}.meta m LEFT JOIN LATERAL (
+		SELECT rev, type, key, value, version, expires_at FROM (
+			SELECT *, sum(coalesce(octet_length(value), 0)) OVER (ORDER BY rev ROWS UNBOUNDED PRECEDING) AS run FROM (
+				SELECT rev, type, key, value, version, expires_at FROM {s}.history
+				WHERE rev >= @from AND ` + rangeCond + ` ORDER BY rev LIMIT @limit) q
+		) r WHERE run - coalesce(octet_length(value), 0) < @page_bytes
+	) h ON true ORDER BY h.rev`
+
+// ReadHistory implements pluginapi.History. A from before the retention
+// (Config.History revisions back from the head) is a *kv.CompactedError,
+// whether or not cleanup has pruned it yet.
+func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limit int) ([]kv.Event, int64, error) {
+	return s.readHistory(ctx, prefix, from, limit, s.oldest)
+}
+
+// readHistory reads history; oldest says, from the head and compact
+// revisions of the read's snapshot, the oldest revision it may start at.
+func (s *Store) readHistory(ctx context.Context, prefix string, from int64, limit int, oldest func(rev, compact int64) int64) ([]kv.Event, int64, error) {
+	if err := kv.ValidatePrefix(prefix); err != nil {
+		return nil, 0, fmt.Errorf("postgres: read history: %w", err)
+	}
+	if err := s.checkOpen(); err != nil {
+		return nil, 0, fmt.Errorf("postgres: read history %q: %w", prefix, err)
+	}
+	if limit <= 0 {
+		limit = kv.DefaultListLimit
+	}
+	lo, hi := keyRange(prefix)
+	rows, err := s.pool.Query(ctx, s.sql(historySQL), pgx.NamedArgs{"from": from, "lo": lo, "hi": hi, "limit": limit,
+		"page_bytes": pluginapi.HistoryPageBytes})
+	if err != nil {
+		return nil, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, mapErr(err))
+	}
+	defer rows.Close()
+	var (
+		evs           []kv.Event
+		head, compact int64
+		size          int
+	)
+	for rows.Next() {
+		var (
+			rev, version, expMs *int64
+			typ                 *int16
+			key                 *string
+			value               []byte
+		)
+		if err := rows.Scan(&head, &compact, &rev, &typ, &key, &value, &version, &expMs); err != nil {
+			return nil, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, mapErr(err))
+		}
+		if rev == nil {
+			continue
+		}
+		t, ok := fromStored(*typ)
+		if !ok {
+			return nil, 0, fmt.Errorf("postgres: read history: %w: revision %d has unknown change type %d", kv.ErrDataLoss, *rev, *typ)
+		}
+		ev := kv.Event{Type: t, Key: *key, Version: *version, Revision: *rev, ExpiresAt: kv.FromUnixMillis(*expMs)}
+		if t == kv.EventPut {
+			if value == nil {
+				value = []byte{}
+			}
+			ev.Value = value
+		}
+		size += len(value)
+		evs = append(evs, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, mapErr(err))
+	}
+	if oldest := oldest(head, compact); from < oldest {
+		return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
+	}
+	if len(evs) >= limit || size >= pluginapi.HistoryPageBytes { // stopped early
+		return evs, evs[len(evs)-1].Revision, nil
+	}
+	return evs, head, nil
+}

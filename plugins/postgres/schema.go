@@ -1,0 +1,117 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kvhost/kvhost/kv"
+)
+
+// The schema is the plugin's own: tables live in Config.Schema, and
+// meta.schema_version says which of migrations have run. Migrations run
+// in one transaction under an advisory lock keyed by the schema name, so
+// several hosts starting at once migrate once: the first runs them, the
+// others wait for its commit and find nothing left to do. A schema newer
+// than this plugin knows is refused rather than written to.
+//
+// Keys are text COLLATE "C": byte order, which for UTF-8 is code point
+// order, so ORDER BY and range scans are the contract's byte order. The
+// primary key index carries expires_at and size, so Count and Stats are
+// index-only scans. History is one row per change: the log that every
+// host reads to publish watch events and replay from a revision.
+var migrations = []string{
+	// 1: the store.
+	`CREATE TABLE {s}.kv (
+		key        text COLLATE "C" NOT NULL,
+		value      bytea NOT NULL,
+		version    bigint NOT NULL,
+		expires_at bigint NOT NULL DEFAULT 0,
+		size       bigint GENERATED ALWAYS AS (octet_length(key) + octet_length(value)) STORED,
+		CONSTRAINT kv_pkey PRIMARY KEY (key) INCLUDE (expires_at, size)
+	);
+	CREATE INDEX kv_expiry ON {s}.kv (expires_at) WHERE expires_at > 0;
+	CREATE TABLE {s}.history (
+		rev        bigint PRIMARY KEY,
+		type       smallint NOT NULL,
+		key        text COLLATE "C" NOT NULL,
+		value      bytea,
+		version    bigint NOT NULL,
+		expires_at bigint NOT NULL
+	);`,
+}
+
+// Change types as stored in history.type: the table's own codes, so that
+// renumbering kv.EventType never changes what a stored row means.
+const (
+	storedPut    = 1
+	storedDelete = 2
+	storedExpire = 3
+	storedTTL    = 4
+)
+
+func toStored(t kv.EventType) int16 {
+	switch t {
+	case kv.EventPut:
+		return storedPut
+	case kv.EventDelete:
+		return storedDelete
+	case kv.EventExpire:
+		return storedExpire
+	}
+	return storedTTL
+}
+
+func fromStored(t int16) (kv.EventType, bool) {
+	switch t {
+	case storedPut:
+		return kv.EventPut, true
+	case storedDelete:
+		return kv.EventDelete, true
+	case storedExpire:
+		return kv.EventExpire, true
+	case storedTTL:
+		return kv.EventTTL, true
+	}
+	return 0, false
+}
+
+// migrate creates or upgrades the schema.
+func (s *Store) migrate(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('kvhost-schema:' || $1, 0))`, s.cfg.Schema); err != nil {
+			return err
+		}
+		setup := `CREATE SCHEMA IF NOT EXISTS {s};
+			CREATE TABLE IF NOT EXISTS {s}.meta (
+				id int PRIMARY KEY CHECK (id = 1),
+				rev bigint NOT NULL,
+				compact bigint NOT NULL,
+				schema_version int NOT NULL
+			);
+			INSERT INTO {s}.meta VALUES (1, 0, 0, 0) ON CONFLICT DO NOTHING`
+		if _, err := tx.Exec(ctx, s.sql(setup)); err != nil {
+			return err
+		}
+		var version int
+		if err := tx.QueryRow(ctx, s.sql(`SELECT schema_version FROM {s}.meta`)).Scan(&version); err != nil {
+			return err
+		}
+		if version > len(migrations) {
+			return fmt.Errorf("%w: schema %q is at version %d, newer than this plugin knows (%d): upgrade the plugin",
+				kv.ErrNotSupported, s.cfg.Schema, version, len(migrations))
+		}
+		for i := version; i < len(migrations); i++ {
+			if _, err := tx.Exec(ctx, s.sql(migrations[i])); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
+		_, err := tx.Exec(ctx, s.sql(`UPDATE {s}.meta SET schema_version = $1`), len(migrations))
+		return err
+	})
+}
+
+// sql puts the quoted schema name into a statement.
+func (s *Store) sql(q string) string { return strings.ReplaceAll(q, "{s}", s.schema) }
