@@ -305,7 +305,7 @@ redis.call('HSET', K_META, key, meta(rev, exp, #val))
 if m then
   if #val ~= ol then redis.call('INCRBY', K_BYTES, #val - ol) end
 else
-  redis.call('ZADD', K_IDX, 0, key)
+  redis.call('ZADD', K_IDX, '0', key)
   redis.call('INCRBY', K_BYTES, #key + #val)
 end
 if exp > 0 then
@@ -382,7 +382,7 @@ redis.call('HSET', K_META, key, meta(rev, exp, #val))
 if m then
   if #val ~= ol then redis.call('INCRBY', K_BYTES, #val - ol) end
 else
-  redis.call('ZADD', K_IDX, 0, key)
+  redis.call('ZADD', K_IDX, '0', key)
   redis.call('INCRBY', K_BYTES, #key + #val)
 end
 if not live and oe > 0 then redis.call('ZREM', K_EXP, key) end
@@ -498,7 +498,7 @@ for key, o in pairs(ov) do
       dbytes = dbytes + #val - ol
     else
       n = #zi
-      zi[n + 1], zi[n + 2] = 0, key
+      zi[n + 1], zi[n + 2] = '0', key
       dbytes = dbytes + #key + #val
     end
     if exp > 0 then
