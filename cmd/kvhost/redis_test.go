@@ -309,14 +309,25 @@ func TestRedisWatchResumesOnAnotherHost(t *testing.T) {
 	}
 	_ = doomed.cmd.Wait()
 	// The stream ends with the host; whatever it still delivers counts.
-	for {
-		ev, err := ws.Recv()
-		if err != nil {
-			break
+	drained := make(chan []kv.Event, 1)
+	go func() {
+		var more []kv.Event
+		for {
+			ev, err := ws.Recv()
+			if err != nil {
+				drained <- more
+				return
+			}
+			if ev.Type != kv.EventProgress {
+				more = append(more, ev)
+			}
 		}
-		if ev.Type != kv.EventProgress {
-			got = append(got, ev)
-		}
+	}()
+	select {
+	case more := <-drained:
+		got = append(got, more...)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the watch on a killed host did not end within 60s")
 	}
 	last := got[len(got)-1].Revision
 	resumed, err := other.client(t, "").Watch(ctx, "resume/", client.FromRevision(last+1), client.WithProgressInterval(-1))
