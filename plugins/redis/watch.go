@@ -349,7 +349,7 @@ var errStoreChanged = fmt.Errorf("%w: the store's epoch or revision changed unde
 // the first read after an idle spell it jumps to the store's revision;
 // after the store lost its data it ends the generation.
 func (s *Store) resync(ctx context.Context) error {
-	epoch, rev, changed, err := s.init(ctx)
+	epoch, rev, changed, err := s.state(ctx)
 	if err != nil {
 		return err
 	}
@@ -368,6 +368,24 @@ func (s *Store) resync(ctx context.Context) error {
 	s.following = true
 	s.advance()
 	return nil
+}
+
+// state returns the store's epoch and revision, running init only when
+// it must set one of them (so a Redis out of memory, which refuses
+// scripts that may write, does not keep watches from starting).
+func (s *Store) state(ctx context.Context) (epoch string, rev int64, changed bool, err error) {
+	vals, err := s.rdb.MGet(ctx, s.keys[keyEpoch], s.keys[keyRev]).Result()
+	if err != nil {
+		return "", 0, false, err
+	}
+	epoch, _ = vals[0].(string)
+	if r, ok := vals[1].(string); ok {
+		rev, _ = strconv.ParseInt(r, 10, 64)
+	}
+	if epoch != "" && rev >= s.seen.Load() {
+		return epoch, rev, false, nil
+	}
+	return s.init(ctx)
 }
 
 // publish hands the entries the follower read to the hub, in revision
