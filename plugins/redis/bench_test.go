@@ -435,7 +435,10 @@ func BenchmarkPut(b *testing.B) {
 			lat.report(b)
 		})
 	}
-	run("plugin", func(k string) error { _, err := e.plugin.Put(ctx, kv.PutRequest{Key: k, Value: benchValue}); return err })
+	run("plugin", func(k string) error {
+		_, err := e.plugin.Put(ctx, kv.PutRequest{Key: k, Value: benchValue})
+		return err
+	})
 	run("store", func(k string) error { _, err := e.store.Put(ctx, kv.PutRequest{Key: k, Value: benchValue}); return err })
 	run("raw", func(k string) error {
 		_, err := e.raw.TxPipelined(ctx, func(p goredis.Pipeliner) error {
