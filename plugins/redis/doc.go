@@ -47,13 +47,16 @@
 //
 // # Storage
 //
-// Every operation is one Lua script (scripts.go), run with EVALSHA (EVAL
-// when the server has not cached it), so Redis applies it atomically:
+// Every write is one Lua script (scripts.go), run with EVALSHA (EVAL when
+// the server has not cached it), so Redis applies it atomically:
 // conditions, the change, revision stamps from one counter and the events
-// in the stream. All of a store's data lives in nine keys under the
-// prefix: the revision counter; the values in one hash and their
-// metadata ("version,expires_at,value_length") in another; a sorted set
-// of every key with score 0, which ZRANGE BYLEX walks in byte order for
+// in the stream. Reads are one atomic step too: Get and GetMany a
+// MULTI/EXEC transaction, Count and Stats a script, List a page read
+// under WATCH (list.go) that falls back to a script when writers keep
+// aborting it. All of a store's data lives in nine keys under the prefix:
+// the revision counter; the values in one hash and their metadata
+// (version, expiry, value length; 20 bytes) in another; a sorted set of
+// every key with score 0, which ZRANGE BYLEX walks in byte order for
 // complete, paginated prefix listing (never SCAN); a sorted set of expiry
 // times for cleanup; the event stream; a running total of key and value
 // bytes for Stats; the epoch; and a scratch hash for Increment's
@@ -61,12 +64,13 @@
 // prefix's hash tag: every script is valid on one Redis Cluster slot.
 //
 // Revisions. The counter takes one revision per change (contract v2): a
-// script that changes n keys adds n to it and appends n stream entries
-// whose IDs are their revisions ("<revision>-0"), so XRANGE from a
-// revision is exact. A write that changes nothing takes none and appends
-// nothing. The stream is trimmed with XADD MAXLEN ~ history (whole stream
-// nodes at a time, never below history entries); a watch may start at any
-// of the last history revisions, and an older start is a
+// script that changes n keys adds n to it. Its events go to the stream as
+// entries of up to 1000 changes each, whose ID is the last revision they
+// hold ("<revision>-0"), so XRANGE from a revision starts at the entry
+// holding it. A write that changes nothing takes no revision and appends
+// nothing. The stream is trimmed with XTRIM MINID ~ (whole stream nodes
+// older than the last history revisions, never newer ones); a watch may
+// start at any of the last history revisions, and an older start is a
 // *kv.CompactedError naming the oldest, which Stats reports as
 // OldestRevision.
 //

@@ -2,10 +2,12 @@ package redis
 
 import goredis "github.com/redis/go-redis/v9"
 
-// The Lua scripts. Every operation is one script, run with EVALSHA (and
-// EVAL when Redis does not have it cached, which go-redis's Script does),
-// so Redis applies it atomically: conditions, the change, the revision
+// The Lua scripts. Every write is one script, run with EVALSHA (and EVAL
+// when Redis does not have it cached, which go-redis's Script does), so
+// Redis applies it atomically: conditions, the change, the revision
 // stamps and the events in the stream happen together or not at all.
+// Count, Stats and history reads are scripts too; Get, GetMany and most
+// List pages are read without one (read.go, list.go).
 //
 // Every script receives the store's nine keys as KEYS, in the order of
 // keyNames, all under one hash tag: a script is valid on one Redis
