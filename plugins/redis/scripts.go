@@ -272,7 +272,7 @@ local want, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out, size = {}, 0
 local lo = ARGV[1] .. '-0'
 while #out < want and size < budget do
-  local n = math.min(16, want - #out)
+  local n = math.min(4, want - #out)
   local part = redis.call('XRANGE', K_EV, lo, '+', 'COUNT', n)
   for i = 1, #part do
     out[#out + 1] = part[i]
