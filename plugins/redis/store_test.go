@@ -766,3 +766,51 @@ func TestFollowerIdlesWithoutWatchers(t *testing.T) {
 		}
 	}
 }
+
+// A history read stops after pluginapi.HistoryPageBytes of values and
+// answers its last event's revision; read on from there, the pages add
+// up to every change, and a watch from the first replays them all.
+func TestHistoryPagesByBytes(t *testing.T) {
+	s := newTestStore(t, testAddr(t), Config{})
+	ctx := t.Context()
+	value := bytes.Repeat([]byte("v"), 1<<20)
+	var revs []int64
+	for i := range 10 {
+		e, err := s.Put(ctx, kv.PutRequest{Key: fmt.Sprint("big/", i), Value: value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, e.Version)
+	}
+	var got []kv.Event
+	for from, pages := revs[0], 0; ; pages++ {
+		evs, through, err := s.ReadHistory(ctx, "big/", from, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) > 5 {
+			t.Fatalf("one history page holds %d values of 1 MiB; pages stop after 4 MiB", len(evs))
+		}
+		got = append(got, evs...)
+		if len(evs) > 0 && through != evs[len(evs)-1].Revision && through != revs[len(revs)-1] {
+			t.Fatalf("a page ending at revision %d answered through %d", evs[len(evs)-1].Revision, through)
+		}
+		if through >= revs[len(revs)-1] || pages > 20 {
+			break
+		}
+		from = through + 1
+	}
+	if len(got) != len(revs) {
+		t.Fatalf("history pages held %d events, want %d", len(got), len(revs))
+	}
+	ws, err := s.Watch(ctx, kv.WatchRequest{Prefix: "big/", StartRevision: revs[0], ProgressInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for i, ev := range recvN(t, ws, len(revs)) {
+		if ev.Revision != revs[i] || len(ev.Value) != len(value) {
+			t.Fatalf("replayed event %d: revision %d with %d bytes, want %d with %d", i, ev.Revision, len(ev.Value), revs[i], len(value))
+		}
+	}
+}

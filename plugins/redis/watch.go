@@ -45,11 +45,11 @@ const followBlock = 2 * time.Second
 // changes and about 1 MiB each.
 const followCount = 16
 
-// historyPage and historyBytes bound one history read, in stream entries
-// (chunks of up to 1000 changes) and bytes.
+// historyPage and historyBytes bound one script's read of the history,
+// in stream entries (chunks of up to 1000 changes) and value bytes.
 const (
 	historyPage  = 64
-	historyBytes = 4 << 20
+	historyBytes = pluginapi.HistoryPageBytes
 )
 
 // generation is one WatchHub and why it ended.
@@ -428,10 +428,13 @@ func (s *Store) publish(entries []any) {
 	s.advance()
 }
 
-// ReadHistory implements pluginapi.History from the stream: up to limit
-// events under prefix from revision from on, in revision order, and the
-// store revision the read covered. A from older than the history kept is
-// a *kv.CompactedError naming the oldest revision kept.
+// ReadHistory implements pluginapi.History from the stream: the events
+// under prefix from revision from on, in revision order, and the last
+// revision the answer covers. It reads to the store's head (and answers
+// the head) unless it stops early, at limit events or once they hold
+// pluginapi.HistoryPageBytes of values (and answers the last event's
+// revision). A from older than the history kept is a *kv.CompactedError
+// naming the oldest revision kept.
 func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limit int) ([]kv.Event, int64, error) {
 	if err := kv.ValidatePrefix(prefix); err != nil {
 		return nil, 0, fmt.Errorf("redis: read history: %w", err)
@@ -443,6 +446,7 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 		return nil, 0, fmt.Errorf("redis: read history %q from revision %d: %w", prefix, from, err)
 	}
 	var out []kv.Event
+	size := 0
 	next := from
 	for first := true; ; first = false {
 		res, _, err := s.run(ctx, scriptHistory, next, historyPage, historyBytes)
@@ -478,7 +482,8 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 				next = ev.Revision + 1
 				if strings.HasPrefix(ev.Key, prefix) {
 					out = append(out, ev)
-					if full = len(out) == limit; full {
+					size += len(ev.Value)
+					if full = len(out) == limit || size >= pluginapi.HistoryPageBytes; full {
 						return false
 					}
 				}
