@@ -510,8 +510,10 @@ func (s *Store) Batch(_ context.Context, ops []kv.Op) (kv.BatchResult, error) {
 			results[i] = kv.OpResult{Version: rev, ExpiresAt: it.expiresAt, Revision: rev}
 			events = append(events, putEvent(it))
 		case kv.OpDelete:
-			overlay[op.Key] = nil
+			// A delete of a missing or expired key changes nothing; an
+			// expired one stays for cleanup and its EXPIRE event.
 			if cur != nil {
+				overlay[op.Key] = nil
 				rev++
 				results[i] = kv.OpResult{Deleted: true, Revision: rev}
 				events = append(events, kv.Event{Type: kv.EventDelete, Key: op.Key, Version: cur.version, Revision: rev})
