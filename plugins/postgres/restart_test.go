@@ -1,10 +1,14 @@
 package postgres_test
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,13 +18,11 @@ import (
 	"github.com/kvhost/kvhost/plugins/postgres"
 )
 
-// faultPort is the port of the throwaway cluster this test restarts, so
-// that no other test's server goes down.
-const faultPort = "5499"
-
 // startFaultCluster creates and starts a throwaway PostgreSQL cluster
-// (Debian's pg_createcluster, as root) and returns its DSN; it is dropped
-// when the test ends.
+// (Debian's pg_createcluster, as root) on a free port, under a name of its
+// own so that test runs side by side do not meet, and returns its DSN; it
+// is dropped when the test ends. The test restarts it, so that no other
+// test's server goes down.
 func startFaultCluster(t *testing.T) (dsn string, restart func()) {
 	t.Helper()
 	testDSN(t) // the same skip rule as every PostgreSQL test
@@ -33,12 +35,20 @@ func startFaultCluster(t *testing.T) (dsn string, restart func()) {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}
 	}
-	_ = exec.Command("pg_dropcluster", "--stop", "15", "kvfault").Run() // a leftover from a killed run
-	run("pg_createcluster", "-p", faultPort, "15", "kvfault", "--", "-A", "trust")
-	t.Cleanup(func() { _ = exec.Command("pg_dropcluster", "--stop", "15", "kvfault").Run() })
-	run("pg_ctlcluster", "15", "kvfault", "start")
-	run("su", "postgres", "-c", "psql -p "+faultPort+" -c \"CREATE ROLE kvhost LOGIN PASSWORD 'kvhost'\" -c 'CREATE DATABASE kvfault OWNER kvhost'")
-	return "postgres://kvhost:kvhost@127.0.0.1:" + faultPort + "/kvfault", func() { run("pg_ctlcluster", "15", "kvfault", "restart", "-m", "fast") }
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
+	_ = lis.Close()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "kvfault" + hex.EncodeToString(b[:])
+	run("pg_createcluster", "-p", port, "15", name, "--", "-A", "trust")
+	t.Cleanup(func() { _ = exec.Command("pg_dropcluster", "--stop", "15", name).Run() })
+	run("pg_ctlcluster", "15", name, "start")
+	run("su", "postgres", "-c", "psql -p "+port+" -c \"CREATE ROLE kvhost LOGIN PASSWORD 'kvhost'\" -c 'CREATE DATABASE kvfault OWNER kvhost'")
+	return "postgres://kvhost:kvhost@127.0.0.1:" + port + "/kvfault", func() { run("pg_ctlcluster", "15", name, "restart", "-m", "fast") }
 }
 
 // PostgreSQL restarted under load: calls fail with ErrUnavailable while
