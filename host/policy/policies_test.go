@@ -81,7 +81,7 @@ func TestExamplePoliciesFollowTheirConfiguration(t *testing.T) {
 		{"acl", `{"rules": [{"principals": ["a"], "prefixes": ["y/"], "operations": ["read"]}]}`, policy.Request{Op: policy.OpGet, Key: "x/1", Principal: "a"}, false},
 	} {
 		e := newEngine(t, nil)
-		mustLoad(t, e, policy.Spec{Name: tc.policy, Path: built(t, "policies/"+tc.policy), Config: []byte(tc.config), PoolSize: 1})
+		mustLoad(t, e, policy.Spec{Name: tc.policy, Path: built(t, "policies/"+tc.policy), Config: []byte(tc.config), PoolSize: 1, Timeout: generousTimeout})
 		d, err := eval(t, e, tc.req)
 		if d.Allow != tc.allow {
 			t.Errorf("%s with %s: %s, want allow=%v", tc.policy, tc.config, describe(d, err), tc.allow)
