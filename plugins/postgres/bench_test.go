@@ -1,0 +1,527 @@
+package postgres_test
+
+// Benchmarks of the issue's table, each measured three or four ways in one
+// run so the ratios mean something:
+//
+//	ping    a no-op RPC to the plugin: the go-plugin round trip, the floor
+//	plugin  the operation through the real plugin binary over go-plugin
+//	store   the same operation on the library in-process (no wire)
+//	raw     the same work as plain SQL on pgx (pgxpool, its default
+//	        statement cache) against a schema made by the store's own
+//	        migration: no meta row, revision, history or notification
+//
+// Each copy is a schema of its own in the test database
+// (KVHOST_TEST_POSTGRES_DSN), dropped when the benchmark ends. The 1M-key
+// benchmarks (Count1M, Stats1M) share one dataset per test process: one
+// schema loaded once with COPY, which the plugin, the store and raw SQL
+// all read (they only read it, and it is the plugin's own schema, so all
+// three read the same table); it is dropped when the test binary exits.
+// Run them with, for example:
+//
+//	go test -run '^$' -bench . -benchtime 2s ./plugins/postgres/
+//
+// docs/PERFORMANCE.md records the figures. No benchmark fails because the
+// machine is slow: they report, and the bars are read off the report.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kvhost/kvhost/internal/testbin"
+	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/postgres"
+)
+
+var benchValue = bytes.Repeat([]byte("v"), 100)
+
+// benchEnv is one dataset in three copies: behind the plugin binary, in an
+// in-process Store, and in a raw schema written by plain SQL.
+type benchEnv struct {
+	plugin *pluginapi.Plugin
+	store  *postgres.Store
+	raw    *pgxpool.Pool
+	// the copies' schemas
+	pluginS, storeS, rawS string
+}
+
+// startBenchPlugin starts the plugin binary on schema.
+func startBenchPlugin(b *testing.B, dsn, schema string) *pluginapi.Plugin {
+	b.Helper()
+	p, err := pluginapi.Start(context.Background(), pluginapi.StartConfig{
+		Path:     testbin.Plugin(b, "postgres"),
+		Settings: map[string]string{"dsn": dsn, "schema": schema},
+		Logger:   hclog.NewNullLogger(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Kill)
+	return p
+}
+
+// openBenchStore opens an in-process Store on schema, with the defaults
+// the plugin has.
+func openBenchStore(b *testing.B, dsn, schema string) *postgres.Store {
+	b.Helper()
+	s, err := postgres.New(context.Background(), postgres.Config{DSN: dsn, Schema: schema})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// openRaw opens a pool the way a hand-written pgx program would.
+func openRaw(b *testing.B, dsn string) *pgxpool.Pool {
+	b.Helper()
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	return pool
+}
+
+// makeSchema creates schema with the store's own migration, so the raw
+// copy's tables and indexes are the store's, and nothing else runs on it.
+func makeSchema(ctx context.Context, dsn, schema string) error {
+	s, err := postgres.New(ctx, postgres.Config{DSN: dsn, Schema: schema})
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	b.Helper()
+	dsn := testDSN(b)
+	e := &benchEnv{pluginS: newSchema(b, dsn), storeS: newSchema(b, dsn), rawS: newSchema(b, dsn)}
+	e.plugin = startBenchPlugin(b, dsn, e.pluginS)
+	e.store = openBenchStore(b, dsn, e.storeS)
+	e.raw = openRaw(b, dsn)
+	if err := makeSchema(context.Background(), dsn, e.rawS); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// rawCopy is the raw side's bulk load: COPY into kv.
+func rawCopy(ctx context.Context, pool *pgxpool.Pool, schema string, keys []string, firstVersion int64) error {
+	i := 0
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{schema, "kv"}, []string{"key", "value", "version", "expires_at"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i == len(keys) {
+				return nil, nil
+			}
+			row := []any{keys[i], benchValue, firstVersion + int64(i), int64(0)}
+			i++
+			return row, nil
+		}))
+	return err
+}
+
+// rawUpsertSQL is the raw side of a batch of puts: one statement over
+// arrays, as the store's own batch writes a run of puts.
+func rawUpsertSQL(schema string) string {
+	return `INSERT INTO ` + schema + `.kv AS kv (key, value, version, expires_at)
+		SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[])
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`
+}
+
+func upsertArgs(keys []string, firstVersion int64) (values [][]byte, versions, exps []int64) {
+	values, versions, exps = make([][]byte, len(keys)), make([]int64, len(keys)), make([]int64, len(keys))
+	for i := range keys {
+		values[i], versions[i] = benchValue, firstVersion+int64(i)
+	}
+	return values, versions, exps
+}
+
+// vacuum brings a loaded table to the state autovacuum would leave it
+// in (visibility map set, statistics current), so that no benchmark runs
+// while autovacuum or autoanalyze changes the plan or the pages under it.
+func vacuum(ctx context.Context, pool *pgxpool.Pool, schemas ...string) error {
+	for _, s := range schemas {
+		if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) "+s+".kv"); err != nil {
+			return fmt.Errorf("vacuum %s.kv: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// load puts keys into all three copies: the plugin and the store in
+// batches of 1000, the raw copy by COPY.
+func (e *benchEnv) load(b *testing.B, keys []string) {
+	b.Helper()
+	ctx := context.Background()
+	for chunk := range slices.Chunk(keys, kv.MaxBatchOps) {
+		ops := make([]kv.Op, len(chunk))
+		for i, k := range chunk {
+			ops[i] = kv.PutOp(k, benchValue, 0, kv.Condition{})
+		}
+		if _, err := e.plugin.Batch(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.store.Batch(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := rawCopy(ctx, e.raw, e.rawS, keys, 1); err != nil {
+		b.Fatal(err)
+	}
+	if err := vacuum(ctx, e.raw, e.pluginS, e.storeS, e.rawS); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// keys10K is 100 prefixes of 100 keys each: p00/k0000 .. p99/k9999.
+func keys10K() []string {
+	keys := make([]string, 0, 10000)
+	for p := range 100 {
+		for k := range 100 {
+			keys = append(keys, fmt.Sprintf("p%02d/k%04d", p, p*100+k))
+		}
+	}
+	return keys
+}
+
+// latencies records per-op durations and reports their p50 and p99.
+type latencies []time.Duration
+
+func (l *latencies) time(start time.Time) { *l = append(*l, time.Since(start)) }
+
+// percentiles returns p50 and p99 in microseconds.
+func (l latencies) percentiles() (p50, p99 float64) {
+	if len(l) == 0 {
+		return 0, 0
+	}
+	slices.Sort(l)
+	pct := func(p float64) float64 {
+		return float64(l[min(len(l)-1, int(float64(len(l))*p))].Nanoseconds()) / 1e3
+	}
+	return pct(0.50), pct(0.99)
+}
+
+func (l latencies) report(b *testing.B) {
+	p50, p99 := l.percentiles()
+	b.ReportMetric(p50, "p50-us")
+	b.ReportMetric(p99, "p99-us")
+}
+
+func BenchmarkPointGet(b *testing.B) {
+	e := newBenchEnv(b)
+	keys := keys10K()
+	e.load(b, keys)
+	ctx := context.Background()
+	run := func(name string, op func(key string) error) {
+		b.Run(name, func(b *testing.B) {
+			lat := make(latencies, 0, b.N)
+			i := 0
+			for b.Loop() {
+				start := time.Now()
+				if err := op(keys[(i*7919)%len(keys)]); err != nil {
+					b.Fatal(err)
+				}
+				lat.time(start)
+				i++
+			}
+			lat.report(b)
+		})
+	}
+	// ping and get alternate in one loop so that both see the same load
+	// on the machine, and their ratio is reported directly.
+	b.Run("plugin-vs-ping", func(b *testing.B) {
+		ping := make(latencies, 0, b.N)
+		get := make(latencies, 0, b.N)
+		i := 0
+		for b.Loop() {
+			start := time.Now()
+			if err := e.plugin.Ping(ctx); err != nil {
+				b.Fatal(err)
+			}
+			ping.time(start)
+			start = time.Now()
+			if r, err := e.plugin.Get(ctx, keys[(i*7919)%len(keys)]); err != nil || !r.Found {
+				b.Fatal(r, err)
+			}
+			get.time(start)
+			i++
+		}
+		pp50, pp99 := ping.percentiles()
+		gp50, gp99 := get.percentiles()
+		b.ReportMetric(pp50, "ping-p50-us")
+		b.ReportMetric(pp99, "ping-p99-us")
+		b.ReportMetric(gp50, "get-p50-us")
+		b.ReportMetric(gp99, "get-p99-us")
+		b.ReportMetric(gp50/pp50, "p50-ratio")
+		b.ReportMetric(gp99/pp99, "p99-ratio")
+	})
+	run("ping", func(string) error { return e.plugin.Ping(ctx) })
+	run("plugin", func(k string) error { _, err := e.plugin.Get(ctx, k); return err })
+	run("store", func(k string) error { _, err := e.store.Get(ctx, k); return err })
+	q := `SELECT value, version, expires_at FROM ` + e.rawS + `.kv WHERE key = $1 AND (expires_at = 0 OR expires_at > $2)`
+	run("raw", func(k string) error {
+		var v []byte
+		var ver, exp int64
+		return e.raw.QueryRow(ctx, q, k, time.Now().UnixMilli()).Scan(&v, &ver, &exp)
+	})
+}
+
+// rawList is the raw side of a list: the same range scan, rows scanned
+// into entries.
+func (e *benchEnv) rawList(ctx context.Context, prefix string, limit int) ([]kv.Entry, error) {
+	q := `SELECT key, value, version, expires_at FROM ` + e.rawS + `.kv
+		WHERE key >= $1 AND key < $2 AND (expires_at = 0 OR expires_at > $3) ORDER BY key LIMIT $4`
+	args := []any{prefix, kv.PrefixEnd(prefix), time.Now().UnixMilli(), limit}
+	if args[1] == "" { // the whole keyspace: no upper bound
+		q = `SELECT key, value, version, expires_at FROM ` + e.rawS + `.kv
+			WHERE key >= $1 AND (expires_at = 0 OR expires_at > $2) ORDER BY key LIMIT $3`
+		args = []any{prefix, args[2], limit}
+	}
+	rows, err := e.raw.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]kv.Entry, 0, limit)
+	for rows.Next() {
+		var en kv.Entry
+		var exp int64
+		if err := rows.Scan(&en.Key, &en.Value, &en.Version, &exp); err != nil {
+			return nil, err
+		}
+		en.ExpiresAt = kv.FromUnixMillis(exp)
+		out = append(out, en)
+	}
+	return out, rows.Err()
+}
+
+func benchList(b *testing.B, prefix string, want int) {
+	e := newBenchEnv(b)
+	e.load(b, keys10K())
+	ctx := context.Background()
+	req := kv.ListRequest{Prefix: prefix, Limit: kv.MaxListLimit}
+	run := func(name string, op func() (int, error)) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				n, err := op()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n != want {
+					b.Fatalf("listed %d, want %d", n, want)
+				}
+			}
+		})
+	}
+	run("plugin", func() (int, error) { r, err := e.plugin.List(ctx, req); return len(r.Entries), err })
+	run("store", func() (int, error) { r, err := e.store.List(ctx, req); return len(r.Entries), err })
+	run("raw", func() (int, error) { r, err := e.rawList(ctx, prefix, req.Limit); return len(r), err })
+}
+
+func BenchmarkListPrefix100(b *testing.B) { benchList(b, "p42/", 100) }
+
+func BenchmarkListAll10K(b *testing.B) { benchList(b, "", 10000) }
+
+func BenchmarkBatchInsert1K(b *testing.B) {
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	round := 0
+	nextKeys := func() []string {
+		round++
+		keys := make([]string, kv.MaxBatchOps)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("batch/%06d/%04d", round, i)
+		}
+		return keys
+	}
+	ops := func(keys []string) []kv.Op {
+		ops := make([]kv.Op, len(keys))
+		for i, k := range keys {
+			ops[i] = kv.PutOp(k, benchValue, 0, kv.Condition{})
+		}
+		return ops
+	}
+	run := func(name string, op func(keys []string) error) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				keys := nextKeys()
+				b.StartTimer()
+				if err := op(keys); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	run("plugin", func(keys []string) error { _, err := e.plugin.Batch(ctx, ops(keys)); return err })
+	run("store", func(keys []string) error { _, err := e.store.Batch(ctx, ops(keys)); return err })
+	upsert := rawUpsertSQL(e.rawS)
+	version := int64(1)
+	// raw: the upsert alone, one statement in its own transaction.
+	run("raw", func(keys []string) error {
+		values, versions, exps := upsertArgs(keys, version)
+		version += int64(len(keys))
+		_, err := e.raw.Exec(ctx, upsert, keys, values, versions, exps)
+		return err
+	})
+	// raw-history: the upsert and the 1000 history rows (with their
+	// values) in one transaction, all statements in one round trip: the
+	// server's share of what the store's batch writes, without the
+	// revision row or the notification.
+	history := `INSERT INTO ` + e.rawS + `.history (rev, type, key, value, version, expires_at)
+		SELECT v, 1, k, val, v, x FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[]) AS u(k, val, v, x)`
+	run("raw-history", func(keys []string) error {
+		values, versions, exps := upsertArgs(keys, version)
+		version += int64(len(keys))
+		return pgx.BeginFunc(ctx, e.raw, func(tx pgx.Tx) error {
+			batch := &pgx.Batch{}
+			batch.Queue(upsert, keys, values, versions, exps)
+			batch.Queue(history, keys, values, versions, exps)
+			return tx.SendBatch(ctx, batch).Close()
+		})
+	})
+}
+
+// The 1M-key dataset, shared by the benchmarks that need it and loaded
+// once per test process: loading it takes tens of seconds on a loaded
+// machine, too long to repeat per benchmark and per -count.
+const bigKeys = 1_000_000
+
+var big struct {
+	once   sync.Once
+	dsn    string
+	schema string
+	load   time.Duration
+	err    error
+}
+
+// bigKey is the i-th key of the 1M dataset: 1000 prefixes of 1000 keys.
+func bigKey(i int) string { return fmt.Sprintf("big/%03d/%07d", i/1000, i) }
+
+// bigSchema returns the schema holding the 1M-key dataset, loading it on
+// first use: the store's migration creates the schema, COPY fills kv with
+// versions 1..1M, meta.rev is set to 1M (so every read reports a revision
+// that covers its data, as after 1M puts), and VACUUM leaves the table as
+// autovacuum would. History stays empty: count and stats do not read it.
+func bigSchema(b *testing.B) (dsn, schema string) {
+	b.Helper()
+	dsn = testDSN(b)
+	big.once.Do(func() {
+		var r [6]byte
+		_, _ = rand.Read(r[:])
+		big.dsn, big.schema = dsn, "bench1m_"+hex.EncodeToString(r[:])
+		ctx := context.Background()
+		start := time.Now()
+		big.err = func() error {
+			if err := makeSchema(ctx, dsn, big.schema); err != nil {
+				return err
+			}
+			pool, err := pgxpool.New(ctx, dsn)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			keys := make([]string, bigKeys)
+			for i := range keys {
+				keys[i] = bigKey(i)
+			}
+			if err := rawCopy(ctx, pool, big.schema, keys, 1); err != nil {
+				return err
+			}
+			if _, err := pool.Exec(ctx, `UPDATE `+big.schema+`.meta SET rev = $1`, bigKeys); err != nil {
+				return err
+			}
+			return vacuum(ctx, pool, big.schema)
+		}()
+		big.load = time.Since(start)
+	})
+	if big.err != nil {
+		b.Fatalf("loading the %d-key dataset into schema %s: %v", bigKeys, big.schema, big.err)
+	}
+	b.Logf("%d keys in schema %s (loaded once per process, in %v)", bigKeys, big.schema, big.load.Round(time.Millisecond))
+	return dsn, big.schema
+}
+
+// dropBig drops the shared dataset; TestMain calls it when the test
+// binary is done.
+func dropBig() {
+	if big.schema == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, big.dsn)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "drop schema %s: %v\n", big.schema, err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+big.schema+" CASCADE"); err != nil {
+		fmt.Fprintf(os.Stderr, "drop schema %s: %v\n", big.schema, err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	dropBig()
+	os.Exit(code)
+}
+
+// bench1M runs op three ways on the shared 1M-key dataset: through a
+// plugin and a store opened on it for this benchmark, and as raw SQL.
+func bench1M[T any](b *testing.B, plugin, store func(context.Context, kv.Backend) (T, error), raw func(context.Context, *pgxpool.Pool, string) (T, error), n func(T) int64) {
+	dsn, schema := bigSchema(b)
+	p := startBenchPlugin(b, dsn, schema)
+	s := openBenchStore(b, dsn, schema)
+	pool := openRaw(b, dsn)
+	ctx := context.Background()
+	run := func(name string, op func() (T, error)) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				r, err := op()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got := n(r); got != bigKeys {
+					b.Fatalf("counted %d keys, want %d", got, bigKeys)
+				}
+			}
+		})
+	}
+	run("plugin", func() (T, error) { return plugin(ctx, p) })
+	run("store", func() (T, error) { return store(ctx, s) })
+	run("raw", func() (T, error) { return raw(ctx, pool, schema) })
+}
+
+func BenchmarkCount1M(b *testing.B) {
+	count := func(ctx context.Context, be kv.Backend) (kv.CountResult, error) { return be.Count(ctx, "") }
+	bench1M(b, count, count, func(ctx context.Context, pool *pgxpool.Pool, schema string) (kv.CountResult, error) {
+		var r kv.CountResult
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.kv WHERE expires_at = 0 OR expires_at > $1`,
+			time.Now().UnixMilli()).Scan(&r.Count)
+		return r, err
+	}, func(r kv.CountResult) int64 { return r.Count })
+}
+
+func BenchmarkStats1M(b *testing.B) {
+	stats := func(ctx context.Context, be kv.Backend) (kv.Stats, error) { return be.Stats(ctx) }
+	bench1M(b, stats, stats, func(ctx context.Context, pool *pgxpool.Pool, schema string) (kv.Stats, error) {
+		var st kv.Stats
+		err := pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(size), 0)::bigint FROM `+schema+`.kv
+			WHERE expires_at = 0 OR expires_at > $1`, time.Now().UnixMilli()).Scan(&st.Keys, &st.Bytes)
+		return st, err
+	}, func(st kv.Stats) int64 { return st.Keys })
+}
