@@ -14,7 +14,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -26,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kvhost/kvhost/client"
+	"github.com/kvhost/kvhost/internal/pgtest"
 	"github.com/kvhost/kvhost/internal/testbin"
 	"github.com/kvhost/kvhost/kv"
 )
@@ -374,5 +378,123 @@ func TestPostgresHeldTransaction(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// pluginRestarts reads kvhost_plugin_restarts_total from the host's
+// metrics.
+func pluginRestarts(t *testing.T, s *server) string {
+	t.Helper()
+	resp, err := http.Get("http://" + s.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^kvhost_plugin_restarts_total (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no kvhost_plugin_restarts_total in /metrics:\n%s", body)
+	}
+	return string(m[1])
+}
+
+// PostgreSQL crashed and restarted under load, through a real host: calls
+// fail with UNAVAILABLE while it is down, then succeed again with the same
+// kvhost and the same plugin process, and every write that was
+// acknowledged before, during or after the crash can be read back. The
+// server is stopped in immediate mode — its processes quit at once, with
+// no shutdown checkpoint, as in a crash — so its start recovers from WAL:
+// an acknowledged commit must have reached it.
+func TestPostgresRestartUnderLoad(t *testing.T) {
+	cluster := pgtest.Start(t) // a server of the test's own, so no other test's goes down
+	s := startPGHost(t, cluster.DSN, "restart")
+	c := s.client(t, "")
+	pid := s.pluginPid.Load()
+	if pid == 0 {
+		t.Fatal("the host did not log its plugin's pid")
+	}
+	restartsBefore := pluginRestarts(t, s)
+	var (
+		mu          sync.Mutex
+		acked       = map[string]int64{} // key -> version acknowledged
+		ok          atomic.Int64
+		unavailable atomic.Int64
+		lastErr     atomic.Value
+		stop        atomic.Bool
+		wg          sync.WaitGroup
+		ackedCount  = func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				key := fmt.Sprintf("load/%d/%06d", w, i)
+				e, err := c.Put(t.Context(), key, []byte(key))
+				if err == nil {
+					mu.Lock()
+					acked[key] = e.Version
+					mu.Unlock()
+					// Read it back at once: a get in the same window must
+					// see it or fail UNAVAILABLE, never miss it.
+					var got kv.Entry
+					got, err = c.Get(t.Context(), key)
+					if err == nil && got.Version != e.Version {
+						t.Errorf("get %s just after its put was acknowledged at version %d: version %d", key, e.Version, got.Version)
+						return
+					}
+				}
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, kv.ErrUnavailable):
+					unavailable.Add(1)
+					lastErr.Store(err.Error())
+					time.Sleep(5 * time.Millisecond) // a caller backing off, not synchronisation
+				default:
+					t.Errorf("a call while PostgreSQL restarts (%s): %v, want success or UNAVAILABLE", key, err)
+					return
+				}
+			}
+		})
+	}
+	pgWait(t, "200 writes acknowledged before the crash", func() bool { return ackedCount() >= 200 })
+	cluster.Stop("immediate")
+	pgWait(t, "calls to fail with UNAVAILABLE while PostgreSQL is down", func() bool { return unavailable.Load() >= 20 })
+	down := ackedCount()
+	cluster.Start()
+	pgWait(t, "200 more writes acknowledged once PostgreSQL is back", func() bool { return ackedCount() >= down+200 })
+	stop.Store(true)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if got := s.pluginPid.Load(); got != pid {
+		t.Fatalf("the plugin was restarted (pid %d, then %d); it should have recovered on its own", pid, got)
+	}
+	if got := pluginRestarts(t, s); got != restartsBefore {
+		t.Fatalf("kvhost_plugin_restarts_total went from %s to %s; the plugin should have recovered on its own", restartsBefore, got)
+	}
+	if s.cmd.ProcessState != nil {
+		t.Fatal("the host exited")
+	}
+	t.Logf("%d writes acknowledged (%d before the server came back), %d calls succeeded, %d failed with UNAVAILABLE (e.g. %v)",
+		len(acked), down, ok.Load(), unavailable.Load(), lastErr.Load())
+	keys := make([]string, 0, len(acked))
+	for k := range acked {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for chunk := range slices.Chunk(keys, kv.MaxGetMany) {
+		entries, err := c.GetMany(t.Context(), chunk)
+		if err != nil {
+			t.Fatalf("reading back the acknowledged writes: %v", err)
+		}
+		for i, e := range entries {
+			if e == nil || e.Version != acked[chunk[i]] || string(e.Value) != chunk[i] {
+				t.Fatalf("acknowledged write %s at version %d: after the restart %+v (lost)", chunk[i], acked[chunk[i]], e)
+			}
+		}
 	}
 }
