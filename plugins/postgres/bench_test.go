@@ -315,6 +315,20 @@ func benchList(b *testing.B, prefix string, want int) {
 	req := kv.ListRequest{Prefix: prefix, Limit: kv.MaxListLimit}
 	run := func(name string, op func() (int, error)) {
 		b.Run(name, func(b *testing.B) {
+			// PostgreSQL plans a prepared statement afresh for each of its
+			// first five executions on a connection, then settles on a
+			// generic plan if that is no dearer; the loop measures the
+			// settled state, and the slowest of those first calls is
+			// reported beside it.
+			var cold latencies
+			for range 6 {
+				start := time.Now()
+				if _, err := op(); err != nil {
+					b.Fatal(err)
+				}
+				cold.time(start)
+			}
+			slices.Sort(cold)
 			for b.Loop() {
 				n, err := op()
 				if err != nil {
@@ -324,6 +338,7 @@ func benchList(b *testing.B, prefix string, want int) {
 					b.Fatalf("listed %d, want %d", n, want)
 				}
 			}
+			b.ReportMetric(float64(cold[len(cold)-1].Microseconds())/1e3, "cold-max-ms") // after the loop, which resets metrics
 		})
 	}
 	run("plugin", func() (int, error) { r, err := e.plugin.List(ctx, req); return len(r.Entries), err })
@@ -504,6 +519,20 @@ func bench1M[T any](b *testing.B, plugin, store func(context.Context, kv.Backend
 	run("plugin", func() (T, error) { return plugin(ctx, p) })
 	run("store", func() (T, error) { return store(ctx, s) })
 	run("raw", func() (T, error) { return raw(ctx, pool, schema) })
+	// raw-index: the same statement with sequential scans off, so that
+	// the planner takes the covering primary key (an index-only scan),
+	// which it does not choose on its own at 1M keys here.
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
+	ios, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ios.Close()
+	run("raw-index", func() (T, error) { return raw(ctx, ios, schema) })
 }
 
 func BenchmarkCount1M(b *testing.B) {
