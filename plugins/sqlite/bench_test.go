@@ -76,8 +76,8 @@ func openRaw(b *testing.B, path string) *sql.DB {
 	if _, err := db.ExecContext(ctx, `PRAGMA journal_mode = WAL`); err != nil {
 		b.Fatal(err)
 	}
-	for _, m := range migrations {
-		if err := m(ctx, db, false); err != nil {
+	for _, m := range migrations(false) {
+		if err := m(ctx, db); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
 // Defaults of the settings; doc.go lists them for operators.
@@ -23,7 +24,7 @@ const (
 	DefaultReaders = 4
 	// DefaultCleanupBatch is how many expired keys CleanupExpired removes
 	// in one transaction, and in all when it is given no limit.
-	DefaultCleanupBatch = 1000
+	DefaultCleanupBatch = sqlkv.DefaultCleanupBatch
 	// DefaultHistory is how many of the most recent revisions are kept
 	// for watches that start at a revision: about 15 MB of history rows
 	// for 100-byte values.

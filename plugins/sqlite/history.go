@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kvhost/kvhost/kv"
-	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
 // History retention. Every commit's changes are recorded in kv_history
@@ -23,17 +23,8 @@ const pruneBatch = 4096
 // then and the prune deletes something; a quarter of a smaller history.
 func (s *Store) pruneStep() int64 { return min(chunkEvents, max(int64(s.cfg.History)/4, 1)) }
 
-// excess is how many revisions of history lie before the last
-// Config.History revisions.
-func (s *Store) excess(rev, compact int64) int64 { return rev - int64(s.cfg.History) - compact }
-
-// oldest is the oldest revision a watch can start at, given the store and
-// compact revisions of one snapshot. Revisions past retention that are not
-// yet pruned are not offered, so what a watch may start at does not depend
-// on when pruning ran.
-func (s *Store) oldest(rev, compact int64) int64 {
-	return max(compact+1, rev-int64(s.cfg.History)+1, 1)
-}
+// retention is how many revisions of history the store keeps.
+func (s *Store) retention() sqlkv.Retention { return sqlkv.Retention(s.cfg.History) }
 
 // ReadHistory implements pluginapi.History: up to limit events under
 // prefix from revision from on, in revision order, and the store revision
@@ -46,59 +37,43 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 	if err := s.checkOpen(); err != nil {
 		return nil, 0, fmt.Errorf("sqlite: read history %q: %w", prefix, err)
 	}
-	if limit <= 0 {
-		limit = kv.DefaultListLimit
-	}
 	growStack()
-	evs, rev, compact, full, err := s.scanHistory(ctx, prefix, from, limit)
+	page := sqlkv.NewHistoryPage(limit)
+	rev, compact, err := s.scanHistory(ctx, prefix, from, page)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: read history %q from revision %d: %w", prefix, from, err)
 	}
-	if oldest := s.oldest(rev, compact); from < oldest {
-		return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
-	}
-	if full { // stopped early: the answer covers up to its last event
-		return evs, evs[len(evs)-1].Revision, nil
-	}
-	return evs, rev, nil
+	return page.Result(s.retention(), from, rev, compact)
 }
 
-// scanHistory decodes chunks from the one holding revision from until it
-// has limit events under prefix, or pluginapi.HistoryPageBytes of their
-// values (full), or reaches the snapshot's last revision, which it returns
-// with the compact revision.
-func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, limit int) (evs []kv.Event, rev, compact int64, full bool, err error) {
+// scanHistory decodes chunks from the one holding revision from into page
+// until it is full or reaches the snapshot's last revision, which it
+// returns with the compact revision.
+func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, page *sqlkv.HistoryPage) (rev, compact int64, err error) {
 	rows, err := s.rs.history.QueryContext(ctx, sql.Named("from", from))
 	if err != nil {
-		return nil, 0, 0, false, mapErr(err)
+		return 0, 0, mapErr(err)
 	}
 	defer rows.Close()
-	size := 0
-	keep := func(ev kv.Event) bool {
-		evs = append(evs, ev)
-		size += len(ev.Value)
-		full = len(evs) >= limit || size >= pluginapi.HistoryPageBytes
-		return !full
-	}
-	for !full && rows.Next() {
+	for !page.Full() && rows.Next() {
 		var (
 			first, last int64
 			chunk       sql.RawBytes // decodeChunk copies what it keeps
 		)
 		if err := rows.Scan(&rev, &compact, &first, &last, &chunk); err != nil {
-			return nil, 0, 0, false, mapErr(err)
+			return 0, 0, mapErr(err)
 		}
 		if first == 0 {
 			continue // the row that says there is no chunk
 		}
-		if err := decodeChunk(chunk, first, last, prefix, from, keep); err != nil {
-			return nil, 0, 0, false, err
+		if err := decodeChunk(chunk, first, last, prefix, from, page.Add); err != nil {
+			return 0, 0, err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, 0, false, mapErr(err)
+		return 0, 0, mapErr(err)
 	}
-	return evs, rev, compact, full, nil
+	return rev, compact, nil
 }
 
 // pruneHistory prunes every history chunk past retention, pruneBatch
@@ -107,16 +82,13 @@ func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, limi
 func (s *Store) pruneHistory(ctx context.Context) error {
 	for {
 		s.mu.Lock()
-		due := s.excess(s.rev, s.compact) > 0
+		due := s.retention().Excess(s.rev, s.compact) > 0
 		s.mu.Unlock()
 		if !due {
 			return nil
 		}
-		pruned := false
-		err := s.update(ctx, func(t *txn) (err error) {
-			pruned, err = t.prune(1)
-			return err
-		})
+		noop := func(context.Context, *sqlkv.Txn) error { return nil }
+		pruned, err := s.transact(ctx, noop, 1)
 		if err != nil || !pruned {
 			return err
 		}

@@ -65,7 +65,7 @@ func TestMigrateV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrations[0](ctx, db, false); err != nil {
+	if err := migrations(false)[0](ctx, db); err != nil {
 		t.Fatal(err)
 	}
 	farFuture := time.Now().Add(time.Hour).UnixMilli()
@@ -583,5 +583,13 @@ func TestListThenWatch(t *testing.T) {
 	}
 	if fmt.Sprint(state) != fmt.Sprint(want) {
 		t.Fatalf("list at %d plus its watch gives\n%v\nthe list at %d says\n%v", first.Revision, state, final.Revision, want)
+	}
+}
+
+// TestSchemaVersionIsMigrationCount holds SchemaVersion, which the docs and
+// errors name, to the migrations this build runs.
+func TestSchemaVersionIsMigrationCount(t *testing.T) {
+	if n := len(migrations(false)); n != SchemaVersion {
+		t.Fatalf("SchemaVersion is %d but there are %d migrations", SchemaVersion, n)
 	}
 }

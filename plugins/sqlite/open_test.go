@@ -76,7 +76,7 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 		{"not a SQLite file", notSQLite, kv.ErrInvalidArgument, []string{notSQLite, "not a SQLite database"}},
 		{"corrupt SQLite file", corrupt, kv.ErrDataLoss, []string{corrupt}},
 		{"another application's database", foreign, kv.ErrInvalidArgument, []string{"not a kvhost one", "users"}},
-		{"newer schema", newer, kv.ErrInvalidArgument, []string{"schema version 99", fmt.Sprintf("version %d", SchemaVersion), "upgrade"}},
+		{"newer schema", newer, kv.ErrNotSupported, []string{"schema version 99", fmt.Sprintf("version %d", SchemaVersion), "upgrade"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, tc.path)

@@ -1,13 +1,13 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
 // Get returns the live entry stored under key, and the revision it was
@@ -94,7 +94,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, e
 		return kv.GetManyResult{}, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
 	}
 	defer rows.Close()
-	res := kv.GetManyResult{Entries: make([]*kv.Entry, len(keys))}
+	var res kv.GetManyResult
 	found := make(map[string]*kv.Entry, len(keys))
 	for rows.Next() {
 		e := &kv.Entry{}
@@ -112,20 +112,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, e
 	if err := rows.Err(); err != nil {
 		return kv.GetManyResult{}, fmt.Errorf("sqlite: get-many: %w", mapErr(err))
 	}
-	handed := make(map[string]bool, len(found))
-	for i, k := range keys {
-		e, ok := found[k]
-		if !ok {
-			continue
-		}
-		if handed[k] { // a key asked for twice gets its own copy
-			c := *e
-			c.Value = bytes.Clone(e.Value)
-			e = &c
-		}
-		handed[k] = true
-		res.Entries[i] = e
-	}
+	res.Entries = sqlkv.InRequestOrder(keys, found)
 	return res, nil
 }
 
@@ -161,36 +148,22 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 	}
 	defer rows.Close()
-	var (
-		res  kv.ListResult
-		acc  entries
-		size int
-	)
+	var rev int64
+	page := sqlkv.NewPage(req)
 	for rows.Next() {
 		var e kv.Entry
-		ok, err := scanEntry(rows, &res.Revision, &e)
+		ok, err := scanEntry(rows, &rev, &e)
 		if err != nil {
 			return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, err)
 		}
-		if !ok {
-			continue
-		}
-		next := req.EntrySize(e.Key, e.Value)
-		if req.PageFull(acc.n, size, next) {
-			res.More = true
+		if ok && !page.Add(e) {
 			break
 		}
-		size += next
-		if !req.KeysOnly && e.Value == nil {
-			e.Value = []byte{}
-		}
-		acc.add(e)
 	}
 	if err := rows.Err(); err != nil {
 		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 	}
-	res.Entries = acc.all()
-	return res, nil
+	return page.Result(rev), nil
 }
 
 // Count returns how many live keys start with prefix.
@@ -228,40 +201,6 @@ func (s *Store) Stats(ctx context.Context) (kv.Stats, error) {
 		Scan(&st.Revision, &compact, &st.Keys, &st.Bytes); err != nil {
 		return kv.Stats{}, fmt.Errorf("sqlite: stats: %w", mapErr(err))
 	}
-	st.OldestRevision = s.oldest(st.Revision, compact)
+	st.OldestRevision = s.retention().Oldest(st.Revision, compact)
 	return st, nil
-}
-
-// entries accumulates a page of unknown size in chunks, so that a long
-// page is copied once at the end instead of on every doubling, and a short
-// one does not pay for a large limit.
-type entries struct {
-	full [][]kv.Entry
-	cur  []kv.Entry
-	n    int
-}
-
-func (a *entries) add(e kv.Entry) {
-	if len(a.cur) == cap(a.cur) {
-		if a.cur != nil {
-			a.full = append(a.full, a.cur)
-		}
-		a.cur = make([]kv.Entry, 0, min(max(2*cap(a.cur), 64), 4096))
-	}
-	a.cur = append(a.cur, e)
-	a.n++
-}
-
-func (a *entries) all() []kv.Entry {
-	if len(a.full) == 0 {
-		if a.cur == nil {
-			return []kv.Entry{}
-		}
-		return a.cur
-	}
-	out := make([]kv.Entry, 0, a.n)
-	for _, c := range a.full {
-		out = append(out, c...)
-	}
-	return append(out, a.cur...)
 }

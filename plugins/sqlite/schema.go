@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
 // SchemaVersion is the schema this build writes. A database created by a
@@ -28,11 +29,11 @@ const SchemaVersion = 2
 // schema_version from any database.
 const metaTable = "kvhost_meta"
 
-// migrations[i] takes a database from schema version i to i+1.
+// migrations(...)[i] takes a database from schema version i to i+1.
 // withoutRowID is only for BenchmarkLayout, which measures the choice of
 // an ordinary rowid table.
-var migrations = []func(ctx context.Context, c execer, withoutRowID bool) error{
-	0: func(ctx context.Context, c execer, withoutRowID bool) error {
+func migrations(withoutRowID bool) sqlkv.Migrations[execer] {
+	return sqlkv.Migrations[execer]{0: func(ctx context.Context, c execer) error {
 		layout := ""
 		if withoutRowID {
 			layout = " WITHOUT ROWID"
@@ -68,32 +69,32 @@ var migrations = []func(ctx context.Context, c execer, withoutRowID bool) error{
 		}
 		return nil
 	},
-	// Version 2: revisions for every change and a history of them. The
-	// history of a migrated database starts empty: its compact revision is
-	// its last version, so a watch can start at the next revision.
-	1: func(ctx context.Context, c execer, _ bool) error {
-		for _, stmt := range []string{
-			// Each row is a chunk of one commit's changes, one per
-			// revision from revision to last, encoded in events (chunk.go).
-			// A row per change instead doubled what a batch of 1K puts
-			// costs, and pruning such rows from the front of the table
-			// cost as much again; a chunk is one insert and one delete
-			// (docs/PERFORMANCE.md). revision is the rowid: rows append,
-			// and pruning deletes a range from the front.
-			`CREATE TABLE kv_history (
+		// Version 2: revisions for every change and a history of them. The
+		// history of a migrated database starts empty: its compact revision is
+		// its last version, so a watch can start at the next revision.
+		1: func(ctx context.Context, c execer) error {
+			for _, stmt := range []string{
+				// Each row is a chunk of one commit's changes, one per
+				// revision from revision to last, encoded in events (chunk.go).
+				// A row per change instead doubled what a batch of 1K puts
+				// costs, and pruning such rows from the front of the table
+				// cost as much again; a chunk is one insert and one delete
+				// (docs/PERFORMANCE.md). revision is the rowid: rows append,
+				// and pruning deletes a range from the front.
+				`CREATE TABLE kv_history (
 				revision INTEGER PRIMARY KEY,
 				last     INTEGER NOT NULL,
 				events   BLOB NOT NULL
 			)`,
-			`INSERT INTO ` + metaTable + ` (name, value)
+				`INSERT INTO ` + metaTable + ` (name, value)
 				SELECT 'compact_revision', value FROM ` + metaTable + ` WHERE name = 'last_version'`,
-		} {
-			if _, err := c.ExecContext(ctx, stmt); err != nil {
-				return err
+			} {
+				if _, err := c.ExecContext(ctx, stmt); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
-	},
+			return nil
+		}}
 }
 
 type execer interface {
@@ -173,12 +174,8 @@ func inspect(ctx context.Context, c execer, path string) (int, error) {
 	if err := c.QueryRowContext(ctx, `SELECT value FROM `+metaTable+` WHERE name = 'schema_version'`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("sqlite: %w: %s: read schema_version: %v", kv.ErrUnavailable, path, err)
 	}
-	if v > SchemaVersion {
-		return 0, fmt.Errorf("sqlite: %w: %s has schema version %d, newer than version %d that this plugin knows; upgrade the sqlite plugin (the file was not modified)",
-			kv.ErrInvalidArgument, path, v, SchemaVersion)
-	}
-	if v < 0 {
-		return 0, fmt.Errorf("sqlite: %w: %s has schema version %d, which no plugin wrote", kv.ErrInvalidArgument, path, v)
+	if err := migrations(false).Check(int(v), path); err != nil {
+		return 0, fmt.Errorf("sqlite: %w", err)
 	}
 	return int(v), nil
 }
@@ -194,10 +191,8 @@ func migrate(ctx context.Context, conn *sql.Conn, from int, path string, without
 		return fmt.Errorf("sqlite: migrate %s: %w", path, mapErr(err))
 	}
 	defer tx.Rollback()
-	for v := from; v < SchemaVersion; v++ {
-		if err := migrations[v](ctx, tx, withoutRowID); err != nil {
-			return fmt.Errorf("sqlite: migrate %s from schema version %d to %d: %w", path, v, v+1, mapErr(err))
-		}
+	if err := migrations(withoutRowID).Apply(ctx, tx, from, path); err != nil {
+		return fmt.Errorf("sqlite: %w", mapErr(err))
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE `+metaTable+` SET value = ? WHERE name = 'schema_version'`, SchemaVersion); err != nil {
 		return fmt.Errorf("sqlite: migrate %s: %w", path, mapErr(err))

@@ -126,7 +126,7 @@ func upsertRowsSQL(n int) string {
 type writeStmts struct {
 	begin, commit, rollback, setRevision, setCompact *sql.Stmt
 	upsert, insertAbsent, updateVersion              *sql.Stmt
-	liveVersion, liveRow                             *sql.Stmt
+	liveRow                                          *sql.Stmt
 	del, refresh, histInsert, prune                  *sql.Stmt
 	// upsertRows[n] stores n rows in one statement, for runs of
 	// unconditional puts in a batch (see txn.putRun).
@@ -185,9 +185,8 @@ func (s *Store) prepareWrites(ctx context.Context) error {
 		&ws.insertAbsent: upsertSQL + ` WHERE kv.expires_at <> 0 AND kv.expires_at <= excluded.updated_at`,
 		&ws.updateVersion: `UPDATE kv SET value = :value, version = :version, expires_at = :expires_at, updated_at = :now
 			WHERE key = :key AND version = :cond AND ` + live,
-		&ws.liveVersion: `SELECT version FROM kv WHERE key = :key AND ` + live,
-		&ws.liveRow:     `SELECT value, version, expires_at FROM kv WHERE key = :key AND ` + live,
-		&ws.del:         `DELETE FROM kv WHERE key = :key AND (:cond = 0 OR version = :cond) AND ` + live + ` RETURNING version`,
+		&ws.liveRow: `SELECT value, version, expires_at FROM kv WHERE key = :key AND ` + live,
+		&ws.del:     `DELETE FROM kv WHERE key = :key AND (:cond = 0 OR version = :cond) AND ` + live + ` RETURNING version`,
 		&ws.refresh: `UPDATE kv SET expires_at = :expires_at, updated_at = :now
 			WHERE key = :key AND (:cond = 0 OR version = :cond) AND ` + live + ` RETURNING version`,
 		&ws.histInsert:      histInsertSQL,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -35,6 +36,8 @@ type Store struct {
 	now  func() time.Time
 	lock *fileLock
 	hub  *pluginapi.WatchHub
+	// ops are the write operations, over update and the writer dialect.
+	ops sqlkv.Writer
 
 	closed atomic.Bool
 
@@ -89,6 +92,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{cfg: cfg, path: path, now: cfg.now, lock: lock, hub: pluginapi.NewWatchHub(cfg.WatchBuffer)}
+	s.ops = sqlkv.Writer{Name: Name, Update: s.update, MinPutRun: upsertRunSizes[len(upsertRunSizes)-1], AfterCleanup: s.pruneHistory}
 	if err := s.open(ctx); err != nil {
 		s.shutdown()
 		return nil, err
