@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
 // Defaults of the settings; doc.go lists them for operators.
@@ -25,7 +26,7 @@ const (
 	DefaultHistory = 100_000
 	// DefaultCleanupBatch is how many expired keys CleanupExpired removes
 	// in one transaction, and in all when it is given no limit.
-	DefaultCleanupBatch = 1000
+	DefaultCleanupBatch = sqlkv.DefaultCleanupBatch
 )
 
 // Setting names, as the host passes them.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
 // Reads report the store revision they were served at. Each read is one
@@ -91,13 +92,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, e
 	if err := rows.Err(); err != nil {
 		return kv.GetManyResult{}, fmt.Errorf("postgres: get-many: %w", mapErr(err))
 	}
-	res.Entries = make([]*kv.Entry, len(keys))
-	for i, k := range keys {
-		if e, ok := found[k]; ok {
-			c := *e // a key asked for twice gets two entries
-			res.Entries[i] = &c
-		}
-	}
+	res.Entries = sqlkv.InRequestOrder(keys, found)
 	return res, nil
 }
 
@@ -145,42 +140,34 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 	}
 	defer rows.Close()
 	var (
-		res   kv.ListResult
-		size  int
+		rev   int64
 		total *int64
 	)
-	res.Entries = []kv.Entry{}
+	page := sqlkv.NewPage(req)
 	for rows.Next() {
 		var (
 			key            *string
 			e              kv.Entry
 			version, expMs *int64
 		)
-		if err := rows.Scan(&res.Revision, &key, &e.Value, &version, &expMs, &total); err != nil {
+		if err := rows.Scan(&rev, &key, &e.Value, &version, &expMs, &total); err != nil {
 			return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, mapErr(err))
 		}
 		if key == nil {
 			continue
 		}
 		e.Key, e.Version, e.ExpiresAt = *key, *version, kv.FromUnixMillis(*expMs)
-		next := req.EntrySize(e.Key, e.Value)
-		if req.PageFull(len(res.Entries), size, next) {
-			res.More = true
+		if !page.Add(e) {
 			break
 		}
-		size += next
-		if !req.KeysOnly && e.Value == nil {
-			e.Value = []byte{}
-		}
-		res.Entries = append(res.Entries, e)
 	}
 	if err := rows.Err(); err != nil {
 		return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, mapErr(err))
 	}
-	if total != nil && *total > int64(len(res.Entries)) {
-		res.More = true
+	if total != nil && *total > int64(page.Len()) {
+		page.SetMore()
 	}
-	return res, nil
+	return page.Result(rev), nil
 }
 
 // listSQLKeysOnly is listSQL without fetching values.
@@ -240,11 +227,9 @@ func (s *Store) Stats(ctx context.Context) (kv.Stats, error) {
 }
 
 // oldest is the oldest revision a watch can start at, given the store and
-// compact revisions of one snapshot. Revisions past retention that are not
-// yet pruned are not offered, so what a watch may start at does not depend
-// on when pruning ran.
+// compact revisions of one snapshot (sqlkv.Retention.Oldest).
 func (s *Store) oldest(rev, compact int64) int64 {
-	return max(compact+1, rev-int64(s.cfg.History)+1, 1)
+	return sqlkv.Retention(s.cfg.History).Oldest(rev, compact)
 }
 
 // historySQL reads up to limit events under a prefix from a revision,
@@ -275,21 +260,15 @@ func (s *Store) readHistory(ctx context.Context, prefix string, from int64, limi
 	if err := s.checkOpen(); err != nil {
 		return nil, 0, fmt.Errorf("postgres: read history %q: %w", prefix, err)
 	}
-	if limit <= 0 {
-		limit = kv.DefaultListLimit
-	}
+	page := sqlkv.NewHistoryPage(limit)
 	lo, hi := keyRange(prefix)
-	rows, err := s.pool.Query(ctx, s.sql(historySQL), pgx.NamedArgs{"from": from, "lo": lo, "hi": hi, "limit": limit,
+	rows, err := s.pool.Query(ctx, s.sql(historySQL), pgx.NamedArgs{"from": from, "lo": lo, "hi": hi, "limit": page.Limit(),
 		"page_bytes": pluginapi.HistoryPageBytes})
 	if err != nil {
 		return nil, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, mapErr(err))
 	}
 	defer rows.Close()
-	var (
-		evs           []kv.Event
-		head, compact int64
-		size          int
-	)
+	var head, compact int64
 	for rows.Next() {
 		var (
 			rev, version, expMs *int64
@@ -314,17 +293,10 @@ func (s *Store) readHistory(ctx context.Context, prefix string, from int64, limi
 			}
 			ev.Value = value
 		}
-		size += len(value)
-		evs = append(evs, ev)
+		page.Add(ev) // the query stops where the page is full
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, mapErr(err))
 	}
-	if oldest := oldest(head, compact); from < oldest {
-		return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
-	}
-	if len(evs) >= limit || size >= pluginapi.HistoryPageBytes { // stopped early
-		return evs, evs[len(evs)-1].Revision, nil
-	}
-	return evs, head, nil
+	return page.Result(from, head, oldest(head, compact))
 }

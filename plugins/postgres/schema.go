@@ -2,16 +2,16 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
 // The schema is the plugin's own: tables live in Config.Schema, and
-// meta.schema_version says which of migrations have run. Migrations run
+// meta.schema_version says how many of schemaSteps have run. Migrations run
 // in one transaction under an advisory lock keyed by the schema name, so
 // several hosts starting at once migrate once: the first runs them, the
 // others wait for its commit and find nothing left to do. A schema newer
@@ -22,7 +22,7 @@ import (
 // primary key index carries expires_at and size, so Count and Stats are
 // index-only scans. History is one row per change: the log that every
 // host reads to publish watch events and replay from a revision.
-var migrations = []string{
+var schemaSteps = []string{
 	// 1: the store.
 	`CREATE TABLE {s}.kv (
 		key        text COLLATE "C" NOT NULL,
@@ -99,18 +99,24 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err := tx.QueryRow(ctx, s.sql(`SELECT schema_version FROM {s}.meta`)).Scan(&version); err != nil {
 			return err
 		}
-		if version > len(migrations) {
-			return fmt.Errorf("%w: schema %q is at version %d, newer than this plugin knows (%d): upgrade the plugin",
-				kv.ErrNotSupported, s.cfg.Schema, version, len(migrations))
+		if err := s.migrations().Apply(ctx, tx, version, "the database"); err != nil {
+			return err
 		}
-		for i := version; i < len(migrations); i++ {
-			if _, err := tx.Exec(ctx, s.sql(migrations[i])); err != nil {
-				return fmt.Errorf("migration %d: %w", i+1, err)
-			}
-		}
-		_, err := tx.Exec(ctx, s.sql(`UPDATE {s}.meta SET schema_version = $1`), len(migrations))
+		_, err := tx.Exec(ctx, s.sql(`UPDATE {s}.meta SET schema_version = $1`), len(schemaSteps))
 		return err
 	})
+}
+
+// migrations are schemaSteps as steps on the migrating transaction.
+func (s *Store) migrations() sqlkv.Migrations[pgx.Tx] {
+	m := make(sqlkv.Migrations[pgx.Tx], len(schemaSteps))
+	for i, q := range schemaSteps {
+		m[i] = func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, s.sql(q))
+			return err
+		}
+	}
+	return m
 }
 
 // sql puts the quoted schema name into a statement.

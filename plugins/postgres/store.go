@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
 // Version is the backend's own version, reported by Info.
@@ -28,6 +29,8 @@ type Store struct {
 	notify string // the LISTEN/NOTIFY channel, quoted for LISTEN
 
 	follow *follower
+	// ops are the write operations, over update and the writeTx dialect.
+	ops    sqlkv.Writer
 	closed atomic.Bool
 	once   sync.Once
 }
@@ -62,6 +65,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	pc.ConnConfig.RuntimeParams["application_name"] = "kvhost"
 	s := &Store{cfg: cfg, schema: pgx.Identifier{cfg.Schema}.Sanitize()}
 	s.notify = pgx.Identifier{"kvhost_" + cfg.Schema}.Sanitize()
+	s.ops = sqlkv.Writer{Name: "postgres", Update: s.update, MinPutRun: minPutRun, AfterCleanup: s.pruneHistory}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 		return nil, fmt.Errorf("postgres: %w", mapErr(err))
 	}

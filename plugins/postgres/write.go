@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
+
+// The write operations are sqlkv.Writer's, over the statements below: the
+// PostgreSQL dialect of sqlkv.Tx inside the transaction Store.update
+// holds.
 
 // minPutRun is the shortest run of unconditional batch puts written with
 // one array statement rather than one statement per op.
@@ -17,196 +21,35 @@ const minPutRun = 4
 
 // Put stores a value under its condition.
 func (s *Store) Put(ctx context.Context, req kv.PutRequest) (kv.Entry, error) {
-	if err := kv.ValidatePut(req); err != nil {
-		return kv.Entry{}, fmt.Errorf("postgres: put: %w", err)
-	}
-	var res kv.OpResult
-	err := s.update(ctx, func(t *txn) (err error) {
-		res, err = t.put(req.Key, req.Value, req.TTL, req.Cond, -1)
-		return err
-	})
-	if err != nil {
-		return kv.Entry{}, fmt.Errorf("postgres: put %q: %w", req.Key, err)
-	}
-	return kv.Entry{Key: req.Key, Version: res.Version, ExpiresAt: res.ExpiresAt}, nil
+	return s.ops.Put(ctx, req)
 }
 
 // Delete removes key under its condition and says whether it did.
 func (s *Store) Delete(ctx context.Context, key string, cond kv.Condition) (kv.DeleteResult, error) {
-	if err := kv.ValidateKey(key); err != nil {
-		return kv.DeleteResult{}, fmt.Errorf("postgres: delete: %w", err)
-	}
-	if err := kv.ValidateCondition(cond, false); err != nil {
-		return kv.DeleteResult{}, fmt.Errorf("postgres: delete %q: %w", key, err)
-	}
-	var res kv.DeleteResult
-	err := s.update(ctx, func(t *txn) error {
-		r, err := t.del(key, cond, -1)
-		res = kv.DeleteResult{Deleted: r.Deleted, Revision: t.rev}
-		return err
-	})
-	if err != nil {
-		return kv.DeleteResult{}, fmt.Errorf("postgres: delete %q: %w", key, err)
-	}
-	return res, nil
+	return s.ops.Delete(ctx, key, cond)
 }
 
 // DeletePrefix removes every live key under a non-empty prefix in one
 // transaction, each with its own revision and DELETE event, in key order.
 func (s *Store) DeletePrefix(ctx context.Context, prefix string) (kv.DeletePrefixResult, error) {
-	if err := kv.ValidateDeletePrefix(prefix); err != nil {
-		return kv.DeletePrefixResult{}, fmt.Errorf("postgres: delete-prefix: %w", err)
-	}
-	var res kv.DeletePrefixResult
-	err := s.update(ctx, func(t *txn) error {
-		lo, hi := keyRange(prefix)
-		removed, err := t.collect(`DELETE FROM {s}.kv WHERE key >= @lo AND (@hi = '' OR key < @hi) AND `+live+` RETURNING key, version`,
-			pgx.NamedArgs{"lo": lo, "hi": hi, "now": t.nowMs})
-		if err != nil {
-			return err
-		}
-		t.recordRemoved(kv.EventDelete, removed)
-		res = kv.DeletePrefixResult{Deleted: int64(len(removed)), Revision: t.rev}
-		return nil
-	})
-	if err != nil {
-		return kv.DeletePrefixResult{}, fmt.Errorf("postgres: delete-prefix %q: %w", prefix, err)
-	}
-	return res, nil
+	return s.ops.DeletePrefix(ctx, prefix)
 }
 
 // Increment adds delta to the decimal int64 counter at key. A missing or
 // expired key counts from 0 with no expiry; a live key keeps its expiry.
 func (s *Store) Increment(ctx context.Context, key string, delta int64) (kv.Counter, error) {
-	if err := kv.ValidateKey(key); err != nil {
-		return kv.Counter{}, fmt.Errorf("postgres: increment: %w", err)
-	}
-	var c kv.Counter
-	err := s.update(ctx, func(t *txn) error {
-		var (
-			old   []byte
-			expMs int64
-			n     int64
-		)
-		err := t.tx.QueryRow(ctx, s.sql(`SELECT value, expires_at FROM {s}.kv WHERE key = @key AND `+live),
-			pgx.NamedArgs{"key": key, "now": t.nowMs}).Scan(&old, &expMs)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return mapErr(err)
-		default:
-			if n, err = kv.ParseCounter(key, old); err != nil {
-				return err
-			}
-		}
-		sum, err := kv.AddCounter(key, n, delta)
-		if err != nil {
-			return err
-		}
-		value := []byte(strconv.FormatInt(sum, 10))
-		v := t.rev + 1
-		if _, err := t.tx.Exec(ctx, s.sql(upsertSQL), pgx.NamedArgs{"key": key, "value": value, "version": v, "expires_at": expMs}); err != nil {
-			return mapErr(err)
-		}
-		t.record(kv.EventPut, key, value, v, expMs)
-		c = kv.Counter{Value: sum, Version: v, ExpiresAt: kv.FromUnixMillis(expMs)}
-		return nil
-	})
-	if err != nil {
-		return kv.Counter{}, fmt.Errorf("postgres: increment %q: %w", key, err)
-	}
-	return c, nil
+	return s.ops.Increment(ctx, key, delta)
 }
 
 // RefreshTTL changes only the expiry of a live key.
 func (s *Store) RefreshTTL(ctx context.Context, req kv.RefreshRequest) (kv.RefreshResult, error) {
-	if err := kv.ValidateRefresh(req); err != nil {
-		return kv.RefreshResult{}, fmt.Errorf("postgres: refresh-ttl: %w", err)
-	}
-	var res kv.RefreshResult
-	err := s.update(ctx, func(t *txn) error {
-		expMs := t.expiryMs(req.TTL)
-		var condVersion int64
-		if req.Cond.Kind == kv.CondVersion {
-			condVersion = req.Cond.Version
-		}
-		var v int64
-		err := t.tx.QueryRow(ctx, s.sql(`UPDATE {s}.kv SET expires_at = @expires_at
-			WHERE key = @key AND (@cond::bigint = 0 OR version = @cond::bigint) AND `+live+` RETURNING version`),
-			pgx.NamedArgs{"key": req.Key, "cond": condVersion, "now": t.nowMs, "expires_at": expMs}).Scan(&v)
-		if errors.Is(err, pgx.ErrNoRows) {
-			cur, err := t.liveVersion(req.Key)
-			if err != nil {
-				return err
-			}
-			if cur == 0 {
-				return kv.ErrNotFound
-			}
-			return conflict(req.Key, cur, -1)
-		}
-		if err != nil {
-			return mapErr(err)
-		}
-		rev := t.record(kv.EventTTL, req.Key, nil, v, expMs)
-		res = kv.RefreshResult{Entry: kv.Entry{Key: req.Key, Version: v, ExpiresAt: kv.FromUnixMillis(expMs)}, Revision: rev}
-		return nil
-	})
-	if err != nil {
-		return kv.RefreshResult{}, fmt.Errorf("postgres: refresh-ttl %q: %w", req.Key, err)
-	}
-	return res, nil
-}
-
-// unconditionalPuts is how many ops from the first are puts without a
-// condition.
-func unconditionalPuts(ops []kv.Op) int {
-	n := 0
-	for n < len(ops) && ops[n].Kind == kv.OpPut && ops[n].Cond.Kind == kv.CondNone {
-		n++
-	}
-	return n
+	return s.ops.RefreshTTL(ctx, req)
 }
 
 // Batch applies ops in order in one transaction: all or none. Runs of
 // unconditional puts go in one statement each.
 func (s *Store) Batch(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) {
-	if err := kv.ValidateBatch(ops); err != nil {
-		return kv.BatchResult{}, fmt.Errorf("postgres: batch: %w", err)
-	}
-	res := kv.BatchResult{Results: make([]kv.OpResult, len(ops))}
-	err := s.update(ctx, func(t *txn) error {
-		t.events = make([]kv.Event, 0, len(ops))
-		for i := 0; i < len(ops); i++ {
-			op := ops[i]
-			if run := unconditionalPuts(ops[i:]); run >= minPutRun {
-				if err := t.putRun(ops[i:i+run], res.Results[i:i+run]); err != nil {
-					return fmt.Errorf("ops %d to %d: %w", i, i+run-1, err)
-				}
-				i += run - 1
-				continue
-			}
-			var err error
-			switch op.Kind {
-			case kv.OpPut:
-				res.Results[i], err = t.put(op.Key, op.Value, op.TTL, op.Cond, i)
-			case kv.OpDelete:
-				res.Results[i], err = t.del(op.Key, op.Cond, i)
-			}
-			if err != nil {
-				var ce *kv.ConflictError
-				if errors.As(err, &ce) {
-					return err
-				}
-				return fmt.Errorf("op %d (%s %q): %w", i, op.Kind, op.Key, err)
-			}
-		}
-		res.Revision = t.rev
-		return nil
-	})
-	if err != nil {
-		return kv.BatchResult{}, fmt.Errorf("postgres: batch of %d ops: %w", len(ops), err)
-	}
-	return res, nil
+	return s.ops.Batch(ctx, ops)
 }
 
 // CleanupExpired removes up to limit expired keys, DefaultCleanupBatch
@@ -216,37 +59,7 @@ func (s *Store) Batch(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) 
 // already removed is not there to delete, so each key's EXPIRE is
 // recorded once. SKIP LOCKED passes over rows a writer holds.
 func (s *Store) CleanupExpired(ctx context.Context, limit int) (int64, error) {
-	if limit <= 0 {
-		limit = DefaultCleanupBatch
-	}
-	var total int64
-	for total < int64(limit) {
-		batch := min(int64(limit)-total, DefaultCleanupBatch)
-		var n int64
-		err := s.update(ctx, func(t *txn) error {
-			removed, err := t.collect(`DELETE FROM {s}.kv WHERE key IN (
-				SELECT key FROM {s}.kv WHERE expires_at > 0 AND expires_at <= @now
-				ORDER BY expires_at LIMIT @limit FOR UPDATE SKIP LOCKED) RETURNING key, version`,
-				pgx.NamedArgs{"now": t.nowMs, "limit": batch})
-			if err != nil {
-				return err
-			}
-			t.recordRemoved(kv.EventExpire, removed)
-			n = int64(len(removed))
-			return nil
-		})
-		if err != nil {
-			return total, fmt.Errorf("postgres: cleanup-expired: %w", err)
-		}
-		total += n
-		if n < batch {
-			break
-		}
-	}
-	if err := s.pruneHistory(ctx); err != nil {
-		return total, fmt.Errorf("postgres: cleanup-expired: prune history: %w", err)
-	}
-	return total, nil
+	return s.ops.CleanupExpired(ctx, limit)
 }
 
 // pruneHistory prunes all history past retention, pruneBatch revisions
@@ -256,22 +69,149 @@ func (s *Store) pruneHistory(ctx context.Context) error {
 	for range 1000 { // a bound, not a limit anyone reaches: 4M revisions
 		var rev, compact int64
 		if err := s.pool.QueryRow(ctx, s.sql(`SELECT rev, compact FROM {s}.meta`)).Scan(&rev, &compact); err != nil {
-			return mapErr(err)
+			return fmt.Errorf("prune history: %w", mapErr(err))
 		}
-		if rev-int64(s.cfg.History)-compact <= 0 {
+		if sqlkv.Retention(s.cfg.History).Excess(rev, compact) <= 0 {
 			return nil
 		}
-		var before, after int64
-		err := s.update(ctx, func(t *txn) error {
-			t.prune, before = true, t.compact
-			return nil
-		}, func(t *txn) { after = t.compact })
+		noop := func(context.Context, *sqlkv.Txn) error { return nil }
+		before, after, err := s.transact(ctx, noop, true)
 		if err != nil {
-			return err
+			return fmt.Errorf("prune history: %w", err)
 		}
 		if after == before {
 			return nil
 		}
 	}
 	return nil
+}
+
+// live is the expiry filter of every read and condition: a key whose
+// expiry has passed is invisible at once, whether or not cleanup has
+// removed its row yet.
+const live = `(expires_at = 0 OR expires_at > @now)`
+
+const (
+	upsertSQL = `INSERT INTO {s}.kv AS kv (key, value, version, expires_at) VALUES (@key, @value, @version, @expires_at)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`
+	// upsertRowsSQL stores arrays of rows in one statement.
+	upsertRowsSQL = `INSERT INTO {s}.kv AS kv (key, value, version, expires_at)
+		SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[])
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`
+	// insertAbsentSQL replaces only an expired row: a live one is a conflict.
+	insertAbsentSQL  = upsertSQL + ` WHERE kv.expires_at <> 0 AND kv.expires_at <= @now`
+	updateVersionSQL = `UPDATE {s}.kv SET value = @value, version = @version, expires_at = @expires_at
+		WHERE key = @key AND version = @cond AND ` + live
+	deleteSQL  = `DELETE FROM {s}.kv WHERE key = @key AND (@cond::bigint = 0 OR version = @cond::bigint) AND ` + live + ` RETURNING version`
+	refreshSQL = `UPDATE {s}.kv SET expires_at = @expires_at
+		WHERE key = @key AND (@cond::bigint = 0 OR version = @cond::bigint) AND ` + live + ` RETURNING version`
+	liveSQL        = `SELECT value, version, expires_at FROM {s}.kv WHERE key = @key AND ` + live
+	deleteRangeSQL = `DELETE FROM {s}.kv WHERE ` + rangeCond + ` AND ` + live + ` RETURNING key, version`
+	// deleteExpiredSQL: SKIP LOCKED passes over rows another host's
+	// cleanup or a writer holds.
+	deleteExpiredSQL = `DELETE FROM {s}.kv WHERE key IN (
+		SELECT key FROM {s}.kv WHERE expires_at > 0 AND expires_at <= @now
+		ORDER BY expires_at LIMIT @limit FOR UPDATE SKIP LOCKED) RETURNING key, version`
+)
+
+// writeTx is the PostgreSQL dialect of sqlkv.Tx.
+type writeTx struct {
+	s  *Store
+	tx pgx.Tx
+}
+
+var _ sqlkv.Tx = writeTx{}
+
+func rowArgs(r sqlkv.Row, nowMs int64) pgx.NamedArgs {
+	return pgx.NamedArgs{"key": r.Key, "value": r.Value, "version": r.Version, "expires_at": r.ExpMs, "now": nowMs}
+}
+
+// Upsert stores one row with one statement and more with one statement
+// over arrays: one round trip either way. A key given twice goes in once,
+// with its last row (ON CONFLICT may touch a row only once per statement).
+func (w writeTx) Upsert(ctx context.Context, rows []sqlkv.Row, nowMs int64) error {
+	if len(rows) == 1 {
+		_, err := w.tx.Exec(ctx, w.s.sql(upsertSQL), rowArgs(rows[0], nowMs))
+		return mapErr(err)
+	}
+	last := make(map[string]int, len(rows))
+	for i, r := range rows {
+		last[r.Key] = i
+	}
+	n := len(last)
+	keys, values, versions, exps := make([]string, 0, n), make([][]byte, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+	for i, r := range rows {
+		if last[r.Key] == i {
+			keys, values, versions, exps = append(keys, r.Key), append(values, r.Value), append(versions, r.Version), append(exps, r.ExpMs)
+		}
+	}
+	_, err := w.tx.Exec(ctx, w.s.sql(upsertRowsSQL), keys, values, versions, exps)
+	return mapErr(err)
+}
+
+func (w writeTx) changed(ctx context.Context, q string, args pgx.NamedArgs) (bool, error) {
+	tag, err := w.tx.Exec(ctx, w.s.sql(q), args)
+	if err != nil {
+		return false, mapErr(err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+func (w writeTx) InsertAbsent(ctx context.Context, r sqlkv.Row, nowMs int64) (bool, error) {
+	return w.changed(ctx, insertAbsentSQL, rowArgs(r, nowMs))
+}
+
+func (w writeTx) UpdateVersion(ctx context.Context, r sqlkv.Row, cond, nowMs int64) (bool, error) {
+	args := rowArgs(r, nowMs)
+	args["cond"] = cond
+	return w.changed(ctx, updateVersionSQL, args)
+}
+
+// version runs a RETURNING version statement: 0 when it matched no row.
+func (w writeTx) version(ctx context.Context, q string, args pgx.NamedArgs) (int64, error) {
+	var v int64
+	err := w.tx.QueryRow(ctx, w.s.sql(q), args).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return v, mapErr(err)
+}
+
+func (w writeTx) Delete(ctx context.Context, key string, cond, nowMs int64) (int64, error) {
+	return w.version(ctx, deleteSQL, pgx.NamedArgs{"key": key, "cond": cond, "now": nowMs})
+}
+
+func (w writeTx) Refresh(ctx context.Context, key string, cond, expMs, nowMs int64) (int64, error) {
+	return w.version(ctx, refreshSQL, pgx.NamedArgs{"key": key, "cond": cond, "now": nowMs, "expires_at": expMs})
+}
+
+func (w writeTx) Live(ctx context.Context, key string, nowMs int64) (sqlkv.Row, error) {
+	r := sqlkv.Row{Key: key}
+	err := w.tx.QueryRow(ctx, w.s.sql(liveSQL), pgx.NamedArgs{"key": key, "now": nowMs}).Scan(&r.Value, &r.Version, &r.ExpMs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sqlkv.Row{Key: key}, nil
+	}
+	return r, mapErr(err)
+}
+
+func (w writeTx) DeleteRange(ctx context.Context, lo, hi string, nowMs int64) ([]sqlkv.Removed, error) {
+	return w.collect(ctx, deleteRangeSQL, pgx.NamedArgs{"lo": lo, "hi": hi, "now": nowMs})
+}
+
+func (w writeTx) DeleteExpired(ctx context.Context, limit, nowMs int64) ([]sqlkv.Removed, error) {
+	return w.collect(ctx, deleteExpiredSQL, pgx.NamedArgs{"now": nowMs, "limit": limit})
+}
+
+// collect runs a DELETE ... RETURNING key, version and gathers its rows.
+func (w writeTx) collect(ctx context.Context, q string, args pgx.NamedArgs) ([]sqlkv.Removed, error) {
+	rows, err := w.tx.Query(ctx, w.s.sql(q), args)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sqlkv.Removed, error) {
+		var rm sqlkv.Removed
+		err := r.Scan(&rm.Key, &rm.Version)
+		return rm, err
+	})
+	return out, mapErr(err)
 }

@@ -43,7 +43,7 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: read history %q from revision %d: %w", prefix, from, err)
 	}
-	return page.Result(s.retention(), from, rev, compact)
+	return page.Result(from, rev, s.retention().Oldest(rev, compact))
 }
 
 // scanHistory decodes chunks from the one holding revision from into page

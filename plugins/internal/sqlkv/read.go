@@ -140,12 +140,13 @@ func (h *HistoryPage) Full() bool {
 }
 
 // Result answers pluginapi.History.ReadHistory for a read from revision
-// from whose snapshot had store revision head and compact revision
-// compact: the events and the last revision the answer covers (its last
-// event's when the page stopped early, the head otherwise), or a
-// *kv.CompactedError when from is older than the history kept.
-func (h *HistoryPage) Result(r Retention, from, head, compact int64) ([]kv.Event, int64, error) {
-	if oldest := r.Oldest(head, compact); from < oldest {
+// from whose snapshot had store revision head, where oldest is the oldest
+// revision the read may start at (Retention.Oldest for a watch): the
+// events and the last revision the answer covers (its last event's when
+// the page stopped early, the head otherwise), or a *kv.CompactedError
+// when from is older.
+func (h *HistoryPage) Result(from, head, oldest int64) ([]kv.Event, int64, error) {
+	if from < oldest {
 		return nil, 0, &kv.CompactedError{Requested: from, Oldest: oldest}
 	}
 	if h.Full() {
