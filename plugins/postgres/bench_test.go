@@ -220,6 +220,43 @@ func (l latencies) report(b *testing.B) {
 	b.ReportMetric(p99, "p99-us")
 }
 
+// side is one way of doing an operation, for interleave.
+type side struct {
+	name string
+	op   func() error
+}
+
+// interleave runs one call of each side per iteration, in an order that
+// rotates, so that all of them see the same load on a shared machine; it
+// reports each side's p50 in ms and the ratio of each side's p50 to the
+// p50 of the side named base, which no sequence of separate
+// sub-benchmarks can measure while the machine's load moves under them.
+func interleave(b *testing.B, base string, sides ...side) {
+	lat := make([]latencies, len(sides))
+	i := 0
+	for b.Loop() {
+		for j := range sides {
+			s := sides[(i+j)%len(sides)]
+			start := time.Now()
+			if err := s.op(); err != nil {
+				b.Fatalf("%s: %v", s.name, err)
+			}
+			lat[(i+j)%len(sides)].time(start)
+		}
+		i++
+	}
+	p50 := map[string]float64{}
+	for j, s := range sides {
+		p50[s.name], _ = lat[j].percentiles()
+		b.ReportMetric(p50[s.name]/1e3, s.name+"-ms")
+	}
+	for _, s := range sides {
+		if s.name != base {
+			b.ReportMetric(p50[s.name]/p50[base], s.name+"/"+base)
+		}
+	}
+}
+
 func BenchmarkPointGet(b *testing.B) {
 	e := newBenchEnv(b)
 	keys := keys10K()
@@ -398,7 +435,7 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 	// revision row or the notification.
 	history := `INSERT INTO ` + e.rawS + `.history (rev, type, key, value, version, expires_at)
 		SELECT v, 1, k, val, v, x FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[]) AS u(k, val, v, x)`
-	run("raw-history", func(keys []string) error {
+	rawHistory := func(keys []string) error {
 		values, versions, exps := upsertArgs(keys, version)
 		version += int64(len(keys))
 		return pgx.BeginFunc(ctx, e.raw, func(tx pgx.Tx) error {
@@ -407,6 +444,22 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 			batch.Queue(history, keys, values, versions, exps)
 			return tx.SendBatch(ctx, batch).Close()
 		})
+	}
+	run("raw-history", rawHistory)
+	b.Run("interleaved", func(b *testing.B) {
+		with := func(op func(keys []string) error) func() error {
+			return func() error { return op(nextKeys()) } // 1000 names: microseconds against milliseconds
+		}
+		interleave(b, "raw",
+			side{"plugin", with(func(keys []string) error { _, err := e.plugin.Batch(ctx, ops(keys)); return err })},
+			side{"store", with(func(keys []string) error { _, err := e.store.Batch(ctx, ops(keys)); return err })},
+			side{"raw", with(func(keys []string) error {
+				values, versions, exps := upsertArgs(keys, version)
+				version += int64(len(keys))
+				_, err := e.raw.Exec(ctx, upsert, keys, values, versions, exps)
+				return err
+			})},
+			side{"raw-history", with(rawHistory)})
 	})
 }
 
@@ -533,6 +586,22 @@ func bench1M[T any](b *testing.B, plugin, store func(context.Context, kv.Backend
 	}
 	defer ios.Close()
 	run("raw-index", func() (T, error) { return raw(ctx, ios, schema) })
+	check := func(op func() (T, error)) func() error {
+		return func() error {
+			r, err := op()
+			if err == nil && n(r) != bigKeys {
+				err = fmt.Errorf("counted %d keys, want %d", n(r), bigKeys)
+			}
+			return err
+		}
+	}
+	b.Run("interleaved", func(b *testing.B) {
+		interleave(b, "raw",
+			side{"plugin", check(func() (T, error) { return plugin(ctx, p) })},
+			side{"store", check(func() (T, error) { return store(ctx, s) })},
+			side{"raw", check(func() (T, error) { return raw(ctx, pool, schema) })},
+			side{"raw-index", check(func() (T, error) { return raw(ctx, ios, schema) })})
+	})
 }
 
 func BenchmarkCount1M(b *testing.B) {
