@@ -115,3 +115,62 @@ func FuzzChunk(f *testing.F) {
 		})
 	})
 }
+
+// packed encodes events as a watched batch packs them (chunk.go).
+func packed(events ...[3]string) string {
+	var b []byte
+	for _, ev := range events {
+		b = append(b, ev[0]...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(ev[1])))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(ev[2])))
+		b = append(append(b, ev[1]...), ev[2]...)
+	}
+	return string(b)
+}
+
+func TestPackedChunkDecodes(t *testing.T) {
+	raw := []any{"11-0", []any{"f", "10", "b", packed(
+		[3]string{header(1, 10, 0), "a", "value of a"},
+		[3]string{header(2, 7, 0), "b", ""},
+	)}}
+	c, err := readChunk(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []kv.Event
+	if err := c.events(func(ev kv.Event) bool { got = append(got, ev); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Type != kv.EventPut || got[0].Key != "a" || string(got[0].Value) != "value of a" || got[0].Revision != 10 ||
+		got[1].Type != kv.EventDelete || got[1].Key != "b" || got[1].Version != 7 || got[1].Revision != 11 {
+		t.Fatalf("events %+v", got)
+	}
+}
+
+func TestPackedChunkDamage(t *testing.T) {
+	good := packed([3]string{header(1, 5, 0), "k", "v"})
+	tests := []struct {
+		name   string
+		packed string
+		id     string
+	}{
+		{"cut short", good[:len(good)-1], "5-0"},
+		{"a byte too many", good + "x", "5-0"},
+		{"header only", good[:packedHeader-1], "5-0"},
+		{"revisions disagree with the ID", good, "6-0"},
+		{"empty key", packed([3]string{header(1, 5, 0), "", "v"}), "5-0"},
+		{"unknown type", packed([3]string{header(9, 5, 0), "k", "v"}), "5-0"},
+		{"nothing", "", "5-0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := readChunk([]any{tt.id, []any{"f", "5", "b", tt.packed}})
+			if err == nil {
+				err = c.events(func(kv.Event) bool { return true })
+			}
+			if !errors.Is(err, kv.ErrDataLoss) {
+				t.Fatalf("%v, want ErrDataLoss", err)
+			}
+		})
+	}
+}

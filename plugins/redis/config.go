@@ -90,6 +90,9 @@ type Config struct {
 	// scriptedLists makes every List read with the script (tests of that
 	// path).
 	scriptedLists bool
+	// scriptedBatches makes every Batch apply with the script (tests of
+	// that path).
+	scriptedBatches bool
 }
 
 func (c Config) withDefaults() Config {

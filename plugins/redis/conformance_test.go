@@ -74,3 +74,13 @@ func TestConformanceScriptedLists(t *testing.T) {
 		return newTestStore(t, addr, Config{History: retention, scriptedLists: true})
 	}, conformance.WithRetention(retention), conformance.WithFilter(regexp.MustCompile(`list|prefix|invisible|reads-report|expire`)))
 }
+
+// TestConformanceScriptedBatches runs the rules that write batches with
+// every batch applied by the script, the path Batch takes when writers
+// keep aborting its watched tries or the batch involves expiries.
+func TestConformanceScriptedBatches(t *testing.T) {
+	addr := testAddr(t)
+	conformance.Run(t, func(t testing.TB) kv.Backend {
+		return newTestStore(t, addr, Config{History: retention, scriptedBatches: true})
+	}, conformance.WithRetention(retention), conformance.WithFilter(regexp.MustCompile(`batch|revision|ttl|expire|watch`)))
+}

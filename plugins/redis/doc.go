@@ -47,13 +47,15 @@
 //
 // # Storage
 //
-// Every write is one Lua script (scripts.go), run with EVALSHA (EVAL when
-// the server has not cached it), so Redis applies it atomically:
-// conditions, the change, revision stamps from one counter and the events
-// in the stream. Reads are one atomic step too: Get and GetMany a
-// MULTI/EXEC transaction, Count and Stats a script, List a page read
-// under WATCH (list.go) that falls back to a script when writers keep
-// aborting it. All of a store's data lives in nine keys under the prefix:
+// Every write is one atomic step: a Lua script (scripts.go), run with
+// EVALSHA (EVAL when the server has not cached it), or for a batch that
+// involves no expiry a MULTI/EXEC of plain commands planned under WATCH
+// (batchtx.go), which falls back to the script when writers keep
+// aborting it. Either way Redis applies conditions, the change, revision
+// stamps from one counter and the events in the stream together. Reads
+// are one atomic step too: Get and GetMany a MULTI/EXEC transaction,
+// Count and Stats a script, List a page read under WATCH (list.go) that
+// falls back to a script when writers keep aborting it. All of a store's data lives in nine keys under the prefix:
 // the revision counter; the values in one hash and their metadata
 // (version, expiry, value length; 20 bytes) in another; a sorted set of
 // every key with score 0, which ZRANGE BYLEX walks in byte order for
@@ -61,7 +63,8 @@
 // times for cleanup; the event stream; a running total of key and value
 // bytes for Stats; the epoch; and a scratch hash for Increment's
 // arithmetic. Every script names all nine as KEYS, and they share the
-// prefix's hash tag: every script is valid on one Redis Cluster slot.
+// prefix's hash tag: every script and transaction is valid on one Redis
+// Cluster slot.
 //
 // Revisions. The counter takes one revision per change (contract v2): a
 // script that changes n keys adds n to it. Its events go to the stream as

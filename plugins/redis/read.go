@@ -35,12 +35,11 @@ func entry(key, meta string, value *string) (kv.Entry, error) {
 // transaction reads the server's time too, and the expiry check is made
 // here against it.
 
-// point is what a transaction read: metadata and values of keys, the
-// revision, whether the epoch exists, the server's time.
+// point is what a transaction read: metadata and values of keys (nil
+// when missing), the revision, the server's time.
 type point struct {
 	metas, vals []any
 	rev         int64
-	epoch       bool
 	now         int64
 }
 
@@ -50,28 +49,30 @@ func (s *Store) readPoint(ctx context.Context, keys ...string) (point, error) {
 		return point{}, kv.ErrClosed
 	}
 	for attempt := 0; ; attempt++ {
+		seen := s.seen.Load()
 		var (
 			metas, vals *goredis.SliceCmd
 			rev         *goredis.StringCmd
-			epoch       *goredis.IntCmd
 			now         *goredis.TimeCmd
 		)
 		_, err := s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			metas = p.HMGet(ctx, s.keys[keyMeta], keys...)
 			vals = p.HMGet(ctx, s.keys[keyVal], keys...)
 			rev = p.Get(ctx, s.keys[keyRev])
-			epoch = p.Exists(ctx, s.keys[keyEpoch])
 			now = p.Time(ctx)
 			return nil
 		})
 		if err != nil && !errors.Is(err, goredis.Nil) { // Nil: a store with no revision yet
 			return point{}, s.ctxErr(ctx, err)
 		}
-		pt := point{metas: metas.Val(), vals: vals.Val(), epoch: epoch.Val() == 1, now: now.Val().UnixMilli()}
+		pt := point{metas: metas.Val(), vals: vals.Val(), now: now.Val().UnixMilli()}
 		if r := rev.Val(); r != "" {
 			pt.rev = asInt(r)
 		}
-		if !pt.epoch && attempt == 0 {
+		// The store's revision is below one seen before this read began:
+		// Redis lost the store's data. init sets a new epoch and takes the
+		// revision back up.
+		if pt.rev < seen && attempt == 0 {
 			if _, _, _, err := s.init(ctx); err != nil {
 				return point{}, err
 			}

@@ -2,12 +2,14 @@ package redis
 
 import goredis "github.com/redis/go-redis/v9"
 
-// The Lua scripts. Every write is one script, run with EVALSHA (and EVAL
-// when Redis does not have it cached, which go-redis's Script does), so
-// Redis applies it atomically: conditions, the change, the revision
-// stamps and the events in the stream happen together or not at all.
-// Count, Stats and history reads are scripts too; Get, GetMany and most
-// List pages are read without one (read.go, list.go).
+// The Lua scripts. Every write but most batches is one script, run with
+// EVALSHA (and EVAL when Redis does not have it cached, which go-redis's
+// Script does), so Redis applies it atomically: conditions, the change,
+// the revision stamps and the events in the stream happen together or
+// not at all. A batch without expiries is planned in Go and written in
+// one MULTI/EXEC under WATCH (batchtx.go), with scriptBatch as its
+// fallback. Count, Stats and history reads are scripts too; Get, GetMany
+// and most List pages are read without one (read.go, list.go).
 //
 // Every script receives the store's nine keys as KEYS, in the order of
 // keyNames, all under one hash tag: a script is valid on one Redis
@@ -22,7 +24,8 @@ import goredis "github.com/redis/go-redis/v9"
 //	P idx      zset    every stored key, score 0: ordered by bytes (BYLEX)
 //	P exp      zset    key -> expires_at_ms, for keys with a TTL
 //	P events   stream  the history: one entry per chunk of a commit's
-//	                   changes, ID "<last revision>-0" (luaEvent)
+//	                   changes, ID "<last revision>-0" (luaEvent; a
+//	                   watched batch packs its chunks, chunk.go)
 //	P bytes    string  the sum of key and value lengths of stored keys
 //	P epoch    string  "<random>:<base>": a new random one means the
 //	                   store's data was lost; base is the first revision
@@ -277,6 +280,7 @@ while #out < want and size < budget do
   for i = 1, #part do
     out[#out + 1] = part[i]
     local f = part[i][2]
+    if f[3] == 'b' then size = size + #f[4] end
     for j = 6, #f, 2 do size = size + #f[j] end
   end
   if #part < n then break end

@@ -71,8 +71,13 @@ type Store struct {
 
 	// beforeRead, when set (by tests), runs before each read of the stream.
 	beforeRead func()
-	// listAttempts is how many watched reads List tries (list.go).
-	listAttempts int
+	// listAttempts is how many watched reads List tries (list.go),
+	// batchAttempts how many watched tries Batch makes (batchtx.go).
+	listAttempts  int
+	batchAttempts int
+	// beforeBatchWrite, when set (by tests), runs between a watched
+	// batch's read and its write.
+	beforeBatchWrite func()
 }
 
 var (
@@ -94,18 +99,22 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:          cfg,
-		rdb:          rdb,
-		retain:       strconv.Itoa(cfg.History),
-		log:          hclog.Default().Named("redis"),
-		advanced:     make(chan struct{}),
-		followed:     make(chan struct{}),
-		stop:         make(chan struct{}),
-		beforeRead:   cfg.beforeRead,
-		listAttempts: listAttempts,
+		cfg:           cfg,
+		rdb:           rdb,
+		retain:        strconv.Itoa(cfg.History),
+		log:           hclog.Default().Named("redis"),
+		advanced:      make(chan struct{}),
+		followed:      make(chan struct{}),
+		stop:          make(chan struct{}),
+		beforeRead:    cfg.beforeRead,
+		listAttempts:  listAttempts,
+		batchAttempts: batchAttempts,
 	}
 	if cfg.scriptedLists {
 		s.listAttempts = 0
+	}
+	if cfg.scriptedBatches {
+		s.batchAttempts = 0
 	}
 	s.wake = sync.NewCond(&s.mu)
 	for _, n := range keyNames {

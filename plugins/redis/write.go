@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -122,6 +123,31 @@ func (s *Store) Batch(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) 
 	if err := kv.ValidateBatch(ops); err != nil {
 		return kv.BatchResult{}, err
 	}
+	if s.closed.Load() {
+		return kv.BatchResult{}, fmt.Errorf("redis: batch of %d ops: %w", len(ops), kv.ErrClosed)
+	}
+	if s.batchAttempts > 0 && watchedBatchOK(ops) {
+		for range s.batchAttempts {
+			out, err := s.batchWatched(ctx, ops)
+			if errors.Is(err, errRetry) {
+				continue
+			}
+			if errors.Is(err, errScript) {
+				break
+			}
+			if err != nil {
+				return kv.BatchResult{}, fmt.Errorf("redis: batch of %d ops: %w", len(ops), s.ctxErr(ctx, err))
+			}
+			s.observe(out.Revision)
+			return out, nil
+		}
+	}
+	return s.batchScript(ctx, ops)
+}
+
+// batchScript applies a batch with scriptBatch: one atomic step, whatever
+// the writers do and whatever the expiries.
+func (s *Store) batchScript(ctx context.Context, ops []kv.Op) (kv.BatchResult, error) {
 	args := make([]any, 0, 1+3*len(ops))
 	args = append(args, s.retain)
 	for _, op := range ops {
