@@ -62,14 +62,14 @@ func (s *Store) listWatched(ctx context.Context, req kv.ListRequest, lo, hi stri
 		more  bool
 	)
 	for batch := cands.Val(); len(batch) > 0 && !more; {
-		ms, err := conn.HMGet(ctx, s.keys[keyMeta], batch...).Result()
+		ms, err := hmget(ctx, conn, s.keys[keyMeta], batch).Result()
 		if err != nil {
 			return kv.ListResult{}, err
 		}
 		for i, k := range batch {
-			m, ok := ms[i].(string)
-			if !ok {
-				continue
+			m := ms[i]
+			if m == "" {
+				continue // no metadata: not stored (metadata is never empty)
 			}
 			_, exp, vlen, err := parseMeta(m)
 			if err != nil {
@@ -98,14 +98,14 @@ func (s *Store) listWatched(ctx context.Context, req kv.ListRequest, lo, hi stri
 		}
 	}
 	var (
-		vals  *goredis.SliceCmd
+		vals  *goredis.StringSliceCmd
 		rev   *goredis.StringCmd
 		epoch *goredis.IntCmd
 		t2    *goredis.TimeCmd
 	)
 	_, err = conn.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		if !req.KeysOnly && len(keys) > 0 {
-			vals = p.HMGet(ctx, s.keys[keyVal], keys...)
+			vals = hmget(ctx, p, s.keys[keyVal], keys)
 		}
 		rev = p.Get(ctx, s.keys[keyRev])
 		epoch = p.Exists(ctx, s.keys[keyEpoch])
@@ -126,18 +126,28 @@ func (s *Store) listWatched(ctx context.Context, req kv.ListRequest, lo, hi stri
 		out.Revision = asInt(r)
 	}
 	tEnd := t2.Val().UnixMilli()
-	for i, k := range keys {
-		var vp *string
-		if vals != nil {
-			v, ok := vals.Val()[i].(string)
-			if !ok {
-				return kv.ListResult{}, fmt.Errorf("key %q: %w: the key has metadata but no value", k, kv.ErrDataLoss)
-			}
-			vp = &v
+	// The page's values share one allocation, each capped at its end.
+	var buf []byte
+	if vals != nil {
+		size := 0
+		for _, v := range vals.Val() {
+			size += len(v)
 		}
-		e, err := entry(k, metas[i], vp)
+		buf = make([]byte, 0, size)
+	}
+	for i, k := range keys {
+		e, err := entry(k, metas[i], nil)
 		if err != nil {
 			return kv.ListResult{}, fmt.Errorf("key %q: %w", k, err)
+		}
+		if vals != nil {
+			v := vals.Val()[i]
+			if _, _, vlen, _ := parseMeta(metas[i]); int64(len(v)) != vlen {
+				return kv.ListResult{}, fmt.Errorf("key %q: %w: its metadata says %d value bytes, its value has %d", k, kv.ErrDataLoss, vlen, len(v))
+			}
+			start := len(buf)
+			buf = append(buf, v...)
+			e.Value = buf[start:len(buf):len(buf)]
 		}
 		if !e.ExpiresAt.IsZero() && e.ExpiresAt.UnixMilli() <= tEnd {
 			continue // it expired while the page was read: at the page's instant it is gone
@@ -148,4 +158,23 @@ func (s *Store) listWatched(ctx context.Context, req kv.ListRequest, lo, hi stri
 		return kv.ListResult{}, errRetry // never an empty page that says more remain
 	}
 	return out, nil
+}
+
+// hmget reads fields of a hash as strings, "" for a missing one: the
+// reply and the arguments are read and written without boxing each
+// string in an interface, which for a page of 10 000 keys was a tenth of
+// the plugin's time. A missing field then reads as an empty one: List
+// checks each value's length against its metadata, so only an empty
+// value whose field is missing goes unnoticed (and reads as empty).
+func hmget(ctx context.Context, c interface {
+	Process(context.Context, goredis.Cmder) error
+}, hash string, fields []string) *goredis.StringSliceCmd {
+	args := make([]any, 2+len(fields))
+	args[0], args[1] = "HMGET", hash
+	for i := range fields {
+		args[2+i] = &fields[i]
+	}
+	cmd := goredis.NewStringSliceCmd(ctx, args...)
+	_ = c.Process(ctx, cmd)
+	return cmd
 }
