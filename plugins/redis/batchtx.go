@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -181,10 +182,11 @@ func (s *Store) batchWatched(ctx context.Context, ops []kv.Op) (kv.BatchResult, 
 	if s.beforeBatchWrite != nil {
 		s.beforeBatchWrite()
 	}
-	_, err = conn.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	cmds, err := conn.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		s.writePlan(ctx, p, ops, plan)
 		return nil
 	})
+	err = queuedErr(cmds, err)
 	executed = err == nil || errors.Is(err, goredis.TxFailedErr)
 	switch {
 	case errors.Is(err, goredis.TxFailedErr):
@@ -292,4 +294,20 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
+}
+
+// queuedErr is the error of a transaction: when Redis refused a queued
+// command (out of memory, say), EXEC answers EXECABORT and applies
+// nothing, and the refused command's error says why.
+func queuedErr(cmds []goredis.Cmder, err error) error {
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) || !strings.HasPrefix(rerr.Error(), "EXECABORT") {
+		return err
+	}
+	for _, c := range cmds {
+		if cerr := c.Err(); cerr != nil && !strings.HasPrefix(cerr.Error(), "EXECABORT") {
+			return cerr
+		}
+	}
+	return err
 }

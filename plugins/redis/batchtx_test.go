@@ -1,10 +1,14 @@
 package redis
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvhost/kvhost/kv"
 )
@@ -132,5 +136,40 @@ func TestWatchedBatchStartsOverAfterAWrite(t *testing.T) {
 	}
 	if res.Revision <= 1 {
 		t.Fatalf("the batch took revision %d, before the other write", res.Revision)
+	}
+}
+
+// A watched batch on a Redis out of memory is refused whole, as the
+// script is: ErrStorageFull, and the store as it was.
+func TestWatchedBatchOutOfMemory(t *testing.T) {
+	srv := startPrivateServer(t)
+	s := newTestStore(t, srv.Addr(), Config{})
+	ctx := t.Context()
+	before, err := s.Put(ctx, kv.PutRequest{Key: "before", Value: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	defer admin.Close()
+	if err := admin.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.ConfigSet(context.Background(), "maxmemory", "0")
+	ops := make([]kv.Op, 100)
+	for i := range ops {
+		ops[i] = kv.PutOp(fmt.Sprint("k/", i), []byte("value"), 0, kv.Condition{})
+	}
+	if _, err := s.batchWatched(ctx, ops); !errors.Is(s.mapErr(err), kv.ErrStorageFull) {
+		t.Fatalf("a watched batch on a full Redis: %v, want ErrStorageFull", err)
+	}
+	if _, err := s.Batch(ctx, ops); !errors.Is(err, kv.ErrStorageFull) {
+		t.Fatalf("a batch on a full Redis: %v, want ErrStorageFull", err)
+	}
+	if err := admin.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil || st.Keys != 1 || st.Revision != before.Version {
+		t.Fatalf("after refused batches: %+v %v; want 1 key at revision %d", st, err, before.Version)
 	}
 }

@@ -89,3 +89,9 @@ func (s *Store) ctxErr(ctx context.Context, err error) error {
 	}
 	return s.mapErr(err)
 }
+
+// isOOM says whether Redis refused a command for want of memory.
+func isOOM(err error) bool {
+	var rerr goredis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "OOM")
+}

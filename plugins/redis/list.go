@@ -42,60 +42,13 @@ func (s *Store) listWatched(ctx context.Context, req kv.ListRequest, lo, hi stri
 			_ = conn.Do(context.WithoutCancel(ctx), "UNWATCH").Err() // the connection goes back to the pool clean
 		}
 	}()
-	step := int64(req.Limit + 1)
-	var now *goredis.TimeCmd
-	var cands *goredis.StringSliceCmd
-	_, err := conn.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Do(ctx, "WATCH", s.keys[keyRev], s.keys[keyEpoch])
-		now = p.Time(ctx)
-		cands = p.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: s.keys[keyIdx], Start: lo, Stop: hi, ByLex: true, Count: step})
-		return nil
-	})
+	page, more, err := s.listCandidates(ctx, conn, req, lo, hi)
 	if err != nil {
 		return kv.ListResult{}, err
 	}
-	t1 := now.Val().UnixMilli()
-	var (
-		keys  []string
-		metas []string
-		size  int
-		more  bool
-	)
-	for batch := cands.Val(); len(batch) > 0 && !more; {
-		ms, err := hmget(ctx, conn, s.keys[keyMeta], batch).Result()
-		if err != nil {
-			return kv.ListResult{}, err
-		}
-		for i, k := range batch {
-			m := ms[i]
-			if m == "" {
-				continue // no metadata: not stored (metadata is never empty)
-			}
-			_, exp, vlen, err := parseMeta(m)
-			if err != nil {
-				return kv.ListResult{}, fmt.Errorf("key %q: %w", k, err)
-			}
-			if exp != 0 && exp <= t1 {
-				continue
-			}
-			sz := len(k)
-			if !req.KeysOnly {
-				sz += int(vlen)
-			}
-			if req.PageFull(len(keys), size, sz) {
-				more = true
-				break
-			}
-			keys, metas, size = append(keys, k), append(metas, m), size+sz
-		}
-		if more || int64(len(batch)) < step {
-			break
-		}
-		// Expired keys made room: read on after the last candidate.
-		batch, err = conn.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: s.keys[keyIdx], Start: "(" + batch[len(batch)-1], Stop: hi, ByLex: true, Count: step}).Result()
-		if err != nil {
-			return kv.ListResult{}, err
-		}
+	keys := make([]string, len(page))
+	for i := range page {
+		keys[i] = page[i].key
 	}
 	var (
 		vals  *goredis.StringSliceCmd
@@ -103,7 +56,7 @@ func (s *Store) listWatched(ctx context.Context, req kv.ListRequest, lo, hi stri
 		epoch *goredis.IntCmd
 		t2    *goredis.TimeCmd
 	)
-	_, err = conn.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	cmds, err := conn.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		if !req.KeysOnly && len(keys) > 0 {
 			vals = hmget(ctx, p, s.keys[keyVal], keys)
 		}
@@ -112,6 +65,7 @@ func (s *Store) listWatched(ctx context.Context, req kv.ListRequest, lo, hi stri
 		t2 = p.Time(ctx)
 		return nil
 	})
+	err = queuedErr(cmds, err)
 	executed = err == nil || errors.Is(err, goredis.TxFailedErr) || errors.Is(err, goredis.Nil)
 	switch {
 	case errors.Is(err, goredis.TxFailedErr):
@@ -121,41 +75,116 @@ func (s *Store) listWatched(ctx context.Context, req kv.ListRequest, lo, hi stri
 	case epoch.Val() == 0:
 		return kv.ListResult{}, errRetry
 	}
-	out := kv.ListResult{More: more, Entries: make([]kv.Entry, 0, len(keys))}
+	out := kv.ListResult{More: more}
 	if r := rev.Val(); r != "" {
 		out.Revision = asInt(r)
 	}
-	tEnd := t2.Val().UnixMilli()
-	// The page's values share one allocation, each capped at its end.
-	var buf []byte
+	var values []string
 	if vals != nil {
+		values = vals.Val()
+	}
+	if out.Entries, err = pageEntries(page, values, t2.Val().UnixMilli()); err != nil {
+		return kv.ListResult{}, err
+	}
+	if len(out.Entries) == 0 && out.More {
+		return kv.ListResult{}, errRetry // never an empty page that says more remain
+	}
+	return out, nil
+}
+
+// listed is a key chosen for a page, with its metadata.
+type listed struct {
+	key                string
+	version, exp, vlen int64
+}
+
+// listCandidates reads the server's time, then candidates from the index
+// and their metadata, and chooses the page: live keys while it is not
+// full (kv.ListRequest.PageFull); more says that more remain.
+func (s *Store) listCandidates(ctx context.Context, conn *goredis.Conn, req kv.ListRequest, lo, hi string) (page []listed, more bool, err error) {
+	step := int64(req.Limit + 1)
+	var now *goredis.TimeCmd
+	var cands *goredis.StringSliceCmd
+	_, err = conn.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Do(ctx, "WATCH", s.keys[keyRev], s.keys[keyEpoch])
+		now = p.Time(ctx)
+		cands = p.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: s.keys[keyIdx], Start: lo, Stop: hi, ByLex: true, Count: step})
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	t1 := now.Val().UnixMilli()
+	size := 0
+	for batch := cands.Val(); len(batch) > 0; {
+		ms, err := hmget(ctx, conn, s.keys[keyMeta], batch).Result()
+		if err != nil {
+			return nil, false, err
+		}
+		if page == nil {
+			page = make([]listed, 0, len(batch))
+		}
+		for i, k := range batch {
+			if ms[i] == "" {
+				continue // no metadata: not stored (metadata is never empty)
+			}
+			ver, exp, vlen, err := parseMeta(ms[i])
+			if err != nil {
+				return nil, false, fmt.Errorf("key %q: %w", k, err)
+			}
+			if exp != 0 && exp <= t1 {
+				continue
+			}
+			sz := len(k)
+			if !req.KeysOnly {
+				sz += int(vlen)
+			}
+			if req.PageFull(len(page), size, sz) {
+				return page, true, nil
+			}
+			page, size = append(page, listed{key: k, version: ver, exp: exp, vlen: vlen}), size+sz
+		}
+		if int64(len(batch)) < step {
+			break
+		}
+		// Expired keys made room: read on after the last candidate.
+		batch, err = conn.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: s.keys[keyIdx], Start: "(" + batch[len(batch)-1], Stop: hi, ByLex: true, Count: step}).Result()
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	return page, false, nil
+}
+
+// pageEntries builds a page's entries from its keys and values (nil:
+// keys only), leaving out keys that expired by the page's instant, now.
+// The values share one allocation, each capped at its end; each must be
+// as long as its metadata says.
+func pageEntries(page []listed, values []string, now int64) ([]kv.Entry, error) {
+	var buf []byte
+	if values != nil {
 		size := 0
-		for _, v := range vals.Val() {
+		for _, v := range values {
 			size += len(v)
 		}
 		buf = make([]byte, 0, size)
 	}
-	for i, k := range keys {
-		e, err := entry(k, metas[i], nil)
-		if err != nil {
-			return kv.ListResult{}, fmt.Errorf("key %q: %w", k, err)
+	out := make([]kv.Entry, 0, len(page))
+	for i, l := range page {
+		if l.exp != 0 && l.exp <= now {
+			continue // it expired while the page was read: at the page's instant it is gone
 		}
-		if vals != nil {
-			v := vals.Val()[i]
-			if _, _, vlen, _ := parseMeta(metas[i]); int64(len(v)) != vlen {
-				return kv.ListResult{}, fmt.Errorf("key %q: %w: its metadata says %d value bytes, its value has %d", k, kv.ErrDataLoss, vlen, len(v))
+		e := kv.Entry{Key: l.key, Version: l.version, ExpiresAt: kv.FromUnixMillis(l.exp)}
+		if values != nil {
+			v := values[i]
+			if int64(len(v)) != l.vlen {
+				return nil, fmt.Errorf("key %q: %w: its metadata says %d value bytes, its value has %d", l.key, kv.ErrDataLoss, l.vlen, len(v))
 			}
 			start := len(buf)
 			buf = append(buf, v...)
 			e.Value = buf[start:len(buf):len(buf)]
 		}
-		if !e.ExpiresAt.IsZero() && e.ExpiresAt.UnixMilli() <= tEnd {
-			continue // it expired while the page was read: at the page's instant it is gone
-		}
-		out.Entries = append(out.Entries, e)
-	}
-	if len(out.Entries) == 0 && out.More {
-		return kv.ListResult{}, errRetry // never an empty page that says more remain
+		out = append(out, e)
 	}
 	return out, nil
 }

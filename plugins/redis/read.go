@@ -55,13 +55,16 @@ func (s *Store) readPoint(ctx context.Context, keys ...string) (point, error) {
 			rev         *goredis.StringCmd
 			now         *goredis.TimeCmd
 		)
-		_, err := s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		cmds, err := s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			metas = p.HMGet(ctx, s.keys[keyMeta], keys...)
 			vals = p.HMGet(ctx, s.keys[keyVal], keys...)
 			rev = p.Get(ctx, s.keys[keyRev])
 			now = p.Time(ctx)
 			return nil
 		})
+		if err = queuedErr(cmds, err); isOOM(err) {
+			return s.readPointScript(ctx, keys)
+		}
 		if err != nil && !errors.Is(err, goredis.Nil) { // Nil: a store with no revision yet
 			return point{}, s.ctxErr(ctx, err)
 		}
@@ -84,6 +87,26 @@ func (s *Store) readPoint(ctx context.Context, keys ...string) (point, error) {
 		s.observe(pt.rev)
 		return pt, nil
 	}
+}
+
+// readPointScript reads keys with scriptGet: a Redis out of memory
+// refuses every command queued in a transaction, reads too, but runs
+// read-only scripts.
+func (s *Store) readPointScript(ctx context.Context, keys []string) (point, error) {
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	res, _, err := s.run(ctx, scriptGet, args...)
+	if err != nil {
+		return point{}, err
+	}
+	pt := point{metas: asList(res[2]), vals: asList(res[3]), rev: asInt(res[1]), now: asInt(res[4])}
+	if len(pt.metas) != len(keys) || len(pt.vals) != len(keys) {
+		return point{}, fmt.Errorf("%w: redis: a read of %d keys answered %d", kv.ErrInternal, len(keys), len(pt.metas))
+	}
+	s.observe(pt.rev)
+	return pt, nil
 }
 
 // entryAt returns key i of a point read if it is live then.
@@ -191,6 +214,9 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 		out, err := s.listWatched(ctx, req, lo, hi)
 		if errors.Is(err, errRetry) {
 			continue
+		}
+		if isOOM(err) {
+			break // the script reads on a Redis out of memory
 		}
 		if err != nil {
 			return kv.ListResult{}, fmt.Errorf("redis: list %q: %w", req.Prefix, s.ctxErr(ctx, err))

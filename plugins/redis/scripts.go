@@ -174,6 +174,16 @@ end
 // scriptHead: the store revision. Reply {0, rev}.
 var scriptHead = readScript(`return {0, head()}`)
 
+// scriptGet: ARGV keys. Their metadata and values, the revision and the
+// server's time, for Get and GetMany on a Redis out of memory (which
+// refuses the commands of a transaction, reads included). Reply {0, rev,
+// metas, values, now}.
+var scriptGet = readScript(`
+local ms = redis.call('HMGET', K_META, unpack(ARGV))
+local vs = redis.call('HMGET', K_VAL, unpack(ARGV))
+return {0, head(), ms, vs, num(now_ms())}
+`)
+
 // scriptList: ARGV lo, hi (ZRANGE BYLEX bounds), limit, max bytes,
 // keys only ("1"). Live keys in byte order while the page is not full
 // (kv.ListRequest.PageFull: the sizes come from the metadata, so values
