@@ -52,8 +52,9 @@ type Mirror struct {
 type Option func(*Mirror)
 
 // OnChange calls fn after each batch of changes is applied, with the
-// changes (a PUT, DELETE, EXPIRE or TTL event per key; after a full load,
-// a PUT per key present). fn runs on the Mirror's goroutine: a slow fn
+// changes: a PUT, DELETE, EXPIRE or TTL event per key; after a full load,
+// a PUT per key new or changed and a DELETE per key gone since the copy
+// before it (the first load: a PUT per key). fn runs on the Mirror's goroutine: a slow fn
 // delays the copy, not the server.
 func OnChange(fn func(evs []kv.Event)) Option { return func(m *Mirror) { m.onChange = fn } }
 
@@ -219,19 +220,34 @@ func (m *Mirror) load(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 	}
-	evs := make([]kv.Event, 0, len(fresh))
-	for _, e := range fresh {
-		evs = append(evs, kv.Event{Type: kv.EventPut, Key: e.Key, Value: e.Value, Version: e.Version, Revision: last, ExpiresAt: e.ExpiresAt})
-	}
-	sort.Slice(evs, func(i, j int) bool { return evs[i].Key < evs[j].Key })
 	m.mu.Lock()
+	evs := diff(m.entries, fresh, last)
 	m.entries, m.rev, m.loaded = fresh, last, true
 	m.signalLocked()
 	m.mu.Unlock()
-	if m.onChange != nil {
+	if len(evs) > 0 && m.onChange != nil {
 		m.onChange(evs)
 	}
 	return last, nil
+}
+
+// diff is what a load changed, as events at revision rev in key order: a
+// PUT for each key new or changed, a DELETE for each key gone (its
+// deletion or expiry fell in a gap the history no longer covers).
+func diff(old, fresh map[string]kv.Entry, rev int64) []kv.Event {
+	var evs []kv.Event
+	for k, e := range fresh {
+		if o, ok := old[k]; !ok || o.Version != e.Version || !o.ExpiresAt.Equal(e.ExpiresAt) {
+			evs = append(evs, kv.Event{Type: kv.EventPut, Key: k, Value: e.Value, Version: e.Version, Revision: rev, ExpiresAt: e.ExpiresAt})
+		}
+	}
+	for k, o := range old {
+		if _, ok := fresh[k]; !ok {
+			evs = append(evs, kv.Event{Type: kv.EventDelete, Key: k, Version: o.Version, Revision: rev})
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Key < evs[j].Key })
+	return evs
 }
 
 // catchUp applies to a copy read page by page the changes from revision

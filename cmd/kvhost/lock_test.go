@@ -20,10 +20,11 @@ import (
 	"github.com/kvhost/kvhost/kv"
 )
 
-// lockStores start the hosts of each backend the lock tests run on: the
-// embedded ones with one host, PostgreSQL and Redis with two hosts (each
-// with its own plugin) on one store, so that the lock holds across hosts.
-var lockStores = []struct {
+// backendHosts start the hosts of each backend the coordination tests
+// (locks, registries) run on: the embedded ones with one host, PostgreSQL
+// and Redis with two hosts (each with its own plugin) on one store, so
+// that what they check holds across hosts.
+var backendHosts = []struct {
 	name  string
 	hosts func(t *testing.T) []*server
 }{
@@ -52,7 +53,7 @@ var lockStores = []struct {
 // holder stops renewing, a stale holder refused, and loss reported by the
 // keep-alive.
 func TestLock(t *testing.T) {
-	for _, st := range lockStores {
+	for _, st := range backendHosts {
 		t.Run(st.name, func(t *testing.T) {
 			hosts := st.hosts(t)
 			clients := make([]*client.Client, len(hosts))
