@@ -45,12 +45,12 @@ func TestBuilderFoldsChangesIntoPages(t *testing.T) {
 		must(t, b.AddPage([]kv.Entry{ent("a", "a1", 1), ent("b", "b1", 2), ent("c", "c1", 3)}, 10))
 		must(t, b.AddPage([]kv.Entry{ent("d", "d2", 12), ent("f", "f1", 5)}, 14))
 		for _, ev := range []kv.Event{
-			{Type: kv.EventPut, Key: "a", Value: []byte("a2"), Version: 11, Revision: 11},        // after page 1: applies
-			{Type: kv.EventPut, Key: "d", Value: []byte("d2"), Version: 12, Revision: 12},        // page 2 has it already
-			{Type: kv.EventDelete, Key: "b", Revision: 13},                                       // after page 1: b is gone
+			{Type: kv.EventPut, Key: "a", Value: []byte("a2"), Version: 11, Revision: 11},         // after page 1: applies
+			{Type: kv.EventPut, Key: "d", Value: []byte("d2"), Version: 12, Revision: 12},         // page 2 has it already
+			{Type: kv.EventDelete, Key: "b", Revision: 13},                                        // after page 1: b is gone
 			{Type: kv.EventTTL, Key: "c", Version: 3, Revision: 14, ExpiresAt: t0.Add(time.Hour)}, // c keeps value, gets expiry
-			{Type: kv.EventPut, Key: "e", Value: []byte("e1"), Version: 9, Revision: 9},          // before page 2 listed e's range, then
-			{Type: kv.EventDelete, Key: "e", Revision: 10},                                       // deleted: not in the image
+			{Type: kv.EventPut, Key: "e", Value: []byte("e1"), Version: 9, Revision: 9},           // before page 2 listed e's range, then
+			{Type: kv.EventDelete, Key: "e", Revision: 10},                                        // deleted: not in the image
 			{Type: kv.EventProgress, Revision: 14},
 		} {
 			must(t, b.AddEvent(ev))
