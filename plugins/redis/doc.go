@@ -55,7 +55,9 @@
 // stamps from one counter and the events in the stream together. Reads
 // are one atomic step too: Get and GetMany a MULTI/EXEC transaction,
 // Count and Stats a script, List a page read under WATCH (list.go) that
-// falls back to a script when writers keep aborting it. All of a store's data lives in nine keys under the prefix:
+// falls back to a script when writers keep aborting it. A Redis out of
+// memory refuses every command queued in a transaction, reads included;
+// Get, GetMany and List then read with read-only scripts, which it runs. All of a store's data lives in nine keys under the prefix:
 // the revision counter; the values in one hash and their metadata
 // (version, expiry, value length; 20 bytes) in another; a sorted set of
 // every key with score 0, which ZRANGE BYLEX walks in byte order for
