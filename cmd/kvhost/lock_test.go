@@ -26,22 +26,22 @@ import (
 // that what they check holds across hosts.
 var backendHosts = []struct {
 	name  string
-	hosts func(t *testing.T) []*server
+	hosts func(t testing.TB) []*server
 }{
-	{"memory", func(t *testing.T) []*server {
+	{"memory", func(t testing.TB) []*server {
 		testbin.Plugin(t, "memory")
-		return []*server{startServer(t, "auth: {anonymous: true}\nbackend: {plugin: memory}\n")}
+		return []*server{startServerTB(t, "auth: {anonymous: true}\nbackend: {plugin: memory}\n")}
 	}},
-	{"sqlite", func(t *testing.T) []*server {
+	{"sqlite", func(t testing.TB) []*server {
 		testbin.Plugin(t, "sqlite")
-		return []*server{startServer(t, "auth: {anonymous: true}\n")}
+		return []*server{startServerTB(t, "auth: {anonymous: true}\n")}
 	}},
-	{"postgres", func(t *testing.T) []*server {
+	{"postgres", func(t testing.TB) []*server {
 		dsn := pgDSN(t)
 		schema := pgSchema(t, dsn)
 		return []*server{startPGHost(t, dsn, schema), startPGHost(t, dsn, schema)}
 	}},
-	{"redis", func(t *testing.T) []*server {
+	{"redis", func(t testing.TB) []*server {
 		addr := redisAddr(t)
 		prefix := redisStore(t, addr)
 		return []*server{startRedisHost(t, addr, prefix), startRedisHost(t, addr, prefix)}

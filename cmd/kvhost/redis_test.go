@@ -82,10 +82,10 @@ func redisStore(t testing.TB, addr string) string {
 }
 
 // startRedisHost starts kvhost serving the Redis store under prefix.
-func startRedisHost(t *testing.T, addr, prefix string) *server {
+func startRedisHost(t testing.TB, addr, prefix string) *server {
 	t.Helper()
 	testbin.Plugin(t, "redis") // kvhost finds its plugins beside itself
-	return startServer(t, fmt.Sprintf("auth: {anonymous: true}\nbackend:\n  plugin: redis\n  settings: {addr: %q, key_prefix: %q}\n", addr, prefix))
+	return startServerTB(t, fmt.Sprintf("auth: {anonymous: true}\nbackend:\n  plugin: redis\n  settings: {addr: %q, key_prefix: %q}\n", addr, prefix))
 }
 
 // within polls cond until it holds; the bound only ends a test that would
