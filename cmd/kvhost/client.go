@@ -51,7 +51,7 @@ func addClientCommands(root *cobra.Command) {
 	root.AddGroup(&cobra.Group{ID: "client", Title: "Client commands (talk to a running server):"})
 	for _, cmd := range []*cobra.Command{
 		getCommand(), putCommand(), delCommand(), listCommand(), countCommand(), incrCommand(),
-		ttlCommand(), expireCommand(), watchCommand(), statsCommand(), lockCommand(),
+		ttlCommand(), expireCommand(), watchCommand(), statsCommand(), lockCommand(), snapshotCommand(),
 	} {
 		cmd.GroupID = "client"
 		cmd.Long = cmd.Short + ".\n" + strings.TrimRight(cmd.Long, "\n") + "\n" + clientHelpFooter

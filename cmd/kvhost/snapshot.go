@@ -1,0 +1,487 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvhost/kvhost/client"
+	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/snapshot"
+)
+
+// batchBytes bounds the keys and values of one batch that restore and
+// migrate send: well under a server's default request limit (1.5 MiB). A
+// larger entry goes alone.
+const batchBytes = 1 << 20
+
+// errVerify is wrapped by the error of a restore or migrate whose
+// check at the end found the target not as it should be.
+var errVerify = errors.New("verification failed")
+
+// errNotEmpty is wrapped by the refusal to write into a store that holds
+// keys without --force.
+var errNotEmpty = errors.New("the target is not empty")
+
+func snapshotCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "snapshot",
+		Short: "Save your keys to a snapshot file, or restore them from one",
+		Long: `
+A snapshot is the image of your tenant's keys at one store revision: every
+key with its value and its expiry, in the order of their versions, in the
+versioned, checksummed format of docs/SNAPSHOT.md. FILE - is standard
+output (save) or input (restore).`,
+		Example: `  kvhost snapshot save backup.kvsnap
+  kvhost snapshot restore backup.kvsnap --addr new-host:7070
+  kvhost snapshot save - --addr a:7070 | kvhost snapshot restore - --addr b:7070`,
+	}
+	cmd.AddCommand(snapshotSaveCommand(), snapshotRestoreCommand())
+	for _, sub := range cmd.Commands() {
+		sub.Long = strings.TrimRight(sub.Long, "\n") + "\n" + clientHelpFooter
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError(cmd, "unknown command %q: want save or restore", args[0])
+		}
+		return cmd.Help()
+	}
+	return cmd
+}
+
+func snapshotSaveCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "save FILE",
+		Short: "Save every key of your tenant, at one revision, to FILE",
+		Long: `Save every key of your tenant, at one revision, to FILE.
+
+The image is consistent even while others write: save lists every page,
+then applies the changes made from the first page's revision up to the
+last one's (it watches from that revision, so the backend must still keep
+that history), and records that revision in the file's header. Keys are
+written in the order of their versions, each with its absolute expiry;
+keys already expired are left out. The file is written beside FILE and
+renamed into place once complete, so FILE is never half-written; entries
+beyond 64 MiB are sorted through temporary files in FILE's directory.
+--timeout bounds each call.`,
+		Args: nargs(1, 1),
+	}
+	k := newConn(cmd, true)
+	cmd.RunE = k.run(func(cmd *cobra.Command, args []string) error {
+		return k.saveSnapshot(cmd, args[0])
+	})
+	return cmd
+}
+
+// saveSummary is save's report.
+type saveSummary struct {
+	File     string `json:"file"`
+	Keys     uint64 `json:"keys"`
+	Revision int64  `json:"revision"`
+	Expired  int64  `json:"expired_left_out"`
+	SHA256   string `json:"sha256"`
+}
+
+func (k *conn) saveSnapshot(cmd *cobra.Command, path string) error {
+	out, dir, commit, err := createAtomic(path, cmd.OutOrStdout())
+	if err != nil {
+		return err
+	}
+	defer commit(false)
+	b := snapshot.NewBuilder(dir, 0)
+	defer b.Close()
+	first, last, err := k.listAll(cmd, b)
+	if err != nil {
+		return err
+	}
+	if last > first {
+		if err := k.changesBetween(cmd.Context(), b, first+1, last); err != nil {
+			return err
+		}
+	}
+	w, err := snapshot.NewWriter(out, snapshot.Header{Revision: last, Created: time.Now(), Source: "kvhost snapshot save from " + k.addr})
+	if err != nil {
+		return err
+	}
+	expired, err := b.Write(w, time.Now())
+	if err != nil {
+		return err
+	}
+	sum, err := w.Close()
+	if err != nil {
+		return err
+	}
+	if err := commit(true); err != nil {
+		return err
+	}
+	s := saveSummary{File: path, Keys: w.Count(), Revision: last, Expired: expired, SHA256: fmt.Sprintf("%x", sum)}
+	if path == "-" { // the data went to stdout; the report goes beside it
+		k.out = cmd.ErrOrStderr()
+	}
+	if k.json {
+		return k.emit(s)
+	}
+	return k.printf("saved %d keys at revision %d to %s (sha256 %s; %d expired keys left out)\n", s.Keys, s.Revision, path, s.SHA256, s.Expired)
+}
+
+// createAtomic opens where a snapshot goes: stdout for "-", else a
+// temporary file beside path that commit(true) syncs and renames onto it
+// (commit(false) removes it). dir is where temporary files may go.
+func createAtomic(path string, stdout io.Writer) (io.Writer, string, func(bool) error, error) {
+	if path == "-" {
+		return stdout, "", func(bool) error { return nil }, nil
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("snapshot save: %w", err)
+	}
+	done := false
+	commit := func(ok bool) error {
+		if done {
+			return nil
+		}
+		done = true
+		if !ok {
+			f.Close()
+			return os.Remove(f.Name())
+		}
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), path)
+		}
+		if err != nil {
+			_ = os.Remove(f.Name())
+			return fmt.Errorf("snapshot save: %w", err)
+		}
+		return nil
+	}
+	return f, dir, commit, nil
+}
+
+// listAll adds every page of the tenant's keys to b and returns the
+// revisions of the first and the last page.
+func (k *conn) listAll(cmd *cobra.Command, b *snapshot.Builder) (first, last int64, err error) {
+	after := ""
+	for i := 0; ; i++ {
+		ctx, cancel := k.ctx(cmd)
+		page, err := k.c.List(ctx, "", client.StartAfter(after), client.Limit(kv.MaxListLimit))
+		cancel()
+		if err != nil {
+			return 0, 0, err
+		}
+		if i == 0 {
+			first = page.Revision
+		}
+		last = max(last, page.Revision)
+		if err := b.AddPage(page.Entries, page.Revision); err != nil {
+			return 0, 0, err
+		}
+		if !page.More || len(page.Entries) == 0 {
+			return first, last, nil
+		}
+		after = page.Entries[len(page.Entries)-1].Key
+	}
+}
+
+// changesBetween adds to b every change with a revision from..to, read
+// from the watch history; a watch that overflows is resumed.
+func (k *conn) changesBetween(ctx context.Context, b *snapshot.Builder, from, to int64) error {
+	for from <= to {
+		ws, err := k.c.Watch(ctx, "", client.FromRevision(from), client.WithTTLEvents(), client.WithProgressInterval(200*time.Millisecond))
+		if errors.Is(err, client.ErrCompacted) {
+			return fmt.Errorf("the store changed while it was listed and its history no longer reaches revision %d, so no consistent image can be made; save again, or keep more history (the backend's history setting): %w", from, err)
+		}
+		if err != nil {
+			return err
+		}
+		from, err = drainChanges(ws, b, from, to)
+		ws.Close()
+		if err != nil && !errors.Is(err, client.ErrWatchOverflow) {
+			return err
+		}
+	}
+	return nil
+}
+
+// drainChanges reads ws until it has delivered every change up to to; it
+// returns the next revision it needs.
+func drainChanges(ws kv.WatchStream, b *snapshot.Builder, from, to int64) (int64, error) {
+	for {
+		ev, err := ws.Recv()
+		if err != nil {
+			return from, err
+		}
+		if ev.Revision > to || (ev.Type == kv.EventProgress && ev.Revision >= to) {
+			return to + 1, nil
+		}
+		if ev.Type == kv.EventProgress {
+			continue
+		}
+		if err := b.AddEvent(ev); err != nil {
+			return from, err
+		}
+		from = ev.Revision + 1
+		if ev.Revision == to {
+			return from, nil
+		}
+	}
+}
+
+func snapshotRestoreCommand() *cobra.Command {
+	var (
+		force     bool
+		batchSize int
+	)
+	cmd := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Restore the keys of a snapshot FILE into your tenant",
+		Long: `Restore the keys of a snapshot FILE into your tenant.
+
+The whole file is read and checked first (format, version, every record,
+count and checksum): a damaged or truncated file is refused with what is
+wrong, and nothing is written. Restore then refuses a store that already
+holds keys unless --force (keys of the same name are overwritten, others
+stay). Keys are written in the order of their versions (the oldest change
+first) in batches; each gets what is left of its TTL, reckoned from the
+absolute expiry in the file on this machine's clock, and a key that has
+expired since the save is skipped. The target gives every key a new
+version: versions cannot be carried over, their order is. At the end the
+store's key count is checked against what was written.`,
+		Args: nargs(1, 1),
+	}
+	k := newConn(cmd, true)
+	cmd.Flags().BoolVar(&force, "force", false, "restore into a store that already holds keys")
+	cmd.Flags().IntVar(&batchSize, "batch-size", kv.MaxBatchOps, "keys per batch (at most the server's limits.max_batch_ops)")
+	cmd.RunE = k.run(func(cmd *cobra.Command, args []string) error {
+		if batchSize < 1 || batchSize > kv.MaxBatchOps {
+			return usageError(cmd, "--batch-size %d: want 1 to %d", batchSize, kv.MaxBatchOps)
+		}
+		return k.restoreSnapshot(cmd, args[0], force, batchSize)
+	})
+	return cmd
+}
+
+// restoreSummary is restore's report.
+type restoreSummary struct {
+	File     string `json:"file"`
+	Revision int64  `json:"snapshot_revision"`
+	Records  uint64 `json:"records"`
+	Restored int64  `json:"restored"`
+	Expired  int64  `json:"expired_skipped"`
+	Keys     int64  `json:"keys_now"`
+}
+
+func (k *conn) restoreSnapshot(cmd *cobra.Command, path string, force bool, batchSize int) error {
+	f, err := openSnapshot(path, cmd.InOrStdin())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h, records, _, err := snapshot.Verify(f)
+	if err != nil {
+		return fmt.Errorf("%s is refused, nothing was written: %w", path, err)
+	}
+	ctx, cancel := k.ctx(cmd)
+	before, err := k.c.Count(ctx, "")
+	cancel()
+	if err != nil {
+		return err
+	}
+	if before > 0 && !force {
+		return fmt.Errorf("%w: the store already holds %d keys and restore writes into an empty one; --force writes over it (keys of the same name are overwritten, others stay)", errNotEmpty, before)
+	}
+	s := restoreSummary{File: path, Revision: h.Revision, Records: records}
+	if s.Restored, s.Expired, err = k.writeSnapshot(cmd, f, batchSize); err != nil {
+		return err
+	}
+	if s.Keys, err = k.checkRestored(cmd, f, before, s); err != nil {
+		return err
+	}
+	if k.json {
+		return k.emit(s)
+	}
+	return k.printf("restored %d of %d keys from %s (snapshot revision %d; %d expired since, skipped); the store holds %d keys\n",
+		s.Restored, s.Records, path, s.Revision, s.Expired, s.Keys)
+}
+
+// openSnapshot opens a snapshot to be read twice: a file, or standard
+// input copied to an unnamed temporary file.
+func openSnapshot(path string, stdin io.Reader) (*os.File, error) {
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot restore: %w", err)
+		}
+		return f, nil
+	}
+	f, err := os.CreateTemp("", "kvhost-restore-*")
+	if err != nil {
+		return nil, fmt.Errorf("snapshot restore: %w", err)
+	}
+	_ = os.Remove(f.Name())
+	if _, err := io.Copy(f, stdin); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("snapshot restore: reading standard input: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("snapshot restore: %w", err)
+	}
+	return f, nil
+}
+
+// writeSnapshot writes the records of f in batches and returns how many
+// it wrote and how many it skipped as expired.
+func (k *conn) writeSnapshot(cmd *cobra.Command, f *os.File, batchSize int) (written, expired int64, err error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, 0, fmt.Errorf("snapshot restore: %w", err)
+	}
+	r, err := snapshot.NewReader(f)
+	if err != nil {
+		return 0, 0, err
+	}
+	send := func(ctx context.Context, ops []kv.Op) error {
+		cctx, cancel := k.ctx(cmd)
+		defer cancel()
+		_, err := k.c.Batch(cctx, ops)
+		return err
+	}
+	var b batcher
+	b.init(batchSize, send)
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return written, expired, fmt.Errorf("the file changed since it was checked: %w", err)
+		}
+		ttl, ok := rec.TTL(time.Now())
+		if !ok {
+			expired++
+			continue
+		}
+		if err := b.add(cmd.Context(), kv.PutOp(rec.Key, rec.Value, ttl, kv.Condition{})); err != nil {
+			return b.done, expired, err
+		}
+	}
+	err = b.flush(cmd.Context())
+	return b.done, expired, err
+}
+
+// checkRestored counts the store's keys and checks them against what was
+// written: every key, less those whose expiry has come since (counted
+// from the file). A store that held keys before can only be checked for
+// a lower bound.
+func (k *conn) checkRestored(cmd *cobra.Command, f *os.File, before int64, s restoreSummary) (int64, error) {
+	ctx, cancel := k.ctx(cmd)
+	n, err := k.c.Count(ctx, "")
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	// Keys whose expiry is up to a second past the count may be gone:
+	// the server reckons on its own clock.
+	gone, err := expiringBy(f, time.Now().Add(time.Second))
+	if err != nil {
+		return n, err
+	}
+	low, high := s.Restored-(gone-s.Expired), s.Restored+before
+	if n < low || n > high {
+		return n, fmt.Errorf("%w: restore wrote %d keys (%d of them may have expired since), but the store holds %d", errVerify, s.Restored, gone-s.Expired, n)
+	}
+	return n, nil
+}
+
+// expiringBy counts the records of f whose expiry is at or before t.
+func expiringBy(f *os.File, t time.Time) (int64, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("snapshot restore: %w", err)
+	}
+	r, err := snapshot.NewReader(f)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if !rec.ExpiresAt.IsZero() && !rec.ExpiresAt.After(t) {
+			n++
+		}
+	}
+}
+
+// batcher gathers puts into batches of at most size ops and batchBytes
+// of keys and values and sends them; a batch the server finds too large
+// is split in two and sent again.
+type batcher struct {
+	size  int
+	send  func(context.Context, []kv.Op) error
+	ops   []kv.Op
+	bytes int
+	done  int64
+}
+
+func (b *batcher) init(size int, send func(context.Context, []kv.Op) error) {
+	b.size, b.send, b.ops = size, send, make([]kv.Op, 0, size)
+}
+
+func (b *batcher) add(ctx context.Context, op kv.Op) error {
+	n := len(op.Key) + len(op.Value)
+	if len(b.ops) > 0 && b.bytes+n > batchBytes {
+		if err := b.flush(ctx); err != nil {
+			return err
+		}
+	}
+	b.ops = append(b.ops, op)
+	b.bytes += n
+	if len(b.ops) >= b.size {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+func (b *batcher) flush(ctx context.Context) error {
+	if len(b.ops) == 0 {
+		return nil
+	}
+	if err := b.split(ctx, b.ops); err != nil {
+		return err
+	}
+	b.done += int64(len(b.ops))
+	clear(b.ops)
+	b.ops, b.bytes = b.ops[:0], 0
+	return nil
+}
+
+func (b *batcher) split(ctx context.Context, ops []kv.Op) error {
+	err := b.send(ctx, ops)
+	if errors.Is(err, kv.ErrTooLarge) && len(ops) > 1 {
+		if err := b.split(ctx, ops[:len(ops)/2]); err != nil {
+			return err
+		}
+		return b.split(ctx, ops[len(ops)/2:])
+	}
+	if err != nil {
+		return fmt.Errorf("writing %d keys from %q: %w", len(ops), ops[0].Key, err)
+	}
+	return nil
+}
