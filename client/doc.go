@@ -26,6 +26,33 @@
 // does not hold fails with a *ConflictError carrying the key's current
 // version, so a compare-and-set loop can retry without another read.
 //
+// # Compare-and-swap by value, exists
+//
+// CompareAndSwap writes a value when the key holds what the caller
+// expects, by bytes rather than by version, and answers false, with the
+// key as it is, when it does not: a mismatch is an answer, not an error.
+// A counter kept as text, with no lost update among any number of writers
+// on any backend:
+//
+//	expect, n := client.ExpectAbsent(), 0
+//	for {
+//		ok, cur, err := c.CompareAndSwap(ctx, "hits", expect, []byte(strconv.Itoa(n+1)))
+//		if err != nil || ok {
+//			break
+//		}
+//		// Another writer came first: go on from what it wrote.
+//		expect, n = client.ExpectValue(cur.Value), 0
+//		if cur.Version == 0 { // deleted meanwhile
+//			expect = client.ExpectAbsent()
+//		} else if n, err = strconv.Atoi(string(cur.Value)); err != nil {
+//			break
+//		}
+//	}
+//
+// Exists answers whether a key is live, with its version and expiry, and
+// never moves its value. A Watch with ExactKey follows one key and
+// nothing it prefixes.
+//
 // # Revisions and watches
 //
 // Every committed change takes one revision from a store-wide counter; an

@@ -41,6 +41,14 @@ func WithProgressInterval(d time.Duration) WatchOption {
 	}
 }
 
+// ExactKey narrows a Watch to the one key equal to its prefix: changes to
+// longer keys ("key/child", "keyx") are not delivered. Progress events
+// still are, also while only those other keys change, so a resume point
+// stays fresh. The prefix must not be empty.
+func ExactKey() WatchOption {
+	return func(r *apipb.WatchRequest) { r.Exact = true }
+}
+
 // Watch subscribes to changes under prefix ("" for all of the tenant's
 // keys). It returns once the server says the subscription is live: every
 // change from FromRevision (or, without it, committed after Watch returns)
@@ -62,6 +70,9 @@ func (c *Client) Watch(ctx context.Context, prefix string, opts ...WatchOption) 
 	if err := kv.ValidateWatch(kv.WatchRequest{Prefix: prefix, StartRevision: req.StartRevision}); err != nil {
 		return nil, err
 	}
+	if req.Exact && prefix == "" {
+		return nil, fmt.Errorf("%w: an exact-key watch needs a key, not the empty prefix", ErrInvalidArgument)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	st, err := c.rpc.Watch(ctx, req)
 	if err != nil {
@@ -80,7 +91,11 @@ func (c *Client) Watch(ctx context.Context, prefix string, opts ...WatchOption) 
 		cancel()
 		return nil, fmt.Errorf("%w: watch stream did not start with ready", ErrInternal)
 	}
-	return &watchStream{c: c, st: st, cancel: cancel}, nil
+	ws := &watchStream{c: c, st: st, cancel: cancel}
+	if req.Exact {
+		ws.exact = &prefix
+	}
+	return ws, nil
 }
 
 type watchStream struct {
@@ -89,26 +104,35 @@ type watchStream struct {
 	cancel  context.CancelFunc
 	closed  atomic.Bool
 	pending []*apipb.Event // received, not yet returned
+	// exact, for an exact-key watch, is the key: the stream drops other
+	// keys' events too, in case the server predates exact watches and
+	// sent the whole prefix.
+	exact *string
 }
 
 func (s *watchStream) Recv() (kv.Event, error) {
-	for len(s.pending) == 0 {
-		m, err := s.st.Recv()
-		if err != nil {
-			if s.closed.Load() {
-				return kv.Event{}, ErrClosed
+	for {
+		for len(s.pending) == 0 {
+			m, err := s.st.Recv()
+			if err != nil {
+				if s.closed.Load() {
+					return kv.Event{}, ErrClosed
+				}
+				if errors.Is(err, io.EOF) {
+					return kv.Event{}, fmt.Errorf("%w: watch stream ended by the server", ErrUnavailable)
+				}
+				return kv.Event{}, s.c.wireErr(err)
 			}
-			if errors.Is(err, io.EOF) {
-				return kv.Event{}, fmt.Errorf("%w: watch stream ended by the server", ErrUnavailable)
-			}
-			return kv.Event{}, s.c.wireErr(err)
+			s.pending = m.Events
 		}
-		s.pending = m.Events
+		ev := s.pending[0]
+		s.pending = s.pending[1:]
+		if s.exact != nil && ev.Type != apipb.Event_TYPE_PROGRESS && ev.Key != *s.exact {
+			continue
+		}
+		return kv.Event{Type: kv.EventType(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version,
+			Revision: ev.Revision, ExpiresAt: kv.FromUnixMillis(ev.ExpiresAtMs)}, nil
 	}
-	ev := s.pending[0]
-	s.pending = s.pending[1:]
-	return kv.Event{Type: kv.EventType(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version,
-		Revision: ev.Revision, ExpiresAt: kv.FromUnixMillis(ev.ExpiresAtMs)}, nil
 }
 
 func (s *watchStream) Close() error {

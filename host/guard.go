@@ -160,4 +160,29 @@ func (g *guarded) CleanupExpired(ctx context.Context, limit int) (int64, error) 
 	return g.next.CleanupExpired(ctx, limit)
 }
 
+// CompareAndSwap is vetted as what it does: it reads the key (a swap that
+// does not happen answers with the current value) and it writes it, with
+// the new value and TTL, whose TTL the guard may change as for a put. Both
+// are checked before anything is read, so a caller without the right to
+// write is refused whether or not the swap would have happened.
+func (g *guarded) CompareAndSwap(ctx context.Context, req SwapRequest) (SwapResult, error) {
+	if _, err := g.check(ctx, Check{Op: op.Get, Key: req.Key}); err != nil {
+		return SwapResult{}, err
+	}
+	c, err := g.check(ctx, Check{Op: op.Put, Key: req.Key, Value: req.Value, TTL: req.TTL})
+	if err != nil {
+		return SwapResult{}, err
+	}
+	req.TTL = c.TTL
+	return composed(g.next).CompareAndSwap(ctx, req)
+}
+
+// Exists is vetted as a get: it tells less than a get does, never more.
+func (g *guarded) Exists(ctx context.Context, key string) (ExistsResult, error) {
+	if _, err := g.check(ctx, Check{Op: op.Get, Key: key}); err != nil {
+		return ExistsResult{}, err
+	}
+	return composed(g.next).Exists(ctx, key)
+}
+
 func (g *guarded) Close() error { return nil }

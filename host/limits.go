@@ -16,9 +16,10 @@ type Limits struct {
 	// MaxBatchOps bounds a batch (default and maximum 1000).
 	MaxBatchOps int `yaml:"max_batch_ops"`
 	// MaxRequestBytes bounds one API request message, a batch included
-	// (default: the largest value and key plus 512 KiB, and at least
-	// 1.5 MiB, etcd's limit; at most 128 MiB). The server refuses a
-	// larger one before reading it whole.
+	// (default: twice the largest value, since a compare-and-swap carries
+	// the expected value and the new one, plus the key and 512 KiB, and
+	// at least 1.5 MiB, etcd's limit; at most 128 MiB). The server
+	// refuses a larger one before reading it whole.
 	MaxRequestBytes int `yaml:"max_request_bytes"`
 }
 
@@ -39,7 +40,7 @@ func (l Limits) RequestLimit() int {
 	if value == 0 {
 		value = DefaultMaxValueBytes
 	}
-	return max(value+l.MaxKeyBytes+requestOverhead, 3<<19)
+	return max(2*value+l.MaxKeyBytes+requestOverhead, 3<<19)
 }
 
 // Limit defaults and ceilings.
@@ -214,6 +215,30 @@ func (l *limited) Watch(ctx context.Context, req kv.WatchRequest) (kv.WatchStrea
 
 func (l *limited) CleanupExpired(ctx context.Context, limit int) (int64, error) {
 	return l.next.CleanupExpired(ctx, limit)
+}
+
+// CompareAndSwap bounds the key and the new value as a put does. The
+// expected value is not bounded by MaxValueBytes: a value stored before the
+// limit was lowered can still be swapped away; the request size limit
+// bounds it.
+func (l *limited) CompareAndSwap(ctx context.Context, req SwapRequest) (SwapResult, error) {
+	if err := l.key(req.Key); err != nil {
+		return SwapResult{}, err
+	}
+	if err := l.value(req.Key, req.Value); err != nil {
+		return SwapResult{}, err
+	}
+	if err := kv.ValidatePut(kv.PutRequest{Key: req.Key, Value: req.Value, TTL: req.TTL}); err != nil {
+		return SwapResult{}, err
+	}
+	return composed(l.next).CompareAndSwap(ctx, req)
+}
+
+func (l *limited) Exists(ctx context.Context, key string) (ExistsResult, error) {
+	if err := l.key(key); err != nil {
+		return ExistsResult{}, err
+	}
+	return composed(l.next).Exists(ctx, key)
 }
 
 func (l *limited) Close() error { return nil }

@@ -94,6 +94,17 @@ func (m *metered) Watch(ctx context.Context, req kv.WatchRequest) (kv.WatchStrea
 	return &countedStream{WatchStream: ws, done: func() { m.metrics.watch(-1) }}, nil
 }
 
+// CompareAndSwap and Exists are timed under their own names: a swap's
+// reads and writes below are one operation to whoever watches the
+// metrics.
+func (m *metered) CompareAndSwap(ctx context.Context, req SwapRequest) (SwapResult, error) {
+	return measure(m, op.CompareAndSwap, func() (SwapResult, error) { return composed(m.next).CompareAndSwap(ctx, req) })
+}
+
+func (m *metered) Exists(ctx context.Context, key string) (ExistsResult, error) {
+	return measure(m, op.Exists, func() (ExistsResult, error) { return composed(m.next).Exists(ctx, key) })
+}
+
 func (m *metered) Close() error { return nil }
 
 // countedStream calls done once, when the stream ends or is closed.

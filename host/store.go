@@ -59,7 +59,8 @@ type Config struct {
 // safe for concurrent use. The kv.Backend methods are the stack's; Stats
 // adds the backend's totals to the tenant's figures.
 type Store struct {
-	backend // the top of the stack
+	backend           // the top of the stack
+	top     composite // the same top, for the operations the host builds
 	cfg     Config
 	log     *slog.Logger
 	sup     *supervisor // nil for a store over an in-process backend
@@ -159,9 +160,9 @@ func build(cfg Config, bottom backend, info func() kv.Info) *Store {
 	}
 	b = &limited{next: b, Limits: cfg.Limits}
 	name := func() string { return info().Name }
-	b = &metered{next: b, metrics: cfg.Metrics, log: cfg.Logger, slow: cfg.SlowThreshold, name: name}
+	m := &metered{next: b, metrics: cfg.Metrics, log: cfg.Logger, slow: cfg.SlowThreshold, name: name}
 	s := &Store{
-		backend: b, cfg: cfg, log: cfg.Logger, bottom: bottom, limits: cfg.Limits, info: info,
+		backend: m, top: m, cfg: cfg, log: cfg.Logger, bottom: bottom, limits: cfg.Limits, info: info,
 		cleanupDone: make(chan struct{}),
 	}
 	cctx, cancel := context.WithCancel(context.Background())

@@ -154,6 +154,25 @@ func (v *tenantView) CleanupExpired(ctx context.Context, limit int) (int64, erro
 	return v.next.CleanupExpired(ctx, limit)
 }
 
+// CompareAndSwap and Exists run on the backend below, in the tenant's
+// keys: this is where the host builds them (cas.go).
+func (v *tenantView) CompareAndSwap(ctx context.Context, req SwapRequest) (SwapResult, error) {
+	return scoped(v, ctx, func(tp string) (SwapResult, error) {
+		req.Key = tp + req.Key
+		res, err := compareAndSwap(ctx, v.next, req)
+		res.Entry = unscope(tp, res.Entry)
+		return res, err
+	})
+}
+
+func (v *tenantView) Exists(ctx context.Context, key string) (ExistsResult, error) {
+	return scoped(v, ctx, func(tp string) (ExistsResult, error) {
+		res, err := exists(ctx, v.next, tp+key)
+		res.Entry = unscope(tp, res.Entry)
+		return res, err
+	})
+}
+
 func (v *tenantView) Close() error { return nil }
 
 func unscope(tp string, e kv.Entry) kv.Entry {

@@ -1592,8 +1592,12 @@ type WatchRequest struct {
 	// How often an idle watch gets a progress event: 0 the default (5 s),
 	// negative never.
 	ProgressIntervalMs int64 `protobuf:"varint,4,opt,name=progress_interval_ms,json=progressIntervalMs,proto3" json:"progress_interval_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Watch only the key equal to prefix: changes to longer keys it
+	// prefixes ("key/child", "keyx") are not sent. Progress events still
+	// come, also while only those other keys change.
+	Exact         bool `protobuf:"varint,5,opt,name=exact,proto3" json:"exact,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -1652,6 +1656,13 @@ func (x *WatchRequest) GetProgressIntervalMs() int64 {
 		return x.ProgressIntervalMs
 	}
 	return 0
+}
+
+func (x *WatchRequest) GetExact() bool {
+	if x != nil {
+		return x.Exact
+	}
+	return false
 }
 
 type WatchResponse struct {
@@ -1930,6 +1941,298 @@ func (x *StatsResponse) GetBackendTotals() bool {
 	return false
 }
 
+type CompareAndSwapRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// What the key must hold for the swap: exactly one of these is set.
+	//
+	// Types that are valid to be assigned to Expect:
+	//
+	//	*CompareAndSwapRequest_ExpectAbsent
+	//	*CompareAndSwapRequest_ExpectedValue
+	Expect isCompareAndSwapRequest_Expect `protobuf_oneof:"expect"`
+	// The new value, and its TTL (0: no expiry, clearing an earlier one).
+	Value         []byte `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	TtlMs         int64  `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompareAndSwapRequest) Reset() {
+	*x = CompareAndSwapRequest{}
+	mi := &file_kvhost_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompareAndSwapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompareAndSwapRequest) ProtoMessage() {}
+
+func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvhost_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
+func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
+	return file_kvhost_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CompareAndSwapRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CompareAndSwapRequest) GetExpect() isCompareAndSwapRequest_Expect {
+	if x != nil {
+		return x.Expect
+	}
+	return nil
+}
+
+func (x *CompareAndSwapRequest) GetExpectAbsent() bool {
+	if x != nil {
+		if x, ok := x.Expect.(*CompareAndSwapRequest_ExpectAbsent); ok {
+			return x.ExpectAbsent
+		}
+	}
+	return false
+}
+
+func (x *CompareAndSwapRequest) GetExpectedValue() []byte {
+	if x != nil {
+		if x, ok := x.Expect.(*CompareAndSwapRequest_ExpectedValue); ok {
+			return x.ExpectedValue
+		}
+	}
+	return nil
+}
+
+func (x *CompareAndSwapRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *CompareAndSwapRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type isCompareAndSwapRequest_Expect interface {
+	isCompareAndSwapRequest_Expect()
+}
+
+type CompareAndSwapRequest_ExpectAbsent struct {
+	// No live key (an expired key is absent); must be true when set.
+	ExpectAbsent bool `protobuf:"varint,2,opt,name=expect_absent,json=expectAbsent,proto3,oneof"`
+}
+
+type CompareAndSwapRequest_ExpectedValue struct {
+	// A live key whose value is exactly these bytes (empty allowed).
+	ExpectedValue []byte `protobuf:"bytes,3,opt,name=expected_value,json=expectedValue,proto3,oneof"`
+}
+
+func (*CompareAndSwapRequest_ExpectAbsent) isCompareAndSwapRequest_Expect() {}
+
+func (*CompareAndSwapRequest_ExpectedValue) isCompareAndSwapRequest_Expect() {}
+
+type CompareAndSwapResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Swapped bool                   `protobuf:"varint,1,opt,name=swapped,proto3" json:"swapped,omitempty"`
+	// Whether a live key is there: always after a swap; when not swapped,
+	// whether the key was found as it is.
+	Found bool `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	// Swapped: the key as written, with its new version and expiry but no
+	// value. Not swapped: the key as found, value included (unset when
+	// found is false).
+	Entry *Entry `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
+	// Swapped: the swap's revision (the new version). Not swapped: the
+	// store revision the key was read at.
+	Revision      int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompareAndSwapResponse) Reset() {
+	*x = CompareAndSwapResponse{}
+	mi := &file_kvhost_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompareAndSwapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompareAndSwapResponse) ProtoMessage() {}
+
+func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvhost_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
+func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
+	return file_kvhost_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CompareAndSwapResponse) GetSwapped() bool {
+	if x != nil {
+		return x.Swapped
+	}
+	return false
+}
+
+func (x *CompareAndSwapResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *CompareAndSwapResponse) GetEntry() *Entry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *CompareAndSwapResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ExistsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExistsRequest) Reset() {
+	*x = ExistsRequest{}
+	mi := &file_kvhost_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExistsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExistsRequest) ProtoMessage() {}
+
+func (x *ExistsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvhost_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExistsRequest.ProtoReflect.Descriptor instead.
+func (*ExistsRequest) Descriptor() ([]byte, []int) {
+	return file_kvhost_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ExistsRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type ExistsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Exists bool                   `protobuf:"varint,1,opt,name=exists,proto3" json:"exists,omitempty"`
+	// The key's version and expiry, no value (unset when exists is false).
+	Entry *Entry `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`
+	// The store revision the answer was read at.
+	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExistsResponse) Reset() {
+	*x = ExistsResponse{}
+	mi := &file_kvhost_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExistsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExistsResponse) ProtoMessage() {}
+
+func (x *ExistsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvhost_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExistsResponse.ProtoReflect.Descriptor instead.
+func (*ExistsResponse) Descriptor() ([]byte, []int) {
+	return file_kvhost_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ExistsResponse) GetExists() bool {
+	if x != nil {
+		return x.Exists
+	}
+	return false
+}
+
+func (x *ExistsResponse) GetEntry() *Entry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *ExistsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_kvhost_proto protoreflect.FileDescriptor
 
 const file_kvhost_proto_rawDesc = "" +
@@ -2029,13 +2332,14 @@ const file_kvhost_proto_rawDesc = "" +
 	"\x03ops\x18\x01 \x03(\v2\r.kvhost.v1.OpR\x03ops\"Z\n" +
 	"\rBatchResponse\x12-\n" +
 	"\aresults\x18\x01 \x03(\v2\x13.kvhost.v1.OpResultR\aresults\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\x9e\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xb4\x01\n" +
 	"\fWatchRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12%\n" +
 	"\x0estart_revision\x18\x02 \x01(\x03R\rstartRevision\x12\x1d\n" +
 	"\n" +
 	"ttl_events\x18\x03 \x01(\bR\tttlEvents\x120\n" +
-	"\x14progress_interval_ms\x18\x04 \x01(\x03R\x12progressIntervalMs\"O\n" +
+	"\x14progress_interval_ms\x18\x04 \x01(\x03R\x12progressIntervalMs\x12\x14\n" +
+	"\x05exact\x18\x05 \x01(\bR\x05exact\"O\n" +
 	"\rWatchResponse\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12(\n" +
 	"\x06events\x18\x02 \x03(\v2\x10.kvhost.v1.EventR\x06events\"\xa3\x02\n" +
@@ -2062,7 +2366,25 @@ const file_kvhost_proto_rawDesc = "" +
 	"\x0fbackend_version\x18\x05 \x01(\tR\x0ebackendVersion\x12\x1a\n" +
 	"\brevision\x18\x06 \x01(\x03R\brevision\x12'\n" +
 	"\x0foldest_revision\x18\a \x01(\x03R\x0eoldestRevision\x12%\n" +
-	"\x0ebackend_totals\x18\b \x01(\bR\rbackendTotals2\x80\x06\n" +
+	"\x0ebackend_totals\x18\b \x01(\bR\rbackendTotals\"\xb0\x01\n" +
+	"\x15CompareAndSwapRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12%\n" +
+	"\rexpect_absent\x18\x02 \x01(\bH\x00R\fexpectAbsent\x12'\n" +
+	"\x0eexpected_value\x18\x03 \x01(\fH\x00R\rexpectedValue\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x15\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMsB\b\n" +
+	"\x06expect\"\x8c\x01\n" +
+	"\x16CompareAndSwapResponse\x12\x18\n" +
+	"\aswapped\x18\x01 \x01(\bR\aswapped\x12\x14\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\x12&\n" +
+	"\x05entry\x18\x03 \x01(\v2\x10.kvhost.v1.EntryR\x05entry\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\"!\n" +
+	"\rExistsRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"l\n" +
+	"\x0eExistsResponse\x12\x16\n" +
+	"\x06exists\x18\x01 \x01(\bR\x06exists\x12&\n" +
+	"\x05entry\x18\x02 \x01(\v2\x10.kvhost.v1.EntryR\x05entry\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision2\x96\a\n" +
 	"\x02KV\x124\n" +
 	"\x03Get\x12\x15.kvhost.v1.GetRequest\x1a\x16.kvhost.v1.GetResponse\x12@\n" +
 	"\aGetMany\x12\x19.kvhost.v1.GetManyRequest\x1a\x1a.kvhost.v1.GetManyResponse\x124\n" +
@@ -2076,7 +2398,9 @@ const file_kvhost_proto_rawDesc = "" +
 	"RefreshTTL\x12\x1c.kvhost.v1.RefreshTTLRequest\x1a\x1d.kvhost.v1.RefreshTTLResponse\x12:\n" +
 	"\x05Batch\x12\x17.kvhost.v1.BatchRequest\x1a\x18.kvhost.v1.BatchResponse\x12<\n" +
 	"\x05Watch\x12\x17.kvhost.v1.WatchRequest\x1a\x18.kvhost.v1.WatchResponse0\x01\x12:\n" +
-	"\x05Stats\x12\x17.kvhost.v1.StatsRequest\x1a\x18.kvhost.v1.StatsResponseB'Z%github.com/kvhost/kvhost/api/kvhostv1b\x06proto3"
+	"\x05Stats\x12\x17.kvhost.v1.StatsRequest\x1a\x18.kvhost.v1.StatsResponse\x12U\n" +
+	"\x0eCompareAndSwap\x12 .kvhost.v1.CompareAndSwapRequest\x1a!.kvhost.v1.CompareAndSwapResponse\x12=\n" +
+	"\x06Exists\x12\x18.kvhost.v1.ExistsRequest\x1a\x19.kvhost.v1.ExistsResponseB'Z%github.com/kvhost/kvhost/api/kvhostv1b\x06proto3"
 
 var (
 	file_kvhost_proto_rawDescOnce sync.Once
@@ -2091,41 +2415,45 @@ func file_kvhost_proto_rawDescGZIP() []byte {
 }
 
 var file_kvhost_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_kvhost_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_kvhost_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_kvhost_proto_goTypes = []any{
-	(Condition_Kind)(0),          // 0: kvhost.v1.Condition.Kind
-	(Op_Kind)(0),                 // 1: kvhost.v1.Op.Kind
-	(Event_Type)(0),              // 2: kvhost.v1.Event.Type
-	(*Entry)(nil),                // 3: kvhost.v1.Entry
-	(*Condition)(nil),            // 4: kvhost.v1.Condition
-	(*GetRequest)(nil),           // 5: kvhost.v1.GetRequest
-	(*GetResponse)(nil),          // 6: kvhost.v1.GetResponse
-	(*GetManyRequest)(nil),       // 7: kvhost.v1.GetManyRequest
-	(*GetManyResponse)(nil),      // 8: kvhost.v1.GetManyResponse
-	(*Lookup)(nil),               // 9: kvhost.v1.Lookup
-	(*PutRequest)(nil),           // 10: kvhost.v1.PutRequest
-	(*PutResponse)(nil),          // 11: kvhost.v1.PutResponse
-	(*DeleteRequest)(nil),        // 12: kvhost.v1.DeleteRequest
-	(*DeleteResponse)(nil),       // 13: kvhost.v1.DeleteResponse
-	(*ListRequest)(nil),          // 14: kvhost.v1.ListRequest
-	(*ListResponse)(nil),         // 15: kvhost.v1.ListResponse
-	(*CountRequest)(nil),         // 16: kvhost.v1.CountRequest
-	(*CountResponse)(nil),        // 17: kvhost.v1.CountResponse
-	(*DeletePrefixRequest)(nil),  // 18: kvhost.v1.DeletePrefixRequest
-	(*DeletePrefixResponse)(nil), // 19: kvhost.v1.DeletePrefixResponse
-	(*IncrementRequest)(nil),     // 20: kvhost.v1.IncrementRequest
-	(*IncrementResponse)(nil),    // 21: kvhost.v1.IncrementResponse
-	(*RefreshTTLRequest)(nil),    // 22: kvhost.v1.RefreshTTLRequest
-	(*RefreshTTLResponse)(nil),   // 23: kvhost.v1.RefreshTTLResponse
-	(*Op)(nil),                   // 24: kvhost.v1.Op
-	(*OpResult)(nil),             // 25: kvhost.v1.OpResult
-	(*BatchRequest)(nil),         // 26: kvhost.v1.BatchRequest
-	(*BatchResponse)(nil),        // 27: kvhost.v1.BatchResponse
-	(*WatchRequest)(nil),         // 28: kvhost.v1.WatchRequest
-	(*WatchResponse)(nil),        // 29: kvhost.v1.WatchResponse
-	(*Event)(nil),                // 30: kvhost.v1.Event
-	(*StatsRequest)(nil),         // 31: kvhost.v1.StatsRequest
-	(*StatsResponse)(nil),        // 32: kvhost.v1.StatsResponse
+	(Condition_Kind)(0),            // 0: kvhost.v1.Condition.Kind
+	(Op_Kind)(0),                   // 1: kvhost.v1.Op.Kind
+	(Event_Type)(0),                // 2: kvhost.v1.Event.Type
+	(*Entry)(nil),                  // 3: kvhost.v1.Entry
+	(*Condition)(nil),              // 4: kvhost.v1.Condition
+	(*GetRequest)(nil),             // 5: kvhost.v1.GetRequest
+	(*GetResponse)(nil),            // 6: kvhost.v1.GetResponse
+	(*GetManyRequest)(nil),         // 7: kvhost.v1.GetManyRequest
+	(*GetManyResponse)(nil),        // 8: kvhost.v1.GetManyResponse
+	(*Lookup)(nil),                 // 9: kvhost.v1.Lookup
+	(*PutRequest)(nil),             // 10: kvhost.v1.PutRequest
+	(*PutResponse)(nil),            // 11: kvhost.v1.PutResponse
+	(*DeleteRequest)(nil),          // 12: kvhost.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 13: kvhost.v1.DeleteResponse
+	(*ListRequest)(nil),            // 14: kvhost.v1.ListRequest
+	(*ListResponse)(nil),           // 15: kvhost.v1.ListResponse
+	(*CountRequest)(nil),           // 16: kvhost.v1.CountRequest
+	(*CountResponse)(nil),          // 17: kvhost.v1.CountResponse
+	(*DeletePrefixRequest)(nil),    // 18: kvhost.v1.DeletePrefixRequest
+	(*DeletePrefixResponse)(nil),   // 19: kvhost.v1.DeletePrefixResponse
+	(*IncrementRequest)(nil),       // 20: kvhost.v1.IncrementRequest
+	(*IncrementResponse)(nil),      // 21: kvhost.v1.IncrementResponse
+	(*RefreshTTLRequest)(nil),      // 22: kvhost.v1.RefreshTTLRequest
+	(*RefreshTTLResponse)(nil),     // 23: kvhost.v1.RefreshTTLResponse
+	(*Op)(nil),                     // 24: kvhost.v1.Op
+	(*OpResult)(nil),               // 25: kvhost.v1.OpResult
+	(*BatchRequest)(nil),           // 26: kvhost.v1.BatchRequest
+	(*BatchResponse)(nil),          // 27: kvhost.v1.BatchResponse
+	(*WatchRequest)(nil),           // 28: kvhost.v1.WatchRequest
+	(*WatchResponse)(nil),          // 29: kvhost.v1.WatchResponse
+	(*Event)(nil),                  // 30: kvhost.v1.Event
+	(*StatsRequest)(nil),           // 31: kvhost.v1.StatsRequest
+	(*StatsResponse)(nil),          // 32: kvhost.v1.StatsResponse
+	(*CompareAndSwapRequest)(nil),  // 33: kvhost.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 34: kvhost.v1.CompareAndSwapResponse
+	(*ExistsRequest)(nil),          // 35: kvhost.v1.ExistsRequest
+	(*ExistsResponse)(nil),         // 36: kvhost.v1.ExistsResponse
 }
 var file_kvhost_proto_depIdxs = []int32{
 	0,  // 0: kvhost.v1.Condition.kind:type_name -> kvhost.v1.Condition.Kind
@@ -2144,35 +2472,41 @@ var file_kvhost_proto_depIdxs = []int32{
 	25, // 13: kvhost.v1.BatchResponse.results:type_name -> kvhost.v1.OpResult
 	30, // 14: kvhost.v1.WatchResponse.events:type_name -> kvhost.v1.Event
 	2,  // 15: kvhost.v1.Event.type:type_name -> kvhost.v1.Event.Type
-	5,  // 16: kvhost.v1.KV.Get:input_type -> kvhost.v1.GetRequest
-	7,  // 17: kvhost.v1.KV.GetMany:input_type -> kvhost.v1.GetManyRequest
-	10, // 18: kvhost.v1.KV.Put:input_type -> kvhost.v1.PutRequest
-	12, // 19: kvhost.v1.KV.Delete:input_type -> kvhost.v1.DeleteRequest
-	14, // 20: kvhost.v1.KV.List:input_type -> kvhost.v1.ListRequest
-	16, // 21: kvhost.v1.KV.Count:input_type -> kvhost.v1.CountRequest
-	18, // 22: kvhost.v1.KV.DeletePrefix:input_type -> kvhost.v1.DeletePrefixRequest
-	20, // 23: kvhost.v1.KV.Increment:input_type -> kvhost.v1.IncrementRequest
-	22, // 24: kvhost.v1.KV.RefreshTTL:input_type -> kvhost.v1.RefreshTTLRequest
-	26, // 25: kvhost.v1.KV.Batch:input_type -> kvhost.v1.BatchRequest
-	28, // 26: kvhost.v1.KV.Watch:input_type -> kvhost.v1.WatchRequest
-	31, // 27: kvhost.v1.KV.Stats:input_type -> kvhost.v1.StatsRequest
-	6,  // 28: kvhost.v1.KV.Get:output_type -> kvhost.v1.GetResponse
-	8,  // 29: kvhost.v1.KV.GetMany:output_type -> kvhost.v1.GetManyResponse
-	11, // 30: kvhost.v1.KV.Put:output_type -> kvhost.v1.PutResponse
-	13, // 31: kvhost.v1.KV.Delete:output_type -> kvhost.v1.DeleteResponse
-	15, // 32: kvhost.v1.KV.List:output_type -> kvhost.v1.ListResponse
-	17, // 33: kvhost.v1.KV.Count:output_type -> kvhost.v1.CountResponse
-	19, // 34: kvhost.v1.KV.DeletePrefix:output_type -> kvhost.v1.DeletePrefixResponse
-	21, // 35: kvhost.v1.KV.Increment:output_type -> kvhost.v1.IncrementResponse
-	23, // 36: kvhost.v1.KV.RefreshTTL:output_type -> kvhost.v1.RefreshTTLResponse
-	27, // 37: kvhost.v1.KV.Batch:output_type -> kvhost.v1.BatchResponse
-	29, // 38: kvhost.v1.KV.Watch:output_type -> kvhost.v1.WatchResponse
-	32, // 39: kvhost.v1.KV.Stats:output_type -> kvhost.v1.StatsResponse
-	28, // [28:40] is the sub-list for method output_type
-	16, // [16:28] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	3,  // 16: kvhost.v1.CompareAndSwapResponse.entry:type_name -> kvhost.v1.Entry
+	3,  // 17: kvhost.v1.ExistsResponse.entry:type_name -> kvhost.v1.Entry
+	5,  // 18: kvhost.v1.KV.Get:input_type -> kvhost.v1.GetRequest
+	7,  // 19: kvhost.v1.KV.GetMany:input_type -> kvhost.v1.GetManyRequest
+	10, // 20: kvhost.v1.KV.Put:input_type -> kvhost.v1.PutRequest
+	12, // 21: kvhost.v1.KV.Delete:input_type -> kvhost.v1.DeleteRequest
+	14, // 22: kvhost.v1.KV.List:input_type -> kvhost.v1.ListRequest
+	16, // 23: kvhost.v1.KV.Count:input_type -> kvhost.v1.CountRequest
+	18, // 24: kvhost.v1.KV.DeletePrefix:input_type -> kvhost.v1.DeletePrefixRequest
+	20, // 25: kvhost.v1.KV.Increment:input_type -> kvhost.v1.IncrementRequest
+	22, // 26: kvhost.v1.KV.RefreshTTL:input_type -> kvhost.v1.RefreshTTLRequest
+	26, // 27: kvhost.v1.KV.Batch:input_type -> kvhost.v1.BatchRequest
+	28, // 28: kvhost.v1.KV.Watch:input_type -> kvhost.v1.WatchRequest
+	31, // 29: kvhost.v1.KV.Stats:input_type -> kvhost.v1.StatsRequest
+	33, // 30: kvhost.v1.KV.CompareAndSwap:input_type -> kvhost.v1.CompareAndSwapRequest
+	35, // 31: kvhost.v1.KV.Exists:input_type -> kvhost.v1.ExistsRequest
+	6,  // 32: kvhost.v1.KV.Get:output_type -> kvhost.v1.GetResponse
+	8,  // 33: kvhost.v1.KV.GetMany:output_type -> kvhost.v1.GetManyResponse
+	11, // 34: kvhost.v1.KV.Put:output_type -> kvhost.v1.PutResponse
+	13, // 35: kvhost.v1.KV.Delete:output_type -> kvhost.v1.DeleteResponse
+	15, // 36: kvhost.v1.KV.List:output_type -> kvhost.v1.ListResponse
+	17, // 37: kvhost.v1.KV.Count:output_type -> kvhost.v1.CountResponse
+	19, // 38: kvhost.v1.KV.DeletePrefix:output_type -> kvhost.v1.DeletePrefixResponse
+	21, // 39: kvhost.v1.KV.Increment:output_type -> kvhost.v1.IncrementResponse
+	23, // 40: kvhost.v1.KV.RefreshTTL:output_type -> kvhost.v1.RefreshTTLResponse
+	27, // 41: kvhost.v1.KV.Batch:output_type -> kvhost.v1.BatchResponse
+	29, // 42: kvhost.v1.KV.Watch:output_type -> kvhost.v1.WatchResponse
+	32, // 43: kvhost.v1.KV.Stats:output_type -> kvhost.v1.StatsResponse
+	34, // 44: kvhost.v1.KV.CompareAndSwap:output_type -> kvhost.v1.CompareAndSwapResponse
+	36, // 45: kvhost.v1.KV.Exists:output_type -> kvhost.v1.ExistsResponse
+	32, // [32:46] is the sub-list for method output_type
+	18, // [18:32] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_kvhost_proto_init() }
@@ -2180,13 +2514,17 @@ func file_kvhost_proto_init() {
 	if File_kvhost_proto != nil {
 		return
 	}
+	file_kvhost_proto_msgTypes[30].OneofWrappers = []any{
+		(*CompareAndSwapRequest_ExpectAbsent)(nil),
+		(*CompareAndSwapRequest_ExpectedValue)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvhost_proto_rawDesc), len(file_kvhost_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   30,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,18 +44,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_Get_FullMethodName          = "/kvhost.v1.KV/Get"
-	KV_GetMany_FullMethodName      = "/kvhost.v1.KV/GetMany"
-	KV_Put_FullMethodName          = "/kvhost.v1.KV/Put"
-	KV_Delete_FullMethodName       = "/kvhost.v1.KV/Delete"
-	KV_List_FullMethodName         = "/kvhost.v1.KV/List"
-	KV_Count_FullMethodName        = "/kvhost.v1.KV/Count"
-	KV_DeletePrefix_FullMethodName = "/kvhost.v1.KV/DeletePrefix"
-	KV_Increment_FullMethodName    = "/kvhost.v1.KV/Increment"
-	KV_RefreshTTL_FullMethodName   = "/kvhost.v1.KV/RefreshTTL"
-	KV_Batch_FullMethodName        = "/kvhost.v1.KV/Batch"
-	KV_Watch_FullMethodName        = "/kvhost.v1.KV/Watch"
-	KV_Stats_FullMethodName        = "/kvhost.v1.KV/Stats"
+	KV_Get_FullMethodName            = "/kvhost.v1.KV/Get"
+	KV_GetMany_FullMethodName        = "/kvhost.v1.KV/GetMany"
+	KV_Put_FullMethodName            = "/kvhost.v1.KV/Put"
+	KV_Delete_FullMethodName         = "/kvhost.v1.KV/Delete"
+	KV_List_FullMethodName           = "/kvhost.v1.KV/List"
+	KV_Count_FullMethodName          = "/kvhost.v1.KV/Count"
+	KV_DeletePrefix_FullMethodName   = "/kvhost.v1.KV/DeletePrefix"
+	KV_Increment_FullMethodName      = "/kvhost.v1.KV/Increment"
+	KV_RefreshTTL_FullMethodName     = "/kvhost.v1.KV/RefreshTTL"
+	KV_Batch_FullMethodName          = "/kvhost.v1.KV/Batch"
+	KV_Watch_FullMethodName          = "/kvhost.v1.KV/Watch"
+	KV_Stats_FullMethodName          = "/kvhost.v1.KV/Stats"
+	KV_CompareAndSwap_FullMethodName = "/kvhost.v1.KV/CompareAndSwap"
+	KV_Exists_FullMethodName         = "/kvhost.v1.KV/Exists"
 )
 
 // KVClient is the client API for KV service.
@@ -79,6 +81,15 @@ type KVClient interface {
 	// event now and then.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
+	// CompareAndSwap writes value under key when the key holds what the
+	// request expects: no live key (expect_absent) or exactly the bytes
+	// expected_value. A mismatch is an answer (swapped false, with the key
+	// as found), not an error. Of concurrent swaps from one expected value
+	// exactly one succeeds. Policies vet it as a get and a put of the key.
+	CompareAndSwap(ctx context.Context, in *CompareAndSwapRequest, opts ...grpc.CallOption) (*CompareAndSwapResponse, error)
+	// Exists says whether a live key exists, with its version and expiry
+	// but never its value. Policies vet it as a get.
+	Exists(ctx context.Context, in *ExistsRequest, opts ...grpc.CallOption) (*ExistsResponse, error)
 }
 
 type kVClient struct {
@@ -218,6 +229,26 @@ func (c *kVClient) Stats(ctx context.Context, in *StatsRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *kVClient) CompareAndSwap(ctx context.Context, in *CompareAndSwapRequest, opts ...grpc.CallOption) (*CompareAndSwapResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompareAndSwapResponse)
+	err := c.cc.Invoke(ctx, KV_CompareAndSwap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kVClient) Exists(ctx context.Context, in *ExistsRequest, opts ...grpc.CallOption) (*ExistsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExistsResponse)
+	err := c.cc.Invoke(ctx, KV_Exists_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -239,6 +270,15 @@ type KVServer interface {
 	// event now and then.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	// CompareAndSwap writes value under key when the key holds what the
+	// request expects: no live key (expect_absent) or exactly the bytes
+	// expected_value. A mismatch is an answer (swapped false, with the key
+	// as found), not an error. Of concurrent swaps from one expected value
+	// exactly one succeeds. Policies vet it as a get and a put of the key.
+	CompareAndSwap(context.Context, *CompareAndSwapRequest) (*CompareAndSwapResponse, error)
+	// Exists says whether a live key exists, with its version and expiry
+	// but never its value. Policies vet it as a get.
+	Exists(context.Context, *ExistsRequest) (*ExistsResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -284,6 +324,12 @@ func (UnimplementedKVServer) Watch(*WatchRequest, grpc.ServerStreamingServer[Wat
 }
 func (UnimplementedKVServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedKVServer) CompareAndSwap(context.Context, *CompareAndSwapRequest) (*CompareAndSwapResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompareAndSwap not implemented")
+}
+func (UnimplementedKVServer) Exists(context.Context, *ExistsRequest) (*ExistsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Exists not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -515,6 +561,42 @@ func _KV_Stats_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_CompareAndSwap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompareAndSwapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).CompareAndSwap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_CompareAndSwap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).CompareAndSwap(ctx, req.(*CompareAndSwapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KV_Exists_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExistsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).Exists(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_Exists_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).Exists(ctx, req.(*ExistsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -565,6 +647,14 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _KV_Stats_Handler,
+		},
+		{
+			MethodName: "CompareAndSwap",
+			Handler:    _KV_CompareAndSwap_Handler,
+		},
+		{
+			MethodName: "Exists",
+			Handler:    _KV_Exists_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	pb "github.com/kvhost/kvhost/api/kvhostv1"
+	"github.com/kvhost/kvhost/host"
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
@@ -137,10 +138,50 @@ func (s *Server) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.StatsRespon
 		Revision: st.Revision, OldestRevision: st.OldestRevision, BackendTotals: st.BackendTotals}, nil
 }
 
+func (s *Server) CompareAndSwap(ctx context.Context, req *pb.CompareAndSwapRequest) (*pb.CompareAndSwapResponse, error) {
+	var expect host.Expect
+	switch e := req.Expect.(type) {
+	case *pb.CompareAndSwapRequest_ExpectAbsent:
+		if !e.ExpectAbsent {
+			return nil, fmt.Errorf("%w: compare-and-swap %q: expect_absent is false: set it true, or set expected_value", kv.ErrInvalidArgument, req.Key)
+		}
+		expect.Absent = true
+	case *pb.CompareAndSwapRequest_ExpectedValue:
+		expect.Value = e.ExpectedValue
+	default:
+		return nil, fmt.Errorf("%w: compare-and-swap %q expects nothing: set expect_absent or expected_value", kv.ErrInvalidArgument, req.Key)
+	}
+	res, err := s.store.CompareAndSwap(ctx, host.SwapRequest{Key: req.Key, Expect: expect, Value: req.Value, TTL: kv.Millis(req.TtlMs)})
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.CompareAndSwapResponse{Swapped: res.Swapped, Found: res.Found, Revision: res.Revision}
+	if res.Found {
+		out.Entry = entryToPB(res.Entry)
+	}
+	return out, nil
+}
+
+func (s *Server) Exists(ctx context.Context, req *pb.ExistsRequest) (*pb.ExistsResponse, error) {
+	res, err := s.store.Exists(ctx, req.Key)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ExistsResponse{Exists: res.Found, Revision: res.Revision}
+	if res.Found {
+		out.Entry = entryToPB(res.Entry)
+	}
+	return out, nil
+}
+
 func (s *Server) Watch(req *pb.WatchRequest, stream pb.KV_WatchServer) error {
+	if req.Exact && req.Prefix == "" {
+		return fmt.Errorf("%w: an exact watch needs a key: the prefix is empty", kv.ErrInvalidArgument)
+	}
+	interval := progressInterval(req.ProgressIntervalMs)
 	ws, err := s.store.Watch(stream.Context(), kv.WatchRequest{
 		Prefix: req.Prefix, StartRevision: req.StartRevision, TTLEvents: req.TtlEvents,
-		ProgressInterval: progressInterval(req.ProgressIntervalMs),
+		ProgressInterval: interval,
 	})
 	if err != nil {
 		return err
@@ -150,7 +191,16 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.KV_WatchServer) error {
 		return err
 	}
 	msg := &pb.WatchResponse{Events: make([]*pb.Event, 0, pluginapi.WatchBatch)}
+	var exact *exactFilter
+	if req.Exact {
+		exact = newExactFilter(req.Prefix, interval)
+	}
 	return pluginapi.ForwardEvents(ws, pluginapi.WatchBatch, func(batch []kv.Event) error {
+		if exact != nil {
+			if batch = exact.filter(batch); len(batch) == 0 {
+				return nil
+			}
+		}
 		msg.Events = msg.Events[:0]
 		for _, ev := range batch {
 			msg.Events = append(msg.Events, &pb.Event{Type: pb.Event_Type(ev.Type), Key: ev.Key, Value: ev.Value, Version: ev.Version,

@@ -26,10 +26,16 @@ const (
 	Watch        Op = 9
 	Stats        Op = 10
 	Admin        Op = 11
-	// Batch and CleanupExpired are never seen by a policy (a batch is
-	// vetted op by op; cleanup is the host's own); they name metrics.
+	// Batch, CleanupExpired, CompareAndSwap and Exists are never seen by
+	// a policy; they name metrics. A batch is vetted op by op; cleanup is
+	// the host's own; a compare-and-swap is vetted as a Get and a Put of
+	// its key (it reads and it writes), an exists as a Get: the host
+	// builds them on the contract's operations, and every policy already
+	// written decides them rightly without knowing they exist.
 	Batch          Op = 12
 	CleanupExpired Op = 13
+	CompareAndSwap Op = 14
+	Exists         Op = 15
 )
 
 var names = [...]string{
@@ -37,6 +43,7 @@ var names = [...]string{
 	DeletePrefix: "delete_prefix", Increment: "increment", RefreshTTL: "refresh_ttl",
 	Watch: "watch", Stats: "stats", Admin: "admin",
 	Batch: "batch", CleanupExpired: "cleanup_expired",
+	CompareAndSwap: "compare_and_swap", Exists: "exists",
 }
 
 // String returns the operation's name, such as "delete_prefix".
