@@ -36,6 +36,14 @@ func (s *Store) update(ctx context.Context, fn func(ctx context.Context, t *sqlk
 	return err
 }
 
+// Round trips. A write costs two: the first sends BEGIN and the lock of
+// the revision row together; the second sends what the operation wrote,
+// the history rows, the revision, the notification and COMMIT together.
+// writeTx defers the statements whose answer nobody needs (unconditional
+// upserts) into that second one; a statement whose answer decides what
+// comes next (a conditional write, a read, a delete that returns what it
+// removed) goes at once, with whatever was deferred before it.
+
 // transact is update that, when prune is set, also prunes up to
 // pruneBatch revisions of history past retention; it returns the compact
 // revision before and after. Only pruneHistory prunes: a write that
@@ -48,28 +56,37 @@ func (s *Store) transact(ctx context.Context, fn func(ctx context.Context, t *sq
 	if err := ctx.Err(); err != nil {
 		return 0, 0, err
 	}
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, 0, mapErr(err)
 	}
-	defer func() { _ = tx.Rollback(context.Background()) }() // a no-op after Commit
+	// A connection released inside a transaction (a statement failed, or
+	// its answer was lost) is closed by the pool, never reused: the
+	// transaction dies with it.
+	defer conn.Release()
+	w := &writeTx{s: s, conn: conn, pending: &pgx.Batch{}}
 	var rev int64
-	if err := tx.QueryRow(ctx, s.sql(`SELECT rev, compact FROM {s}.meta WHERE id = 1 FOR UPDATE`)).Scan(&rev, &before); err != nil {
+	lock := &pgx.Batch{}
+	lock.Queue(`BEGIN`)
+	lock.Queue(s.sql(`SELECT rev, compact FROM {s}.meta WHERE id = 1 FOR UPDATE`)).QueryRow(func(r pgx.Row) error { return r.Scan(&rev, &before) })
+	if err := conn.SendBatch(ctx, lock).Close(); err != nil {
+		w.rollback()
 		return 0, 0, mapErr(err)
 	}
-	t := sqlkv.NewTxn(writeTx{s, tx}, s.cfg.now(), rev)
+	t := sqlkv.NewTxn(w, s.cfg.now(), rev)
 	if err := fn(ctx, t); err != nil {
+		w.rollback()
 		return 0, 0, err
 	}
-	if after, err = s.finish(ctx, tx, t, before, prune); err != nil {
-		return 0, 0, err
-	}
+	after = s.finish(w.pending, t, before, prune)
+	w.pending.Queue(`COMMIT`)
 	// The work is done: commit even if ctx ended meanwhile, so that an
 	// acknowledged write and a committed one are the same thing. A
 	// commit whose answer is lost is reported unavailable: it may or may
 	// not have committed, which the caller learns by reading.
-	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
-		return 0, 0, mapErr(err)
+	if err := w.flush(context.WithoutCancel(ctx)); err != nil {
+		w.rollback()
+		return 0, 0, err
 	}
 	if len(t.Events()) > 0 {
 		s.follow.kick()
@@ -77,16 +94,15 @@ func (s *Store) transact(ctx context.Context, fn func(ctx context.Context, t *sq
 	return before, after, nil
 }
 
-// finish writes the history rows, the revision, the notification and any
-// pruning in one round trip, and returns the compact revision it leaves.
-func (s *Store) finish(ctx context.Context, tx pgx.Tx, t *sqlkv.Txn, compact int64, prune bool) (int64, error) {
+// finish queues on b the history rows, any pruning, the revision and the
+// notification, and returns the compact revision it leaves.
+func (s *Store) finish(b *pgx.Batch, t *sqlkv.Txn, compact int64, prune bool) int64 {
 	evs := t.Events()
 	excess := sqlkv.Retention(s.cfg.History).Excess(t.Rev(), compact)
 	prune = prune && excess > 0
 	if len(evs) == 0 && !prune {
-		return compact, nil
+		return compact
 	}
-	b := &pgx.Batch{}
 	if len(evs) > 0 {
 		n := len(evs)
 		revs, types, keys := make([]int64, n), make([]int16, n), make([]string, n)
@@ -110,12 +126,5 @@ func (s *Store) finish(ctx context.Context, tx pgx.Tx, t *sqlkv.Txn, compact int
 	if len(evs) > 0 {
 		b.Queue(`SELECT pg_notify($1, $2)`, "kvhost_"+s.cfg.Schema, fmt.Sprint(t.Rev()))
 	}
-	br := tx.SendBatch(ctx, b)
-	for range b.Len() {
-		if _, err := br.Exec(); err != nil {
-			_ = br.Close()
-			return 0, fmt.Errorf("record history: %w", mapErr(err))
-		}
-	}
-	return compact, mapErr(br.Close())
+	return compact
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
@@ -114,25 +117,47 @@ const (
 		ORDER BY expires_at LIMIT @limit FOR UPDATE SKIP LOCKED) RETURNING key, version`
 )
 
-// writeTx is the PostgreSQL dialect of sqlkv.Tx.
+// writeTx is the PostgreSQL dialect of sqlkv.Tx: statements on the
+// connection that holds the transaction. Upserts wait in pending and go
+// with the next statement that needs an answer, or with the commit.
 type writeTx struct {
-	s  *Store
-	tx pgx.Tx
+	s       *Store
+	conn    *pgxpool.Conn
+	pending *pgx.Batch
 }
 
-var _ sqlkv.Tx = writeTx{}
+var _ sqlkv.Tx = (*writeTx)(nil)
+
+// flush sends what is pending, in one round trip.
+func (w *writeTx) flush(ctx context.Context) error {
+	if w.pending.Len() == 0 {
+		return nil
+	}
+	err := w.conn.SendBatch(ctx, w.pending).Close()
+	w.pending = &pgx.Batch{}
+	return mapErr(err)
+}
+
+// rollback ends a failed transaction. A connection that cannot answer is
+// closed by the pool when released, which ends the transaction too.
+func (w *writeTx) rollback() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = w.conn.Exec(ctx, `ROLLBACK`)
+}
 
 func rowArgs(r sqlkv.Row, nowMs int64) pgx.NamedArgs {
 	return pgx.NamedArgs{"key": r.Key, "value": r.Value, "version": r.Version, "expires_at": r.ExpMs, "now": nowMs}
 }
 
 // Upsert stores one row with one statement and more with one statement
-// over arrays: one round trip either way. A key given twice goes in once,
-// with its last row (ON CONFLICT may touch a row only once per statement).
-func (w writeTx) Upsert(ctx context.Context, rows []sqlkv.Row, nowMs int64) error {
+// over arrays. A key given twice goes in once, with its last row (ON
+// CONFLICT may touch a row only once per statement). Nothing waits for
+// its answer: it goes with the next statement that needs one.
+func (w *writeTx) Upsert(_ context.Context, rows []sqlkv.Row, nowMs int64) error {
 	if len(rows) == 1 {
-		_, err := w.tx.Exec(ctx, w.s.sql(upsertSQL), rowArgs(rows[0], nowMs))
-		return mapErr(err)
+		w.pending.Queue(w.s.sql(upsertSQL), rowArgs(rows[0], nowMs))
+		return nil
 	}
 	last := make(map[string]int, len(rows))
 	for i, r := range rows {
@@ -145,73 +170,80 @@ func (w writeTx) Upsert(ctx context.Context, rows []sqlkv.Row, nowMs int64) erro
 			keys, values, versions, exps = append(keys, r.Key), append(values, r.Value), append(versions, r.Version), append(exps, r.ExpMs)
 		}
 	}
-	_, err := w.tx.Exec(ctx, w.s.sql(upsertRowsSQL), keys, values, versions, exps)
-	return mapErr(err)
+	w.pending.Queue(w.s.sql(upsertRowsSQL), keys, values, versions, exps)
+	return nil
 }
 
-func (w writeTx) changed(ctx context.Context, q string, args pgx.NamedArgs) (bool, error) {
-	tag, err := w.tx.Exec(ctx, w.s.sql(q), args)
-	if err != nil {
-		return false, mapErr(err)
-	}
-	return tag.RowsAffected() > 0, nil
+// changed runs a conditional write and says whether it changed a row.
+func (w *writeTx) changed(ctx context.Context, q string, args pgx.NamedArgs) (bool, error) {
+	var n int64
+	w.pending.Queue(w.s.sql(q), args).Exec(func(ct pgconn.CommandTag) error {
+		n = ct.RowsAffected()
+		return nil
+	})
+	return n > 0, w.flush(ctx)
 }
 
-func (w writeTx) InsertAbsent(ctx context.Context, r sqlkv.Row, nowMs int64) (bool, error) {
+func (w *writeTx) InsertAbsent(ctx context.Context, r sqlkv.Row, nowMs int64) (bool, error) {
 	return w.changed(ctx, insertAbsentSQL, rowArgs(r, nowMs))
 }
 
-func (w writeTx) UpdateVersion(ctx context.Context, r sqlkv.Row, cond, nowMs int64) (bool, error) {
+func (w *writeTx) UpdateVersion(ctx context.Context, r sqlkv.Row, cond, nowMs int64) (bool, error) {
 	args := rowArgs(r, nowMs)
 	args["cond"] = cond
 	return w.changed(ctx, updateVersionSQL, args)
 }
 
 // version runs a RETURNING version statement: 0 when it matched no row.
-func (w writeTx) version(ctx context.Context, q string, args pgx.NamedArgs) (int64, error) {
+func (w *writeTx) version(ctx context.Context, q string, args pgx.NamedArgs) (int64, error) {
 	var v int64
-	err := w.tx.QueryRow(ctx, w.s.sql(q), args).Scan(&v)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
-	return v, mapErr(err)
+	w.pending.Queue(w.s.sql(q), args).QueryRow(func(r pgx.Row) error { return noRows(r.Scan(&v)) })
+	return v, w.flush(ctx)
 }
 
-func (w writeTx) Delete(ctx context.Context, key string, cond, nowMs int64) (int64, error) {
+// noRows makes no row no error: the zero values say it.
+func noRows(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	return err
+}
+
+func (w *writeTx) Delete(ctx context.Context, key string, cond, nowMs int64) (int64, error) {
 	return w.version(ctx, deleteSQL, pgx.NamedArgs{"key": key, "cond": cond, "now": nowMs})
 }
 
-func (w writeTx) Refresh(ctx context.Context, key string, cond, expMs, nowMs int64) (int64, error) {
+func (w *writeTx) Refresh(ctx context.Context, key string, cond, expMs, nowMs int64) (int64, error) {
 	return w.version(ctx, refreshSQL, pgx.NamedArgs{"key": key, "cond": cond, "now": nowMs, "expires_at": expMs})
 }
 
-func (w writeTx) Live(ctx context.Context, key string, nowMs int64) (sqlkv.Row, error) {
+func (w *writeTx) Live(ctx context.Context, key string, nowMs int64) (sqlkv.Row, error) {
 	r := sqlkv.Row{Key: key}
-	err := w.tx.QueryRow(ctx, w.s.sql(liveSQL), pgx.NamedArgs{"key": key, "now": nowMs}).Scan(&r.Value, &r.Version, &r.ExpMs)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return sqlkv.Row{Key: key}, nil
-	}
-	return r, mapErr(err)
+	w.pending.Queue(w.s.sql(liveSQL), pgx.NamedArgs{"key": key, "now": nowMs}).QueryRow(func(row pgx.Row) error {
+		return noRows(row.Scan(&r.Value, &r.Version, &r.ExpMs))
+	})
+	return r, w.flush(ctx)
 }
 
-func (w writeTx) DeleteRange(ctx context.Context, lo, hi string, nowMs int64) ([]sqlkv.Removed, error) {
+func (w *writeTx) DeleteRange(ctx context.Context, lo, hi string, nowMs int64) ([]sqlkv.Removed, error) {
 	return w.collect(ctx, deleteRangeSQL, pgx.NamedArgs{"lo": lo, "hi": hi, "now": nowMs})
 }
 
-func (w writeTx) DeleteExpired(ctx context.Context, limit, nowMs int64) ([]sqlkv.Removed, error) {
+func (w *writeTx) DeleteExpired(ctx context.Context, limit, nowMs int64) ([]sqlkv.Removed, error) {
 	return w.collect(ctx, deleteExpiredSQL, pgx.NamedArgs{"now": nowMs, "limit": limit})
 }
 
 // collect runs a DELETE ... RETURNING key, version and gathers its rows.
-func (w writeTx) collect(ctx context.Context, q string, args pgx.NamedArgs) ([]sqlkv.Removed, error) {
-	rows, err := w.tx.Query(ctx, w.s.sql(q), args)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sqlkv.Removed, error) {
-		var rm sqlkv.Removed
-		err := r.Scan(&rm.Key, &rm.Version)
-		return rm, err
+func (w *writeTx) collect(ctx context.Context, q string, args pgx.NamedArgs) ([]sqlkv.Removed, error) {
+	var out []sqlkv.Removed
+	w.pending.Queue(w.s.sql(q), args).Query(func(rows pgx.Rows) error {
+		var err error
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (sqlkv.Removed, error) {
+			var rm sqlkv.Removed
+			err := r.Scan(&rm.Key, &rm.Version)
+			return rm, err
+		})
+		return err
 	})
-	return out, mapErr(err)
+	return out, w.flush(ctx)
 }
