@@ -17,10 +17,10 @@ import (
 	"github.com/kvhost/kvhost/snapshot"
 )
 
-// batchBytes bounds the keys and values of one batch that restore and
-// migrate send: well under a server's default request limit (1.5 MiB). A
-// larger entry goes alone.
-const batchBytes = 1 << 20
+// restoreBatchBytes bounds the keys and values of one batch that restore
+// sends: well under a server's default request limit (1.5 MiB). A larger
+// entry goes alone.
+const restoreBatchBytes = 1 << 20
 
 // errVerify is wrapped by the error of a restore or migrate whose
 // check at the end found the target not as it should be.
@@ -86,8 +86,11 @@ type saveSummary struct {
 	File     string `json:"file"`
 	Keys     uint64 `json:"keys"`
 	Revision int64  `json:"revision"`
-	Expired  int64  `json:"expired_left_out"`
-	SHA256   string `json:"sha256"`
+	// ListedFrom is the first page's revision: the changes from it to
+	// Revision were applied to the pages.
+	ListedFrom int64  `json:"listed_from_revision"`
+	Expired    int64  `json:"expired_left_out"`
+	SHA256     string `json:"sha256"`
 }
 
 func (k *conn) saveSnapshot(cmd *cobra.Command, path string) error {
@@ -122,7 +125,7 @@ func (k *conn) saveSnapshot(cmd *cobra.Command, path string) error {
 	if err := commit(true); err != nil {
 		return err
 	}
-	s := saveSummary{File: path, Keys: w.Count(), Revision: last, Expired: expired, SHA256: fmt.Sprintf("%x", sum)}
+	s := saveSummary{File: path, Keys: w.Count(), Revision: last, ListedFrom: first, Expired: expired, SHA256: fmt.Sprintf("%x", sum)}
 	if path == "-" { // the data went to stdout; the report goes beside it
 		k.out = cmd.ErrOrStderr()
 	}
@@ -359,7 +362,7 @@ func (k *conn) writeSnapshot(cmd *cobra.Command, f *os.File, batchSize int) (wri
 		return err
 	}
 	var b batcher
-	b.init(batchSize, send)
+	b.init(batchSize, restoreBatchBytes, send)
 	for {
 		rec, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -429,24 +432,25 @@ func expiringBy(f *os.File, t time.Time) (int64, error) {
 	}
 }
 
-// batcher gathers puts into batches of at most size ops and batchBytes
-// of keys and values and sends them; a batch the server finds too large
-// is split in two and sent again.
+// batcher gathers puts into batches of at most size ops and maxBytes of
+// keys and values and sends them; a batch the server finds too large is
+// split in two and sent again.
 type batcher struct {
-	size  int
-	send  func(context.Context, []kv.Op) error
-	ops   []kv.Op
-	bytes int
-	done  int64
+	size     int
+	maxBytes int
+	send     func(context.Context, []kv.Op) error
+	ops      []kv.Op
+	bytes    int
+	done     int64
 }
 
-func (b *batcher) init(size int, send func(context.Context, []kv.Op) error) {
-	b.size, b.send, b.ops = size, send, make([]kv.Op, 0, size)
+func (b *batcher) init(size, maxBytes int, send func(context.Context, []kv.Op) error) {
+	b.size, b.maxBytes, b.send, b.ops = size, maxBytes, send, make([]kv.Op, 0, size)
 }
 
 func (b *batcher) add(ctx context.Context, op kv.Op) error {
 	n := len(op.Key) + len(op.Value)
-	if len(b.ops) > 0 && b.bytes+n > batchBytes {
+	if len(b.ops) > 0 && b.bytes+n > b.maxBytes {
 		if err := b.flush(ctx); err != nil {
 			return err
 		}
