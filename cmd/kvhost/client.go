@@ -51,7 +51,7 @@ func addClientCommands(root *cobra.Command) {
 	root.AddGroup(&cobra.Group{ID: "client", Title: "Client commands (talk to a running server):"})
 	for _, cmd := range []*cobra.Command{
 		getCommand(), putCommand(), delCommand(), listCommand(), countCommand(), incrCommand(),
-		ttlCommand(), expireCommand(), watchCommand(), statsCommand(), lockCommand(), snapshotCommand(),
+		ttlCommand(), expireCommand(), watchCommand(), statsCommand(), lockCommand(), snapshotCommand(), casCommand(), existsCommand(),
 	} {
 		cmd.GroupID = "client"
 		cmd.Long = cmd.Short + ".\n" + strings.TrimRight(cmd.Long, "\n") + "\n" + clientHelpFooter
@@ -688,6 +688,7 @@ func watchCommand() *cobra.Command {
 		fromRevision int64
 		ttlEvents    bool
 		progress     time.Duration
+		exact        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "watch [PREFIX]",
@@ -700,20 +701,23 @@ PUT, <TAB>VALUE (Go-quoted when not printable). TYPE is PUT, DELETE or
 EXPIRE, and TTL with --ttl-events. -o json prints one event per line with
 its revision, version and expiry. With --progress, an idle watch prints
 PROGRESS<TAB>REVISION now and then: every change up to REVISION has been
-printed. Ctrl-C ends it with exit status 0.
+printed. Ctrl-C ends it with exit status 0. --exact watches only the key
+equal to PREFIX, not the longer keys it prefixes (KEY/child, KEYx).
 
 A watcher that falls too far behind is ended by the server (exit status
 1); the message says the --from-revision that resumes it. A revision older
 than the history the backend keeps is refused and names the oldest one
 still available: list to resync, then watch from the list's revision + 1.`,
 		Example: `  kvhost watch config/
-  kvhost watch config/ --from-revision 42 -o json`,
+  kvhost watch config/ --from-revision 42 -o json
+  kvhost watch --exact lock/leader`,
 		Args: nargs(0, 1),
 	}
 	k := newConn(cmd, false)
 	cmd.Flags().Int64Var(&fromRevision, "from-revision", 0, "replay every change from this `revision` on, then follow live")
 	cmd.Flags().BoolVar(&ttlEvents, "ttl-events", false, "also print TTL events (a key's expiry changed)")
 	cmd.Flags().DurationVar(&progress, "progress", 0, "print a progress line after this `interval` without changes (0: never)")
+	cmd.Flags().BoolVar(&exact, "exact", false, "watch only the key equal to PREFIX, not the keys it prefixes")
 	cmd.RunE = k.run(func(cmd *cobra.Command, args []string) error {
 		if fromRevision < 0 {
 			return usageError(cmd, "--from-revision %d is negative", fromRevision)
@@ -728,6 +732,12 @@ still available: list to resync, then watch from the list's revision + 1.`,
 		}
 		if ttlEvents {
 			opts = append(opts, client.WithTTLEvents())
+		}
+		if exact {
+			if prefix == "" {
+				return usageError(cmd, "--exact needs a KEY")
+			}
+			opts = append(opts, client.ExactKey())
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
