@@ -198,9 +198,15 @@ func (s *Store) Count(ctx context.Context, prefix string) (kv.CountResult, error
 		return kv.CountResult{}, fmt.Errorf("postgres: count %q: %w", prefix, err)
 	}
 	lo, hi := keyRange(prefix)
+	// The empty prefix counts without a key condition, which PostgreSQL
+	// would otherwise evaluate on every row (docs/PERFORMANCE.md).
+	cond := rangeCond + ` AND `
+	if prefix == "" {
+		cond = ""
+	}
 	var res kv.CountResult
 	err := s.pool.QueryRow(ctx, s.sql(`SELECT m.rev, c.n FROM {s}.meta m,
-		LATERAL (SELECT count(*) AS n FROM {s}.kv WHERE `+rangeCond+` AND `+live+`) c`),
+		LATERAL (SELECT count(*) AS n FROM {s}.kv WHERE `+cond+live+`) c`),
 		pgx.NamedArgs{"lo": lo, "hi": hi, "now": s.cfg.now().UnixMilli()}).Scan(&res.Revision, &res.Count)
 	if err != nil {
 		return kv.CountResult{}, fmt.Errorf("postgres: count %q: %w", prefix, mapErr(err))

@@ -63,6 +63,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(cfg.StatementTimeout.Milliseconds())
 	pc.ConnConfig.RuntimeParams["application_name"] = "kvhost"
+	// No statement of the store gains from JIT, and a list's first few
+	// executions on each connection were compiled for half a second
+	// (docs/PERFORMANCE.md, PostgreSQL).
+	pc.ConnConfig.RuntimeParams["jit"] = "off"
 	s := &Store{cfg: cfg, schema: pgx.Identifier{cfg.Schema}.Sanitize()}
 	s.notify = pgx.Identifier{"kvhost_" + cfg.Schema}.Sanitize()
 	s.ops = sqlkv.Writer{Name: "postgres", Update: s.update, MinPutRun: minPutRun, AfterCleanup: s.pruneHistory}
