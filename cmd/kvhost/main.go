@@ -2,6 +2,8 @@
 //
 //	kvhost serve [--config kvhost.yaml]     run the server
 //	kvhost get|put|del|list|count|incr|ttl|expire|watch|stats ...
+//	kvhost snapshot save|restore FILE       save the keys to a snapshot file, or restore them
+//	kvhost migrate --from CONFIG --to CONFIG copy every key from one backend to another
 //	kvhost plugin verify PATH               run the conformance suite on a plugin binary
 //	kvhost policy test|bench ...            check a WebAssembly policy
 package main
@@ -22,7 +24,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), pluginCommand())
+	root.AddCommand(serveCommand(), pluginCommand(), migrateCommand())
 	addClientCommands(root)
 	addPolicyCommands(root)
 	// A wrong command line (an unknown command or flag anywhere) exits 2,

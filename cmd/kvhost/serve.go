@@ -60,7 +60,7 @@ func newLogger(level string) *slog.Logger {
 func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
-	pluginPath, err := cfg.PluginPath()
+	plugin, err := backendPlugin(cfg)
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 	defer closeGuard()
 
 	store, err := host.Open(ctx, host.Config{
-		Plugin:          host.PluginConfig{Path: pluginPath, SHA256: cfg.Backend.SHA256, Settings: cfg.Backend.Settings},
+		Plugin:          plugin,
 		Limits:          cfg.Limits,
 		CleanupInterval: cfg.CleanupInterval,
 		SlowThreshold:   cfg.SlowThreshold,
@@ -153,6 +153,17 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 		_ = httpSrv.Shutdown(sctx)
 	}
 	return err
+}
+
+// backendPlugin is the backend plugin a configuration names, with its
+// settings: serve runs it under the host's supervisor, migrate starts it
+// directly.
+func backendPlugin(cfg *config.File) (host.PluginConfig, error) {
+	path, err := cfg.PluginPath()
+	if err != nil {
+		return host.PluginConfig{}, err
+	}
+	return host.PluginConfig{Path: path, SHA256: cfg.Backend.SHA256, Settings: cfg.Backend.Settings}, nil
 }
 
 // reloadTokensOnHangup re-reads the configuration file's tokens on SIGHUP
