@@ -19,8 +19,8 @@ import (
 //
 // Keys are text COLLATE "C": byte order, which for UTF-8 is code point
 // order, so ORDER BY and range scans are the contract's byte order. The
-// primary key index carries expires_at and size, so Count and Stats are
-// index-only scans. History is one row per change: the log that every
+// primary key index carries expires_at and size, so Count and Stats can
+// be index-only scans. History is one row per change: the log that every
 // host reads to publish watch events and replay from a revision.
 var schemaSteps = []string{
 	// 1: the store.
