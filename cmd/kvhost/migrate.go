@@ -336,16 +336,16 @@ func remaining(expiresAt, now time.Time) (time.Duration, bool) {
 // progress shows how far the copy is: a bar on a terminal, a line per
 // percent (or per minute) otherwise.
 type progress struct {
-	w         io.Writer
-	bar       *progressbar.ProgressBar
-	total     int64
-	lastPct   int64
-	lastLine  time.Time
-	lastShown int64
+	w        io.Writer
+	bar      *progressbar.ProgressBar
+	total    int64 // at least 1, for the bar
+	count    int64 // the source's count when the copy began
+	lastPct  int64
+	lastLine time.Time
 }
 
 func newProgress(w io.Writer, total, done int64) *progress {
-	p := &progress{w: w, total: max(total, 1), lastPct: -1}
+	p := &progress{w: w, total: max(total, 1), count: total, lastPct: -1}
 	if isTerminal(w) {
 		p.bar = progressbar.NewOptions64(p.total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription("migrate"),
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("keys"),
@@ -363,12 +363,15 @@ func (p *progress) set(done int64, lastKey string) {
 		_ = p.bar.Set64(done)
 		return
 	}
-	pct := 100 * done / p.total
+	pct := int64(100)
+	if p.count > 0 {
+		pct = min(100*done/p.count, 100)
+	}
 	if pct == p.lastPct && time.Since(p.lastLine) < time.Minute {
 		return
 	}
-	p.lastPct, p.lastLine, p.lastShown = pct, time.Now(), done
-	fmt.Fprintf(p.w, "migrate: %d/%d keys (%d%%), last key %q\n", done, p.total, pct, lastKey)
+	p.lastPct, p.lastLine = pct, time.Now()
+	fmt.Fprintf(p.w, "migrate: %d/%d keys (%d%%), last key %q\n", done, p.count, pct, lastKey)
 }
 
 func (p *progress) finish() {
