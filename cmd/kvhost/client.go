@@ -50,7 +50,7 @@ stderr; 2 when the command line is wrong; 3 when the key does not exist.`
 func addClientCommands(root *cobra.Command) {
 	root.AddGroup(&cobra.Group{ID: "client", Title: "Client commands (talk to a running server):"})
 	for _, cmd := range []*cobra.Command{
-		getCommand(), putCommand(), delCommand(), listCommand(), countCommand(), incrCommand(),
+		getCommand(), putCommand(), delCommand(), delPrefixCommand(), batchCommand(), listCommand(), countCommand(), incrCommand(),
 		ttlCommand(), expireCommand(), watchCommand(), statsCommand(), lockCommand(), snapshotCommand(), casCommand(), existsCommand(),
 	} {
 		cmd.GroupID = "client"
