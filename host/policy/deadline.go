@@ -16,11 +16,22 @@ import (
 // "Policy deadlines"). The module is instrumented (internal/wasmguard) to
 // call the host's check every wasmguard.Interval loop iterations or
 // function entries; the check compares the clock with the deadline stored
-// in the instance and aborts the call once it has passed. There is no
-// timer, context or goroutine per call, and no watchdog goroutine that a
-// busy scheduler could starve: compiled wasm is not preemptible, so with
-// every P running a runaway policy only the runaway goroutines themselves
-// can stop it.
+// in the instance. There is no timer, context or goroutine per call, and
+// no watchdog goroutine that a busy scheduler could starve: compiled wasm
+// is not preemptible, so with every P running a runaway policy only the
+// runaway goroutines themselves can stop it.
+//
+// The deadline is wall-clock time, and on a busy machine the operating
+// system puts a thread aside for 20-50 ms however little it has to do: a
+// healthy evaluation of 30 µs then runs past a 10 ms deadline. So a
+// passed deadline does not stop the call at once: it starts a grace
+// period counted in the CPU time of the evaluating thread (grace), which a
+// thread that is not running does not use. A descheduled evaluation
+// finishes within it; a runaway one uses it up at the speed it runs and is
+// stopped about a quarter of its deadline late on an idle machine. A
+// backstop in wall-clock time far above the deadline stops any call
+// whatever its CPU time says. Where the thread's CPU time cannot be read,
+// a passed deadline stops the call at once, as before.
 
 // epoch anchors monotonic nanoseconds; deadlines are relative to it.
 var epoch = time.Now()
@@ -72,10 +83,51 @@ func (in *instance) check() {
 	if in == nil || in.deadline == 0 {
 		return
 	}
-	if monoNow() > in.deadline {
+	if now := monoNow(); now > in.deadline && in.graceSpent(now) {
 		in.timedOut = true
 		panic(errDeadline) // wazero turns this into the call's error
 	}
+}
+
+// Grace and backstop of a deadline d (docs/RATIONALE.md, "Policy
+// deadlines"): past d, a call may use d/graceDivisor more CPU time on
+// its thread; past backstopFactor*d + backstopFloor it stops whatever.
+const (
+	graceDivisor   = 4
+	backstopFactor = 10
+	backstopFloor  = time.Second
+)
+
+// backstop returns the wall-clock limit of a call with a deadline of d.
+func backstop(d time.Duration) time.Duration { return backstopFactor*d + backstopFloor }
+
+// grace tracks the CPU time a call has used since its deadline passed.
+// The goroutine may move to another thread at a host call (Go may
+// preempt it there): the time since the last check on the old thread is
+// then not counted, at most one check interval of work.
+type grace struct {
+	started bool
+	tid     int   // the thread of the last reading
+	last    int64 // its CPU time then, in nanoseconds
+	used    int64 // CPU time used since the deadline, in nanoseconds
+}
+
+// graceSpent reports whether a call whose deadline has passed at now
+// (monoNanos) must stop: its grace is used up or the backstop passed.
+func (in *instance) graceSpent(now int64) bool {
+	if now > in.backstop {
+		return true
+	}
+	tid, cpu, ok := threadCPU()
+	if !ok {
+		return true
+	}
+	g := &in.grace
+	if g.started && tid == g.tid {
+		g.used += cpu - g.last
+	}
+	g.started, g.tid, g.last = true, tid, cpu
+	return g.used > in.timeout/graceDivisor
 }
 
 // hostCallCheck checks the deadline before every call of a WASI function.
@@ -123,6 +175,9 @@ func (s *randSource) Read(b []byte) (int, error) {
 // arm sets the deadline of the call about to start at start (monoNow).
 func (in *instance) arm(start int64, timeout time.Duration) {
 	in.deadline = start + int64(timeout)
+	in.backstop = start + int64(backstop(timeout))
+	in.timeout = int64(timeout)
+	in.grace = grace{}
 }
 
 // disarm clears the deadline and reports whether it was overrun.

@@ -276,10 +276,13 @@ type instance struct {
 	bufCap uint32
 	stack  [2]uint64
 	stderr *lineWriter
-	// deadline is the running call's deadline in monoNanos, 0 when idle;
-	// timedOut is set by check when it was overrun.
-	deadline int64
-	timedOut bool
+	// deadline is the running call's deadline in monoNanos, 0 when idle,
+	// backstop its wall-clock limit and timeout its length; grace counts
+	// the CPU time used past the deadline (deadline.go). timedOut is set
+	// by check when it was overrun.
+	deadline, backstop, timeout int64
+	grace                       grace
+	timedOut                    bool
 	// memCapped is set by grow when the memory would have reached its
 	// limit.
 	memCapped bool
