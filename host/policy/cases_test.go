@@ -99,8 +99,30 @@ func TestBenchCountsDeadlineMisses(t *testing.T) {
 	if res.Timeouts == 0 || res.Timeouts != res.Failed || res.Allowed == 0 {
 		t.Fatalf("result %+v", res)
 	}
-	if want := fmt.Sprintf("%d failed, of which %d past the deadline", res.Failed, res.Timeouts); !strings.Contains(res.String(), want) {
-		t.Fatalf("%q lacks %q", res.String(), want)
+	for _, want := range []string{
+		fmt.Sprintf("%d failed, of which %d past the deadline", res.Failed, res.Timeouts),
+		fmt.Sprintf("failed evaluations by kind: timeout %d", res.Timeouts),
+		"slowest allowed:\n", "slowest failed: timeout:\n", `get "loop": `,
+	} {
+		if !strings.Contains(res.String(), want) {
+			t.Errorf("%q lacks %q", res.String(), want)
+		}
+	}
+	if s := res.Slowest["failed: timeout"]; len(s) == 0 || s[0].Request.Key != "loop" || s[0].Took < time.Millisecond {
+		t.Errorf("slowest timeouts %+v", s)
+	}
+}
+
+// Evaluations ends the measurement after exactly that many.
+func TestBenchCountsEvaluations(t *testing.T) {
+	e := newEngine(t, nil)
+	mustLoad(t, e, policy.Spec{Name: "deny", Path: writeWasm(t, t.TempDir(), "d.wasm", handModule(nil, denyRecord("no", "never")))})
+	res, err := policy.Bench(context.Background(), e, policy.BenchOptions{Evaluations: 1000, Concurrency: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Evaluations != 1000 || res.Denied != 1000 || len(res.Slowest["denied"]) != 3 {
+		t.Fatalf("result %+v", res)
 	}
 }
 
