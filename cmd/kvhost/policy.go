@@ -74,10 +74,11 @@ func newPolicyGuard(ctx context.Context, cfg *config.File, cfgPath string, log *
 			case <-wctx.Done():
 				return
 			case <-hup:
+				log.Info("policy reload on SIGHUP", "config", cfgPath)
 				if err := reloadPolicies(wctx, e, cfgPath); err != nil {
-					log.Error("policy reload refused; the running policies stay", "error", err)
+					log.Error("policy reload on SIGHUP refused; the running policies stay", "config", cfgPath, "error", err)
 				} else {
-					log.Info("policies reloaded", "policies", e.Policies())
+					log.Info("policies reloaded on SIGHUP", "policies", e.Policies())
 				}
 			}
 		}

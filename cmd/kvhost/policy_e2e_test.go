@@ -342,7 +342,7 @@ func TestPolicySIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the broken section is refused", func() error {
-		if !strings.Contains(s.logText(), "policy reload refused") {
+		if !strings.Contains(s.logText(), "policy reload on SIGHUP refused") {
 			return errors.New("no refusal logged")
 		}
 		return nil

@@ -192,7 +192,11 @@ func (e *Engine) load(ctx context.Context, specs []Spec, onlyIfChanged bool) (er
 			for _, b := range built {
 				b.close()
 			}
-			e.log.Error("policy: load refused; the running policies stay", "policy", in.spec.Name, "err", err)
+			if len(old.sets) > 0 {
+				// With nothing running (a first load, the offline
+				// tools), the caller reports the error itself.
+				e.log.Error("policy: load refused; the running policies stay", "policy", in.spec.Name, "path", in.spec.Path, "err", err)
+			}
 			return err
 		}
 		built = append(built, p)
@@ -211,7 +215,13 @@ func (e *Engine) load(ctx context.Context, specs []Spec, onlyIfChanged bool) (er
 	for i, p := range sets {
 		names[i] = p.spec.Name
 	}
-	e.log.Info("policy: chain loaded", "policies", names, "built", len(built))
+	rebuilt := make([]string, len(built))
+	for i, p := range built {
+		rebuilt[i] = p.spec.Name
+	}
+	// rebuilt names the policies whose module, configuration or settings
+	// changed; the others kept their running instances.
+	e.log.Info("policy: chain loaded", "policies", names, "rebuilt", rebuilt)
 	return nil
 }
 

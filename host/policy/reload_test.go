@@ -235,3 +235,30 @@ kvhost_policy_denials_total{code="closed",mode="audit",policy="gate"} 1
 		t.Fatalf("second engine: %v", err)
 	}
 }
+
+// Log lines say which policy loaded and which were rebuilt, and only a
+// refused load that leaves a chain running says the running policies
+// stay: the offline tools (policy test, bench) load into an empty engine.
+func TestLoadLogsNameThePolicies(t *testing.T) {
+	logs := &syncBuffer{}
+	e := newEngine(t, logs)
+	dir := t.TempDir()
+	bad := writeWasm(t, dir, "bad.wasm", []byte("not wasm"))
+	good := writeWasm(t, dir, "good.wasm", handModule(nil, nil))
+	if err := e.Load(context.Background(), []policy.Spec{{Name: "broken", Path: bad}}); err == nil {
+		t.Fatal("a broken module loaded")
+	}
+	if strings.Contains(logs.String(), "running policies stay") {
+		t.Fatalf("with nothing running, the log says:\n%s", logs)
+	}
+	mustLoad(t, e, policy.Spec{Name: "good", Path: good})
+	if !strings.Contains(logs.String(), `msg="policy: chain loaded" policies=[good] rebuilt=[good]`) {
+		t.Fatalf("the load's line does not name the policy:\n%s", logs)
+	}
+	if err := e.Load(context.Background(), []policy.Spec{{Name: "good", Path: good}, {Name: "broken", Path: bad}}); err == nil {
+		t.Fatal("a broken module loaded")
+	}
+	if !strings.Contains(logs.String(), `running policies stay" policy=broken path=`+bad) {
+		t.Fatalf("a refused load beside a running chain is not logged by name:\n%s", logs)
+	}
+}

@@ -2,7 +2,9 @@ package policy
 
 import (
 	"context"
+	"maps"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -28,6 +30,7 @@ func (e *Engine) Watch(ctx context.Context) error {
 	defer w.Close()
 	files := map[string]bool{}
 	dirs := map[string]bool{}
+	pending := map[string]bool{} // files changed since the last reload
 	var changed chan struct{}
 	sync := func() {
 		e.mu.Lock()
@@ -81,6 +84,7 @@ func (e *Engine) Watch(ctx context.Context) error {
 				return nil
 			}
 			if abs, err := filepath.Abs(ev.Name); err == nil && files[abs] && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
+				pending[abs] = true
 				debounce.Reset(watchDebounce)
 			}
 		case err, ok := <-w.Errors:
@@ -89,8 +93,11 @@ func (e *Engine) Watch(ctx context.Context) error {
 			}
 			e.log.Warn("policy: file watcher", "err", err)
 		case <-debounce.C:
+			changedFiles := slices.Sorted(maps.Keys(pending))
+			clear(pending)
+			e.log.Info("policy: files changed; reloading", "files", changedFiles)
 			if err := e.Reload(ctx); err != nil {
-				e.log.Error("policy: reload after a file change refused; the running policies stay", "err", err)
+				e.log.Error("policy: reload after a file change refused; the running policies stay", "files", changedFiles, "err", err)
 			}
 		}
 	}
