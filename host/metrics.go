@@ -1,6 +1,7 @@
 package host
 
 import (
+	"sync"
 	"time"
 
 	"github.com/kvhost/kvhost/api/rpcerr"
@@ -16,6 +17,24 @@ type Metrics struct {
 	restarts prometheus.Counter
 	watchers prometheus.Gauge
 	up       prometheus.Gauge
+	// cache holds the read cache's figures, reported by collector
+	// functions (the cache registers itself with cacheFigures).
+	cache cacheGauge
+}
+
+// cacheGauge reads the figures of the read cache, once there is one.
+type cacheGauge struct {
+	mu   sync.Mutex
+	read func() cacheFigures
+}
+
+func (g *cacheGauge) figures() cacheFigures {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.read == nil {
+		return cacheFigures{}
+	}
+	return g.read()
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -47,10 +66,34 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 when the backend plugin is serving, 0 while it is down or restarting.",
 		}),
 	}
+	fig := func(f func(cacheFigures) float64) func() float64 {
+		return func() float64 { return f(m.cache.figures()) }
+	}
+	cache := []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvhost", Name: "cache_hits_total",
+			Help: "Gets served from the host's read cache."}, fig(func(f cacheFigures) float64 { return float64(f.hits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvhost", Name: "cache_misses_total",
+			Help: "Gets the host's read cache passed to the backend."}, fig(func(f cacheFigures) float64 { return float64(f.misses) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvhost", Name: "cache_entries",
+			Help: "Keys held by the host's read cache."}, fig(func(f cacheFigures) float64 { return float64(f.entries) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvhost", Name: "cache_bytes",
+			Help: "Bytes held by the host's read cache (keys, values and per-entry overhead)."}, fig(func(f cacheFigures) float64 { return float64(f.bytes) })),
+	}
 	if reg != nil {
 		reg.MustRegister(m.latency, m.errors, m.slow, m.restarts, m.watchers, m.up)
+		reg.MustRegister(cache...)
 	}
 	return m
+}
+
+// cacheFigures registers the read cache whose figures the metrics report.
+func (m *Metrics) cacheFigures(read func() cacheFigures) {
+	if m == nil {
+		return
+	}
+	m.cache.mu.Lock()
+	m.cache.read = read
+	m.cache.mu.Unlock()
 }
 
 func (m *Metrics) observe(op, backend string, d time.Duration, err error, slow time.Duration) {

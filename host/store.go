@@ -43,6 +43,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, when set, records per-operation metrics.
 	Metrics *Metrics
+	// Cache configures the read cache.
+	Cache CacheConfig
 	// RestartBackoff bounds the delay between plugin restart attempts
 	// (default 100ms doubling to 5s).
 	RestartBackoffMin, RestartBackoffMax time.Duration
@@ -65,6 +67,7 @@ type Store struct {
 	log     *slog.Logger
 	sup     *supervisor // nil for a store over an in-process backend
 	bottom  backend     // the backend itself, below tenancy and guards
+	cache   *cached     // the read cache, nil when off
 	limits  Limits
 	info    func() kv.Info
 
@@ -127,6 +130,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.CleanupInterval == 0 {
 		cfg.CleanupInterval = time.Second
 	}
+	if cfg.Cache.MaxBytes == 0 {
+		cfg.Cache.MaxBytes = DefaultCacheBytes
+	}
 	if cfg.SlowThreshold == 0 {
 		cfg.SlowThreshold = 100 * time.Millisecond
 	}
@@ -154,6 +160,12 @@ func (cfg Config) withDefaults() (Config, error) {
 // build stacks the layers over bottom and starts TTL cleanup.
 func build(cfg Config, bottom backend, info func() kv.Info) *Store {
 	ids := identities{def: cfg.DefaultIdentity}
+	var cache *cached
+	if cfg.Cache.on(info().Capabilities) {
+		cache = newCached(bottom, cfg.Cache.MaxBytes, cfg.Logger)
+		cfg.Metrics.cacheFigures(cache.figures)
+		bottom = cache
+	}
 	var b backend = &tenantView{next: bottom, ids: ids}
 	if cfg.Guard != nil {
 		b = &guarded{next: b, guard: cfg.Guard, ids: ids}
@@ -162,7 +174,7 @@ func build(cfg Config, bottom backend, info func() kv.Info) *Store {
 	name := func() string { return info().Name }
 	m := &metered{next: b, metrics: cfg.Metrics, log: cfg.Logger, slow: cfg.SlowThreshold, name: name}
 	s := &Store{
-		backend: m, top: m, cfg: cfg, log: cfg.Logger, bottom: bottom, limits: cfg.Limits, info: info,
+		backend: m, top: m, cfg: cfg, log: cfg.Logger, bottom: bottom, cache: cache, limits: cfg.Limits, info: info,
 		cleanupDone: make(chan struct{}),
 	}
 	cctx, cancel := context.WithCancel(context.Background())

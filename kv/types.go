@@ -323,6 +323,11 @@ type Capabilities struct {
 	// CleanupExpired: the backend implements Expirer and wants the host to
 	// call it periodically.
 	CleanupExpired bool
+	// Exclusive: the backend's store is written only through this backend
+	// (embedded storage its process owns), never by another host, so a
+	// host may cache its reads and stay linearizable. A store that several
+	// hosts share (a database server) is not exclusive.
+	Exclusive bool
 }
 
 // Info describes a backend.

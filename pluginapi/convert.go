@@ -76,13 +76,14 @@ func infoToPB(info kv.Info) *pb.InfoResponse {
 	return &pb.InfoResponse{
 		Name: info.Name, Version: info.Version, ProtocolVersion: int32(info.ProtocolVersion),
 		CapWatch: info.Capabilities.Watch, CapCleanupExpired: info.Capabilities.CleanupExpired,
-		CapWatchHistory: info.Capabilities.WatchHistory,
+		CapWatchHistory: info.Capabilities.WatchHistory, CapExclusive: info.Capabilities.Exclusive,
 	}
 }
 
 func infoFromPB(r *pb.InfoResponse) kv.Info {
 	return kv.Info{
 		Name: r.Name, Version: r.Version, ProtocolVersion: int(r.ProtocolVersion),
-		Capabilities: kv.Capabilities{Watch: r.CapWatch, CleanupExpired: r.CapCleanupExpired, WatchHistory: r.CapWatchHistory},
+		Capabilities: kv.Capabilities{Watch: r.CapWatch, CleanupExpired: r.CapCleanupExpired, WatchHistory: r.CapWatchHistory,
+			Exclusive: r.CapExclusive},
 	}
 }

@@ -90,6 +90,7 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 		Plugin:          plugin,
 		Limits:          cfg.Limits,
 		CleanupInterval: cfg.CleanupInterval,
+		Cache:           cfg.Cache,
 		SlowThreshold:   cfg.SlowThreshold,
 		Guard:           guard,
 		Logger:          log,

@@ -49,6 +49,8 @@ type File struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// CleanupInterval: how often expired keys are removed (default 1s).
 	CleanupInterval time.Duration `yaml:"cleanup_interval"`
+	// Cache is the host's read cache (host.CacheConfig).
+	Cache host.CacheConfig `yaml:"cache"`
 	// SlowThreshold: operations at least this slow are counted and logged (default 100ms).
 	SlowThreshold time.Duration `yaml:"slow_threshold"`
 	// LogLevel: debug, info, warn or error (default info).

@@ -255,7 +255,7 @@ func checkCond(key string, cur *item, c kv.Condition, opIndex int) error {
 func (s *Store) Info(context.Context) (kv.Info, error) {
 	return kv.Info{
 		Name: Name, Version: Version, ProtocolVersion: pluginapi.ProtocolVersion,
-		Capabilities: kv.Capabilities{Watch: true, WatchHistory: true, CleanupExpired: true},
+		Capabilities: kv.Capabilities{Watch: true, WatchHistory: true, CleanupExpired: true, Exclusive: true},
 	}, nil
 }
 

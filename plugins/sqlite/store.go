@@ -218,7 +218,7 @@ func (s *Store) Info(ctx context.Context) (kv.Info, error) {
 		Name:            Name,
 		Version:         Version,
 		ProtocolVersion: pluginapi.ProtocolVersion,
-		Capabilities:    kv.Capabilities{Watch: true, WatchHistory: true, CleanupExpired: true},
+		Capabilities:    kv.Capabilities{Watch: true, WatchHistory: true, CleanupExpired: true, Exclusive: true},
 	}, nil
 }
 

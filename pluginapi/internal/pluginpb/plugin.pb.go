@@ -438,8 +438,11 @@ type InfoResponse struct {
 	CapWatch          bool                   `protobuf:"varint,4,opt,name=cap_watch,json=capWatch,proto3" json:"cap_watch,omitempty"`
 	CapCleanupExpired bool                   `protobuf:"varint,5,opt,name=cap_cleanup_expired,json=capCleanupExpired,proto3" json:"cap_cleanup_expired,omitempty"`
 	CapWatchHistory   bool                   `protobuf:"varint,6,opt,name=cap_watch_history,json=capWatchHistory,proto3" json:"cap_watch_history,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Only the plugin process writes the store (embedded storage): no other
+	// host's changes can come between its writes and its reads.
+	CapExclusive  bool `protobuf:"varint,7,opt,name=cap_exclusive,json=capExclusive,proto3" json:"cap_exclusive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -510,6 +513,13 @@ func (x *InfoResponse) GetCapCleanupExpired() bool {
 func (x *InfoResponse) GetCapWatchHistory() bool {
 	if x != nil {
 		return x.CapWatchHistory
+	}
+	return false
+}
+
+func (x *InfoResponse) GetCapExclusive() bool {
+	if x != nil {
+		return x.CapExclusive
 	}
 	return false
 }
@@ -2288,14 +2298,15 @@ const file_plugin_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x0e\n" +
 	"\fOpenResponse\"\r\n" +
-	"\vInfoRequest\"\xe0\x01\n" +
+	"\vInfoRequest\"\x85\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x12\x1b\n" +
 	"\tcap_watch\x18\x04 \x01(\bR\bcapWatch\x12.\n" +
 	"\x13cap_cleanup_expired\x18\x05 \x01(\bR\x11capCleanupExpired\x12*\n" +
-	"\x11cap_watch_history\x18\x06 \x01(\bR\x0fcapWatchHistory\"\x1e\n" +
+	"\x11cap_watch_history\x18\x06 \x01(\bR\x0fcapWatchHistory\x12#\n" +
+	"\rcap_exclusive\x18\a \x01(\bR\fcapExclusive\"\x1e\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"n\n" +
