@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -86,4 +87,48 @@ func BenchmarkE2ERefreshTTL(b *testing.B) {
 		_, err := c.RefreshTTL(b.Context(), fmt.Sprintf("actor/%06d", i%1000), time.Minute)
 		return err
 	})
+}
+
+// BenchmarkE2EGetCache: a point get through the API on SQLite with the
+// host's read cache (the default) and without it, interleaved call by
+// call so that both see the same load; reports each side's p50/p99 and
+// the ratio.
+func BenchmarkE2EGetCache(b *testing.B) {
+	clients := map[string]*client.Client{}
+	for name, config := range map[string]string{
+		"cached":   "auth: {anonymous: true}\n",
+		"uncached": "auth: {anonymous: true}\ncache: {max_bytes: -1}\n",
+	} {
+		c, err := client.New(startServerB(b, config))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = c.Close() })
+		for i := range 1000 {
+			if _, err := c.Put(b.Context(), fmt.Sprintf("actor/%06d", i), []byte("node-1:pid-4242")); err != nil {
+				b.Fatal(err)
+			}
+		}
+		clients[name] = c
+	}
+	lat := map[string][]time.Duration{}
+	i := 0
+	for b.Loop() {
+		for _, name := range []string{"cached", "uncached"} {
+			t0 := time.Now()
+			if _, err := clients[name].Get(b.Context(), fmt.Sprintf("actor/%06d", i%1000)); err != nil {
+				b.Fatal(err)
+			}
+			lat[name] = append(lat[name], time.Since(t0))
+		}
+		i++
+	}
+	p := map[string]float64{}
+	for name, l := range lat {
+		slices.Sort(l)
+		p[name] = float64(l[len(l)/2].Microseconds())
+		b.ReportMetric(p[name], name+"-p50-us")
+		b.ReportMetric(float64(l[len(l)*99/100].Microseconds()), name+"-p99-us")
+	}
+	b.ReportMetric(p["cached"]/p["uncached"], "cached/uncached")
 }
