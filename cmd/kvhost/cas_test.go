@@ -30,20 +30,13 @@ const casBound = 3 * time.Minute
 // exact-key watch through real hosts on every backend; on PostgreSQL and
 // Redis the writers are spread over two hosts on one store.
 func TestCompareAndSwap(t *testing.T) {
-	for _, st := range backendHosts {
-		t.Run(st.name, func(t *testing.T) {
-			hosts := st.hosts(t)
-			clients := make([]*client.Client, len(hosts))
-			for i, h := range hosts {
-				clients[i] = h.client(t, "")
-			}
-			t.Run("increments", func(t *testing.T) { testCASIncrements(t, clients) })
-			t.Run("mismatch", func(t *testing.T) { testCASMismatch(t, clients[0]) })
-			t.Run("absent-race", func(t *testing.T) { testCASAbsentRace(t, clients) })
-			t.Run("exists", func(t *testing.T) { testExists(t, clients[0]) })
-			t.Run("exact-watch", func(t *testing.T) { testExactWatch(t, clients[0], clients[len(clients)-1]) })
-		})
-	}
+	forEachBackend(t, func(t *testing.T, clients []*client.Client) {
+		t.Run("increments", func(t *testing.T) { testCASIncrements(t, clients) })
+		t.Run("mismatch", func(t *testing.T) { testCASMismatch(t, clients[0]) })
+		t.Run("absent-race", func(t *testing.T) { testCASAbsentRace(t, clients) })
+		t.Run("exists", func(t *testing.T) { testExists(t, clients[0]) })
+		t.Run("exact-watch", func(t *testing.T) { testExactWatch(t, clients[0], clients[len(clients)-1]) })
+	})
 }
 
 // casIncrement adds one to the decimal counter under key by value:

@@ -48,11 +48,9 @@ var backendHosts = []struct {
 	}},
 }
 
-// TestLock runs the lock's guarantees on every backend: mutual exclusion
-// among 8 contenders with strictly increasing tokens, take-over after a
-// holder stops renewing, a stale holder refused, and loss reported by the
-// keep-alive.
-func TestLock(t *testing.T) {
+// forEachBackend runs test once per backend in backendHosts, as a
+// subtest, with a client of each of the backend's hosts.
+func forEachBackend(t *testing.T, test func(t *testing.T, clients []*client.Client)) {
 	for _, st := range backendHosts {
 		t.Run(st.name, func(t *testing.T) {
 			hosts := st.hosts(t)
@@ -60,11 +58,21 @@ func TestLock(t *testing.T) {
 			for i, h := range hosts {
 				clients[i] = h.client(t, "")
 			}
-			t.Run("exclusion", func(t *testing.T) { testLockExclusion(t, clients) })
-			t.Run("takeover", func(t *testing.T) { testLockTakeover(t, clients) })
-			t.Run("keepalive-loss", func(t *testing.T) { testLockKeepAliveLoss(t, clients) })
+			test(t, clients)
 		})
 	}
+}
+
+// TestLock runs the lock's guarantees on every backend: mutual exclusion
+// among 8 contenders with strictly increasing tokens, take-over after a
+// holder stops renewing, a stale holder refused, and loss reported by the
+// keep-alive.
+func TestLock(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, clients []*client.Client) {
+		t.Run("exclusion", func(t *testing.T) { testLockExclusion(t, clients) })
+		t.Run("takeover", func(t *testing.T) { testLockTakeover(t, clients) })
+		t.Run("keepalive-loss", func(t *testing.T) { testLockKeepAliveLoss(t, clients) })
+	})
 }
 
 // lockBound ends a test that would otherwise hang; no step is expected to

@@ -17,17 +17,10 @@ import (
 // removed; a node that stops heartbeating departs, and a watcher on
 // another host sees it arrive and depart.
 func TestRegistry(t *testing.T) {
-	for _, st := range backendHosts {
-		t.Run(st.name, func(t *testing.T) {
-			hosts := st.hosts(t)
-			clients := make([]*client.Client, len(hosts))
-			for i, h := range hosts {
-				clients[i] = h.client(t, "")
-			}
-			t.Run("actors", func(t *testing.T) { testActors(t, clients) })
-			t.Run("nodes", func(t *testing.T) { testNodes(t, clients) })
-		})
-	}
+	forEachBackend(t, func(t *testing.T, clients []*client.Client) {
+		t.Run("actors", func(t *testing.T) { testActors(t, clients) })
+		t.Run("nodes", func(t *testing.T) { testNodes(t, clients) })
+	})
 }
 
 func testActors(t *testing.T, clients []*client.Client) {
