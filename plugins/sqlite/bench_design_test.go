@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvhost/kvhost/internal/benchkit"
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
@@ -43,7 +44,7 @@ func BenchmarkLayout(b *testing.B) {
 		for chunk := range slices.Chunk(shuffled, kv.MaxBatchOps) {
 			ops := make([]kv.Op, len(chunk))
 			for i, k := range chunk {
-				ops[i] = kv.PutOp(k, benchValue, 0, kv.Condition{})
+				ops[i] = kv.PutOp(k, benchkit.Value, 0, kv.Condition{})
 			}
 			if _, err := s.Batch(ctx, ops); err != nil {
 				b.Fatal(err)
@@ -78,7 +79,7 @@ func BenchmarkLayout(b *testing.B) {
 				round++
 				ops := make([]kv.Op, kv.MaxBatchOps)
 				for i := range ops {
-					ops[i] = kv.PutOp(fmt.Sprintf("p%02d/n%04d-%06d", i%100, i, round), benchValue, 0, kv.Condition{})
+					ops[i] = kv.PutOp(fmt.Sprintf("p%02d/n%04d-%06d", i%100, i, round), benchkit.Value, 0, kv.Condition{})
 				}
 				if _, err := s.Batch(ctx, ops); err != nil {
 					b.Fatal(err)
@@ -118,7 +119,7 @@ func BenchmarkHistoryCost(b *testing.B) {
 	}
 	sideBySide := func(name string, op func(s *Store, i int) error) {
 		b.Run(name, func(b *testing.B) {
-			lat := make([]latencies, len(open))
+			lat := make([]benchkit.Latencies, len(open))
 			i := 0
 			for b.Loop() {
 				for j, s := range open {
@@ -126,13 +127,13 @@ func BenchmarkHistoryCost(b *testing.B) {
 					if err := op(s, i); err != nil {
 						b.Fatal(err)
 					}
-					lat[j].time(start)
+					lat[j].Time(start)
 				}
 				i++
 			}
 			p50 := make([]float64, len(open))
 			for j := range open {
-				p50[j], _ = lat[j].percentiles()
+				p50[j], _ = lat[j].Percentiles()
 				b.ReportMetric(p50[j], stores[j].name+"-p50-us")
 			}
 			b.ReportMetric(p50[0]-p50[2], "cost-p50-us")
@@ -140,13 +141,13 @@ func BenchmarkHistoryCost(b *testing.B) {
 	}
 	// Puts cycle through 10K keys, replacing values as real traffic does.
 	sideBySide("put", func(s *Store, i int) error {
-		_, err := s.Put(ctx, kv.PutRequest{Key: fmt.Sprintf("put/%05d", (i*7919)%10000), Value: benchValue})
+		_, err := s.Put(ctx, kv.PutRequest{Key: fmt.Sprintf("put/%05d", (i*7919)%10000), Value: benchkit.Value})
 		return err
 	})
 	sideBySide("batch-1K", func(s *Store, i int) error {
 		ops := make([]kv.Op, kv.MaxBatchOps)
 		for j := range ops {
-			ops[j] = kv.PutOp(fmt.Sprintf("batch/%06d/%04d", i, j), benchValue, 0, kv.Condition{})
+			ops[j] = kv.PutOp(fmt.Sprintf("batch/%06d/%04d", i, j), benchkit.Value, 0, kv.Condition{})
 		}
 		_, err := s.Batch(ctx, ops)
 		return err
@@ -162,6 +163,6 @@ func BenchmarkPublishUnwatched(b *testing.B) {
 	var rev int64
 	for b.Loop() {
 		rev++
-		hub.Publish(kv.Event{Type: kv.EventPut, Key: "put/00042", Value: bytes.Clone(benchValue), Version: rev, Revision: rev})
+		hub.Publish(kv.Event{Type: kv.EventPut, Key: "put/00042", Value: bytes.Clone(benchkit.Value), Version: rev, Revision: rev})
 	}
 }

@@ -16,7 +16,6 @@ package sqlite
 // docs/PERFORMANCE.md records the figures.
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -27,12 +26,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/kvhost/kvhost/internal/benchkit"
 	"github.com/kvhost/kvhost/internal/testbin"
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
-
-var benchValue = bytes.Repeat([]byte("v"), 100)
 
 // benchEnv is one dataset in three copies: behind the plugin binary, in an
 // in-process Store, and in a raw database with the same schema.
@@ -99,7 +97,7 @@ func rawInsert(b *testing.B, db *sql.DB, keys []string, expiresAt int64) {
 	}
 	now := time.Now().UnixMilli()
 	for i, k := range keys {
-		if _, err := st.ExecContext(ctx, k, benchValue, int64(i+1), expiresAt, now, now); err != nil {
+		if _, err := st.ExecContext(ctx, k, benchkit.Value, int64(i+1), expiresAt, now, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -116,7 +114,7 @@ func (e *benchEnv) load(b *testing.B, keys []string, ttl time.Duration) {
 	for chunk := range slices.Chunk(keys, kv.MaxBatchOps) {
 		ops := make([]kv.Op, len(chunk))
 		for i, k := range chunk {
-			ops[i] = kv.PutOp(k, benchValue, ttl, kv.Condition{})
+			ops[i] = kv.PutOp(k, benchkit.Value, ttl, kv.Condition{})
 		}
 		if _, err := e.plugin.Batch(ctx, ops); err != nil {
 			b.Fatal(err)
@@ -132,101 +130,30 @@ func (e *benchEnv) load(b *testing.B, keys []string, ttl time.Duration) {
 	}
 }
 
-// keys10K is 100 prefixes of 100 keys each: p00/k0000 .. p99/k9999.
-func keys10K() []string {
-	keys := make([]string, 0, 10000)
-	for p := range 100 {
-		for k := range 100 {
-			keys = append(keys, fmt.Sprintf("p%02d/k%04d", p, p*100+k))
-		}
-	}
-	return keys
-}
-
-// latencies records per-op durations and reports their p50 and p99.
-type latencies []time.Duration
-
-func (l *latencies) time(start time.Time) { *l = append(*l, time.Since(start)) }
-
-// percentiles returns p50 and p99 in microseconds.
-func (l latencies) percentiles() (p50, p99 float64) {
-	if len(l) == 0 {
-		return 0, 0
-	}
-	slices.Sort(l)
-	pct := func(p float64) float64 {
-		return float64(l[min(len(l)-1, int(float64(len(l))*p))].Nanoseconds()) / 1e3
-	}
-	return pct(0.50), pct(0.99)
-}
-
-func (l latencies) report(b *testing.B) {
-	p50, p99 := l.percentiles()
-	b.ReportMetric(p50, "p50-us")
-	b.ReportMetric(p99, "p99-us")
-}
-
 func BenchmarkPointGet(b *testing.B) {
 	e := newBenchEnv(b)
-	keys := keys10K()
+	keys := benchkit.Keys10K()
 	e.load(b, keys, 0)
 	ctx := context.Background()
-	run := func(name string, op func(key string) error) {
-		b.Run(name, func(b *testing.B) {
-			lat := make(latencies, 0, b.N)
-			i := 0
-			for b.Loop() {
-				start := time.Now()
-				if err := op(keys[(i*7919)%len(keys)]); err != nil {
-					b.Fatal(err)
-				}
-				lat.time(start)
-				i++
-			}
-			lat.report(b)
-		})
-	}
-	// ping and get alternate in one loop so that both see the same load
-	// on the machine, and their ratio is reported directly.
-	b.Run("plugin-vs-ping", func(b *testing.B) {
-		ping := make(latencies, 0, b.N)
-		get := make(latencies, 0, b.N)
-		i := 0
-		for b.Loop() {
-			start := time.Now()
-			if err := e.plugin.Ping(ctx); err != nil {
-				b.Fatal(err)
-			}
-			ping.time(start)
-			start = time.Now()
-			if _, err := e.plugin.Get(ctx, keys[(i*7919)%len(keys)]); err != nil {
-				b.Fatal(err)
-			}
-			get.time(start)
-			i++
-		}
-		pp50, pp99 := ping.percentiles()
-		gp50, gp99 := get.percentiles()
-		b.ReportMetric(pp50, "ping-p50-us")
-		b.ReportMetric(pp99, "ping-p99-us")
-		b.ReportMetric(gp50, "get-p50-us")
-		b.ReportMetric(gp99, "get-p99-us")
-		b.ReportMetric(gp50/pp50, "p50-ratio")
-		b.ReportMetric(gp99/pp99, "p99-ratio")
-	})
-	run("ping", func(string) error { return e.plugin.Ping(ctx) })
-	run("plugin", func(k string) error { _, err := e.plugin.Get(ctx, k); return err })
-	run("store", func(k string) error { _, err := e.store.Get(ctx, k); return err })
+	i := 0
+	key := func() string { i++; return benchkit.Spread(keys, i) }
+	benchkit.VersusPing(b, func() error { return e.plugin.Ping(ctx) },
+		func(i int) error { _, err := e.plugin.Get(ctx, benchkit.Spread(keys, i)); return err })
 	st, err := e.raw.PrepareContext(ctx, `SELECT value, version, expires_at FROM kv WHERE key = ? AND (expires_at = 0 OR expires_at > ?)`)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	run("raw", func(k string) error {
-		var v []byte
-		var ver, exp int64
-		return st.QueryRowContext(ctx, k, time.Now().UnixMilli()).Scan(&v, &ver, &exp)
-	})
+	benchkit.Each(b,
+		benchkit.Side{Name: "ping", Op: func() error { return e.plugin.Ping(ctx) }},
+		benchkit.Side{Name: "plugin", Op: func() error { _, err := e.plugin.Get(ctx, key()); return err }},
+		benchkit.Side{Name: "store", Op: func() error { _, err := e.store.Get(ctx, key()); return err }},
+		benchkit.Side{Name: "raw", Op: func() error {
+			var v []byte
+			var ver, exp int64
+			return st.QueryRowContext(ctx, key(), time.Now().UnixMilli()).Scan(&v, &ver, &exp)
+		}},
+	)
 }
 
 // rawList is the raw side of a list: the same range scan, rows scanned
@@ -251,7 +178,7 @@ func rawList(ctx context.Context, st *sql.Stmt, lo, hi string, limit int) ([]kv.
 
 func benchList(b *testing.B, prefix string, want int) {
 	e := newBenchEnv(b)
-	e.load(b, keys10K(), 0)
+	e.load(b, benchkit.Keys10K(), 0)
 	ctx := context.Background()
 	req := kv.ListRequest{Prefix: prefix, Limit: kv.MaxListLimit}
 	run := func(name string, op func() (int, error)) {
@@ -338,7 +265,7 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 	ops := func(keys []string) []kv.Op {
 		ops := make([]kv.Op, len(keys))
 		for i, k := range keys {
-			ops[i] = kv.PutOp(k, benchValue, 0, kv.Condition{})
+			ops[i] = kv.PutOp(k, benchkit.Value, 0, kv.Condition{})
 		}
 		return ops
 	}
@@ -361,7 +288,7 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 
 func BenchmarkCleanup1KExpired(b *testing.B) {
 	e := newBenchEnv(b)
-	e.load(b, keys10K(), 0) // live keys cleanup must leave alone
+	e.load(b, benchkit.Keys10K(), 0) // live keys cleanup must leave alone
 	ctx := context.Background()
 	round := 0
 	expiringKeys := func() []string {
@@ -397,13 +324,13 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 					}
 				}
 			}
-			var call latencies
+			var call benchkit.Latencies
 			for b.Loop() {
 				b.StopTimer()
 				keys := expiringKeys()
 				ops := make([]kv.Op, len(keys))
 				for i, k := range keys {
-					ops[i] = kv.PutOp(k, benchValue, time.Millisecond, kv.Condition{})
+					ops[i] = kv.PutOp(k, benchkit.Value, time.Millisecond, kv.Condition{})
 				}
 				if _, err := be.Batch(ctx, ops); err != nil {
 					b.Fatal(err)
@@ -416,7 +343,7 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				call.time(start)
+				call.Time(start)
 				if n != int64(len(keys)) {
 					b.Fatalf("cleanup removed %d, want %d", n, len(keys))
 				}
@@ -424,7 +351,7 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 			}
 			// The call returns once the events are published; the rest of
 			// ns/op is their delivery to the watcher.
-			p50, _ := call.percentiles()
+			p50, _ := call.Percentiles()
 			b.ReportMetric(p50/1e3, "call-p50-ms")
 		})
 	}
