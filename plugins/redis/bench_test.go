@@ -19,7 +19,6 @@ package redis
 // machine is slow: they report, and the bars are read off the report.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -30,12 +29,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/kvhost/kvhost/internal/benchkit"
 	"github.com/kvhost/kvhost/internal/testbin"
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 )
-
-var benchValue = bytes.Repeat([]byte("v"), 100)
 
 // benchEnv is one dataset in three copies: behind the plugin binary, in an
 // in-process Store, and in raw keys written by plain commands.
@@ -74,7 +72,7 @@ func (e *benchEnv) rawInsert(b *testing.B, keys []string, expiresAt int64) {
 	idx := make([]goredis.Z, 0, len(keys))
 	exp := make([]goredis.Z, 0, len(keys))
 	for _, k := range keys {
-		vals = append(vals, k, benchValue)
+		vals = append(vals, k, benchkit.Value)
 		idx = append(idx, goredis.Z{Member: k})
 		if expiresAt > 0 {
 			exp = append(exp, goredis.Z{Score: float64(expiresAt), Member: k})
@@ -100,7 +98,7 @@ func (e *benchEnv) load(b *testing.B, keys []string, ttl time.Duration) {
 	for chunk := range slices.Chunk(keys, kv.MaxBatchOps) {
 		ops := make([]kv.Op, len(chunk))
 		for i, k := range chunk {
-			ops[i] = kv.PutOp(k, benchValue, ttl, kv.Condition{})
+			ops[i] = kv.PutOp(k, benchkit.Value, ttl, kv.Condition{})
 		}
 		if _, err := e.plugin.Batch(ctx, ops); err != nil {
 			b.Fatal(err)
@@ -116,92 +114,26 @@ func (e *benchEnv) load(b *testing.B, keys []string, ttl time.Duration) {
 	}
 }
 
-// keys10K is 100 prefixes of 100 keys each: p00/k0000 .. p99/k9999.
-func keys10K() []string {
-	keys := make([]string, 0, 10000)
-	for p := range 100 {
-		for k := range 100 {
-			keys = append(keys, fmt.Sprintf("p%02d/k%04d", p, p*100+k))
-		}
-	}
-	return keys
-}
-
-// latencies records per-op durations and reports their p50 and p99.
-type latencies []time.Duration
-
-func (l *latencies) time(start time.Time) { *l = append(*l, time.Since(start)) }
-
-// percentiles returns p50 and p99 in microseconds.
-func (l latencies) percentiles() (p50, p99 float64) {
-	if len(l) == 0 {
-		return 0, 0
-	}
-	slices.Sort(l)
-	pct := func(p float64) float64 {
-		return float64(l[min(len(l)-1, int(float64(len(l))*p))].Nanoseconds()) / 1e3
-	}
-	return pct(0.50), pct(0.99)
-}
-
-func (l latencies) report(b *testing.B) {
-	p50, p99 := l.percentiles()
-	b.ReportMetric(p50, "p50-us")
-	b.ReportMetric(p99, "p99-us")
-}
-
 func BenchmarkPointGet(b *testing.B) {
 	e := newBenchEnv(b)
-	keys := keys10K()
+	keys := benchkit.Keys10K()
 	e.load(b, keys, 0)
 	ctx := context.Background()
-	run := func(name string, op func(key string) error) {
-		b.Run(name, func(b *testing.B) {
-			lat := make(latencies, 0, b.N)
-			i := 0
-			for b.Loop() {
-				start := time.Now()
-				if err := op(keys[(i*7919)%len(keys)]); err != nil {
-					b.Fatal(err)
-				}
-				lat.time(start)
-				i++
-			}
-			lat.report(b)
-		})
-	}
-	// ping and get alternate in one loop so that both see the same load
-	// on the machine, and their ratio is reported directly.
-	b.Run("plugin-vs-ping", func(b *testing.B) {
-		ping := make(latencies, 0, b.N)
-		get := make(latencies, 0, b.N)
-		i := 0
-		for b.Loop() {
-			start := time.Now()
-			if err := e.plugin.Ping(ctx); err != nil {
-				b.Fatal(err)
-			}
-			ping.time(start)
-			start = time.Now()
-			if r, err := e.plugin.Get(ctx, keys[(i*7919)%len(keys)]); err != nil || !r.Found {
-				b.Fatal(r, err)
-			}
-			get.time(start)
-			i++
+	i := 0
+	key := func() string { i++; return benchkit.Spread(keys, i) }
+	benchkit.VersusPing(b, func() error { return e.plugin.Ping(ctx) }, func(i int) error {
+		r, err := e.plugin.Get(ctx, benchkit.Spread(keys, i))
+		if err == nil && !r.Found {
+			err = fmt.Errorf("key %s not found", benchkit.Spread(keys, i))
 		}
-		pp50, pp99 := ping.percentiles()
-		gp50, gp99 := get.percentiles()
-		b.ReportMetric(pp50, "ping-p50-us")
-		b.ReportMetric(pp99, "ping-p99-us")
-		b.ReportMetric(gp50, "get-p50-us")
-		b.ReportMetric(gp99, "get-p99-us")
-		b.ReportMetric(gp50/pp50, "p50-ratio")
-		b.ReportMetric(gp99/pp99, "p99-ratio")
+		return err
 	})
-	run("ping", func(string) error { return e.plugin.Ping(ctx) })
-	run("plugin", func(k string) error { _, err := e.plugin.Get(ctx, k); return err })
-	run("store", func(k string) error { _, err := e.store.Get(ctx, k); return err })
-	run("raw", func(k string) error { return e.raw.HGet(ctx, e.rawKey("val"), k).Err() })
+	benchkit.Each(b,
+		benchkit.Side{Name: "ping", Op: func() error { return e.plugin.Ping(ctx) }},
+		benchkit.Side{Name: "plugin", Op: func() error { _, err := e.plugin.Get(ctx, key()); return err }},
+		benchkit.Side{Name: "store", Op: func() error { _, err := e.store.Get(ctx, key()); return err }},
+		benchkit.Side{Name: "raw", Op: func() error { return e.raw.HGet(ctx, e.rawKey("val"), key()).Err() }},
+	)
 }
 
 // rawList is the raw side of a list: the index range, then the values.
@@ -217,7 +149,7 @@ func (e *benchEnv) rawList(ctx context.Context, prefix string, limit int) (int, 
 
 func benchList(b *testing.B, prefix string, want int) {
 	e := newBenchEnv(b)
-	e.load(b, keys10K(), 0)
+	e.load(b, benchkit.Keys10K(), 0)
 	ctx := context.Background()
 	req := kv.ListRequest{Prefix: prefix, Limit: kv.MaxListLimit}
 	run := func(name string, op func() (int, error)) {
@@ -287,7 +219,7 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 	ops := func(keys []string) []kv.Op {
 		ops := make([]kv.Op, len(keys))
 		for i, k := range keys {
-			ops[i] = kv.PutOp(k, benchValue, 0, kv.Condition{})
+			ops[i] = kv.PutOp(k, benchkit.Value, 0, kv.Condition{})
 		}
 		return ops
 	}
@@ -310,7 +242,7 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 
 func BenchmarkCleanup1KExpired(b *testing.B) {
 	e := newBenchEnv(b)
-	e.load(b, keys10K(), 0) // live keys cleanup must leave alone
+	e.load(b, benchkit.Keys10K(), 0) // live keys cleanup must leave alone
 	ctx := context.Background()
 	round := 0
 	expiringKeys := func() []string {
@@ -346,13 +278,13 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 					}
 				}
 			}
-			var call latencies
+			var call benchkit.Latencies
 			for b.Loop() {
 				b.StopTimer()
 				keys := expiringKeys()
 				ops := make([]kv.Op, len(keys))
 				for i, k := range keys {
-					ops[i] = kv.PutOp(k, benchValue, time.Millisecond, kv.Condition{})
+					ops[i] = kv.PutOp(k, benchkit.Value, time.Millisecond, kv.Condition{})
 				}
 				res, err := be.Batch(ctx, ops)
 				if err != nil {
@@ -366,7 +298,7 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				call.time(start)
+				call.Time(start)
 				if n != int64(len(keys)) {
 					b.Fatalf("cleanup removed %d, want %d", n, len(keys))
 				}
@@ -374,7 +306,7 @@ func BenchmarkCleanup1KExpired(b *testing.B) {
 			}
 			// The call returns once the script ran; the rest of ns/op is
 			// the follower reading the events and their delivery.
-			p50, _ := call.percentiles()
+			p50, _ := call.Percentiles()
 			b.ReportMetric(p50/1e3, "call-p50-ms")
 		})
 	}
@@ -422,27 +354,30 @@ func BenchmarkPut(b *testing.B) {
 	ctx := context.Background()
 	run := func(name string, op func(key string) error) {
 		b.Run(name, func(b *testing.B) {
-			lat := make(latencies, 0, b.N)
+			lat := make(benchkit.Latencies, 0, b.N)
 			i := 0
 			for b.Loop() {
 				start := time.Now()
 				if err := op(fmt.Sprintf("put/%s/%08d", name, i)); err != nil {
 					b.Fatal(err)
 				}
-				lat.time(start)
+				lat.Time(start)
 				i++
 			}
-			lat.report(b)
+			lat.Report(b)
 		})
 	}
 	run("plugin", func(k string) error {
-		_, err := e.plugin.Put(ctx, kv.PutRequest{Key: k, Value: benchValue})
+		_, err := e.plugin.Put(ctx, kv.PutRequest{Key: k, Value: benchkit.Value})
 		return err
 	})
-	run("store", func(k string) error { _, err := e.store.Put(ctx, kv.PutRequest{Key: k, Value: benchValue}); return err })
+	run("store", func(k string) error {
+		_, err := e.store.Put(ctx, kv.PutRequest{Key: k, Value: benchkit.Value})
+		return err
+	})
 	run("raw", func(k string) error {
 		_, err := e.raw.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			p.HSet(ctx, e.rawKey("val"), k, benchValue)
+			p.HSet(ctx, e.rawKey("val"), k, benchkit.Value)
 			p.ZAdd(ctx, e.rawKey("idx"), goredis.Z{Member: k})
 			return nil
 		})
