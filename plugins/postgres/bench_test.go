@@ -24,7 +24,6 @@ package postgres_test
 // machine is slow: they report, and the bars are read off the report.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -39,13 +38,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kvhost/kvhost/internal/benchkit"
 	"github.com/kvhost/kvhost/internal/testbin"
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/kvhost/kvhost/plugins/postgres"
 )
-
-var benchValue = bytes.Repeat([]byte("v"), 100)
 
 // benchEnv is one dataset in three copies: behind the plugin binary, in an
 // in-process Store, and in a raw schema written by plain SQL.
@@ -126,7 +124,7 @@ func rawCopy(ctx context.Context, pool *pgxpool.Pool, schema string, keys []stri
 			if i == len(keys) {
 				return nil, nil
 			}
-			row := []any{keys[i], benchValue, firstVersion + int64(i), int64(0)}
+			row := []any{keys[i], benchkit.Value, firstVersion + int64(i), int64(0)}
 			i++
 			return row, nil
 		}))
@@ -144,7 +142,7 @@ func rawUpsertSQL(schema string) string {
 func upsertArgs(keys []string, firstVersion int64) (values [][]byte, versions, exps []int64) {
 	values, versions, exps = make([][]byte, len(keys)), make([]int64, len(keys)), make([]int64, len(keys))
 	for i := range keys {
-		values[i], versions[i] = benchValue, firstVersion+int64(i)
+		values[i], versions[i] = benchkit.Value, firstVersion+int64(i)
 	}
 	return values, versions, exps
 }
@@ -169,7 +167,7 @@ func (e *benchEnv) load(b *testing.B, keys []string) {
 	for chunk := range slices.Chunk(keys, kv.MaxBatchOps) {
 		ops := make([]kv.Op, len(chunk))
 		for i, k := range chunk {
-			ops[i] = kv.PutOp(k, benchValue, 0, kv.Condition{})
+			ops[i] = kv.PutOp(k, benchkit.Value, 0, kv.Condition{})
 		}
 		if _, err := e.plugin.Batch(ctx, ops); err != nil {
 			b.Fatal(err)
@@ -186,134 +184,31 @@ func (e *benchEnv) load(b *testing.B, keys []string) {
 	}
 }
 
-// keys10K is 100 prefixes of 100 keys each: p00/k0000 .. p99/k9999.
-func keys10K() []string {
-	keys := make([]string, 0, 10000)
-	for p := range 100 {
-		for k := range 100 {
-			keys = append(keys, fmt.Sprintf("p%02d/k%04d", p, p*100+k))
-		}
-	}
-	return keys
-}
-
-// latencies records per-op durations and reports their p50 and p99.
-type latencies []time.Duration
-
-func (l *latencies) time(start time.Time) { *l = append(*l, time.Since(start)) }
-
-// percentiles returns p50 and p99 in microseconds.
-func (l latencies) percentiles() (p50, p99 float64) {
-	if len(l) == 0 {
-		return 0, 0
-	}
-	slices.Sort(l)
-	pct := func(p float64) float64 {
-		return float64(l[min(len(l)-1, int(float64(len(l))*p))].Nanoseconds()) / 1e3
-	}
-	return pct(0.50), pct(0.99)
-}
-
-func (l latencies) report(b *testing.B) {
-	p50, p99 := l.percentiles()
-	b.ReportMetric(p50, "p50-us")
-	b.ReportMetric(p99, "p99-us")
-}
-
-// side is one way of doing an operation, for interleave.
-type side struct {
-	name string
-	op   func() error
-}
-
-// interleave runs one call of each side per iteration, in an order that
-// rotates, so that all of them see the same load on a shared machine; it
-// reports each side's p50 in ms and the ratio of each side's p50 to the
-// p50 of the side named base, which no sequence of separate
-// sub-benchmarks can measure while the machine's load moves under them.
-func interleave(b *testing.B, base string, sides ...side) {
-	lat := make([]latencies, len(sides))
-	i := 0
-	for b.Loop() {
-		for j := range sides {
-			s := sides[(i+j)%len(sides)]
-			start := time.Now()
-			if err := s.op(); err != nil {
-				b.Fatalf("%s: %v", s.name, err)
-			}
-			lat[(i+j)%len(sides)].time(start)
-		}
-		i++
-	}
-	p50 := map[string]float64{}
-	for j, s := range sides {
-		p50[s.name], _ = lat[j].percentiles()
-		b.ReportMetric(p50[s.name]/1e3, s.name+"-ms")
-	}
-	for _, s := range sides {
-		if s.name != base {
-			b.ReportMetric(p50[s.name]/p50[base], s.name+"/"+base)
-		}
-	}
-}
-
 func BenchmarkPointGet(b *testing.B) {
 	e := newBenchEnv(b)
-	keys := keys10K()
+	keys := benchkit.Keys10K()
 	e.load(b, keys)
 	ctx := context.Background()
-	run := func(name string, op func(key string) error) {
-		b.Run(name, func(b *testing.B) {
-			lat := make(latencies, 0, b.N)
-			i := 0
-			for b.Loop() {
-				start := time.Now()
-				if err := op(keys[(i*7919)%len(keys)]); err != nil {
-					b.Fatal(err)
-				}
-				lat.time(start)
-				i++
-			}
-			lat.report(b)
-		})
-	}
-	// ping and get alternate in one loop so that both see the same load
-	// on the machine, and their ratio is reported directly.
-	b.Run("plugin-vs-ping", func(b *testing.B) {
-		ping := make(latencies, 0, b.N)
-		get := make(latencies, 0, b.N)
-		i := 0
-		for b.Loop() {
-			start := time.Now()
-			if err := e.plugin.Ping(ctx); err != nil {
-				b.Fatal(err)
-			}
-			ping.time(start)
-			start = time.Now()
-			if r, err := e.plugin.Get(ctx, keys[(i*7919)%len(keys)]); err != nil || !r.Found {
-				b.Fatal(r, err)
-			}
-			get.time(start)
-			i++
+	i := 0
+	key := func() string { i++; return benchkit.Spread(keys, i) }
+	benchkit.VersusPing(b, func() error { return e.plugin.Ping(ctx) }, func(i int) error {
+		r, err := e.plugin.Get(ctx, benchkit.Spread(keys, i))
+		if err == nil && !r.Found {
+			err = fmt.Errorf("key %s not found", benchkit.Spread(keys, i))
 		}
-		pp50, pp99 := ping.percentiles()
-		gp50, gp99 := get.percentiles()
-		b.ReportMetric(pp50, "ping-p50-us")
-		b.ReportMetric(pp99, "ping-p99-us")
-		b.ReportMetric(gp50, "get-p50-us")
-		b.ReportMetric(gp99, "get-p99-us")
-		b.ReportMetric(gp50/pp50, "p50-ratio")
-		b.ReportMetric(gp99/pp99, "p99-ratio")
+		return err
 	})
-	run("ping", func(string) error { return e.plugin.Ping(ctx) })
-	run("plugin", func(k string) error { _, err := e.plugin.Get(ctx, k); return err })
-	run("store", func(k string) error { _, err := e.store.Get(ctx, k); return err })
 	q := `SELECT value, version, expires_at FROM ` + e.rawS + `.kv WHERE key = $1 AND (expires_at = 0 OR expires_at > $2)`
-	run("raw", func(k string) error {
-		var v []byte
-		var ver, exp int64
-		return e.raw.QueryRow(ctx, q, k, time.Now().UnixMilli()).Scan(&v, &ver, &exp)
-	})
+	benchkit.Each(b,
+		benchkit.Side{Name: "ping", Op: func() error { return e.plugin.Ping(ctx) }},
+		benchkit.Side{Name: "plugin", Op: func() error { _, err := e.plugin.Get(ctx, key()); return err }},
+		benchkit.Side{Name: "store", Op: func() error { _, err := e.store.Get(ctx, key()); return err }},
+		benchkit.Side{Name: "raw", Op: func() error {
+			var v []byte
+			var ver, exp int64
+			return e.raw.QueryRow(ctx, q, key(), time.Now().UnixMilli()).Scan(&v, &ver, &exp)
+		}},
+	)
 }
 
 // rawList is the raw side of a list: the same range scan, rows scanned
@@ -347,7 +242,7 @@ func (e *benchEnv) rawList(ctx context.Context, prefix string, limit int) ([]kv.
 
 func benchList(b *testing.B, prefix string, want int) {
 	e := newBenchEnv(b)
-	e.load(b, keys10K())
+	e.load(b, benchkit.Keys10K())
 	ctx := context.Background()
 	req := kv.ListRequest{Prefix: prefix, Limit: kv.MaxListLimit}
 	run := func(name string, op func() (int, error)) {
@@ -357,13 +252,13 @@ func benchList(b *testing.B, prefix string, want int) {
 			// generic plan if that is no dearer; the loop measures the
 			// settled state, and the slowest of those first calls is
 			// reported beside it.
-			var cold latencies
+			var cold benchkit.Latencies
 			for range 6 {
 				start := time.Now()
 				if _, err := op(); err != nil {
 					b.Fatal(err)
 				}
-				cold.time(start)
+				cold.Time(start)
 			}
 			slices.Sort(cold)
 			for b.Loop() {
@@ -402,7 +297,7 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 	ops := func(keys []string) []kv.Op {
 		ops := make([]kv.Op, len(keys))
 		for i, k := range keys {
-			ops[i] = kv.PutOp(k, benchValue, 0, kv.Condition{})
+			ops[i] = kv.PutOp(k, benchkit.Value, 0, kv.Condition{})
 		}
 		return ops
 	}
@@ -450,16 +345,16 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 		with := func(op func(keys []string) error) func() error {
 			return func() error { return op(nextKeys()) } // 1000 names: microseconds against milliseconds
 		}
-		interleave(b, "raw",
-			side{"plugin", with(func(keys []string) error { _, err := e.plugin.Batch(ctx, ops(keys)); return err })},
-			side{"store", with(func(keys []string) error { _, err := e.store.Batch(ctx, ops(keys)); return err })},
-			side{"raw", with(func(keys []string) error {
+		benchkit.Interleave(b, "raw",
+			benchkit.Side{Name: "plugin", Op: with(func(keys []string) error { _, err := e.plugin.Batch(ctx, ops(keys)); return err })},
+			benchkit.Side{Name: "store", Op: with(func(keys []string) error { _, err := e.store.Batch(ctx, ops(keys)); return err })},
+			benchkit.Side{Name: "raw", Op: with(func(keys []string) error {
 				values, versions, exps := upsertArgs(keys, version)
 				version += int64(len(keys))
 				_, err := e.raw.Exec(ctx, upsert, keys, values, versions, exps)
 				return err
 			})},
-			side{"raw-history", with(rawHistory)})
+			benchkit.Side{Name: "raw-history", Op: with(rawHistory)})
 	})
 }
 
@@ -596,11 +491,11 @@ func bench1M[T any](b *testing.B, plugin, store func(context.Context, kv.Backend
 		}
 	}
 	b.Run("interleaved", func(b *testing.B) {
-		interleave(b, "raw",
-			side{"plugin", check(func() (T, error) { return plugin(ctx, p) })},
-			side{"store", check(func() (T, error) { return store(ctx, s) })},
-			side{"raw", check(func() (T, error) { return raw(ctx, pool, schema) })},
-			side{"raw-index", check(func() (T, error) { return raw(ctx, ios, schema) })})
+		benchkit.Interleave(b, "raw",
+			benchkit.Side{Name: "plugin", Op: check(func() (T, error) { return plugin(ctx, p) })},
+			benchkit.Side{Name: "store", Op: check(func() (T, error) { return store(ctx, s) })},
+			benchkit.Side{Name: "raw", Op: check(func() (T, error) { return raw(ctx, pool, schema) })},
+			benchkit.Side{Name: "raw-index", Op: check(func() (T, error) { return raw(ctx, ios, schema) })})
 	})
 }
 
