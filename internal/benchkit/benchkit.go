@@ -12,6 +12,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/kvhost/kvhost/kv"
 )
 
 // Value is the 100-byte value every benchmark stores.
@@ -143,3 +145,26 @@ func VersusPing(b *testing.B, ping func() error, get func(i int) error) {
 // Spread is the i-th key of keys in an order that visits them all without
 // walking them in sequence.
 func Spread(keys []string, i int) string { return keys[(i*7919)%len(keys)] }
+
+// BatchKeys returns a source of fresh key sets of kv.MaxBatchOps keys each
+// (batch/000001/0000 ...), so that every batch inserts new keys.
+func BatchKeys() func() []string {
+	round := 0
+	return func() []string {
+		round++
+		keys := make([]string, kv.MaxBatchOps)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("batch/%06d/%04d", round, i)
+		}
+		return keys
+	}
+}
+
+// PutOps are unconditional puts of Value under keys.
+func PutOps(keys []string) []kv.Op {
+	ops := make([]kv.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = kv.PutOp(k, Value, 0, kv.Condition{})
+	}
+	return ops
+}

@@ -285,22 +285,7 @@ func BenchmarkListAll10K(b *testing.B) { benchList(b, "", 10000) }
 func BenchmarkBatchInsert1K(b *testing.B) {
 	e := newBenchEnv(b)
 	ctx := context.Background()
-	round := 0
-	nextKeys := func() []string {
-		round++
-		keys := make([]string, kv.MaxBatchOps)
-		for i := range keys {
-			keys[i] = fmt.Sprintf("batch/%06d/%04d", round, i)
-		}
-		return keys
-	}
-	ops := func(keys []string) []kv.Op {
-		ops := make([]kv.Op, len(keys))
-		for i, k := range keys {
-			ops[i] = kv.PutOp(k, benchkit.Value, 0, kv.Condition{})
-		}
-		return ops
-	}
+	nextKeys, ops := benchkit.BatchKeys(), benchkit.PutOps
 	run := func(name string, op func(keys []string) error) {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {

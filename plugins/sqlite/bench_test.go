@@ -253,22 +253,7 @@ func BenchmarkStats100K(b *testing.B) {
 func BenchmarkBatchInsert1K(b *testing.B) {
 	e := newBenchEnv(b)
 	ctx := context.Background()
-	round := 0
-	nextKeys := func() []string {
-		round++
-		keys := make([]string, kv.MaxBatchOps)
-		for i := range keys {
-			keys[i] = fmt.Sprintf("batch/%06d/%04d", round, i)
-		}
-		return keys
-	}
-	ops := func(keys []string) []kv.Op {
-		ops := make([]kv.Op, len(keys))
-		for i, k := range keys {
-			ops[i] = kv.PutOp(k, benchkit.Value, 0, kv.Condition{})
-		}
-		return ops
-	}
+	nextKeys, ops := benchkit.BatchKeys(), benchkit.PutOps
 	run := func(name string, op func(keys []string) error) {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
@@ -399,4 +384,154 @@ func rawCleanup(b *testing.B, db *sql.DB, expiringKeys func() []string) {
 			b.Fatalf("raw cleanup removed %d", n)
 		}
 	}
+}
+
+// ---------------------------------------------------------------------
+// Scale at a million keys (issue 13): count, stats and a list of 10K
+// keys at 1M keys, plugin, store and raw interleaved
+// (benchkit.Interleave: ratios to raw). The dataset is loaded once
+// per BenchmarkScale1M run (a top-level benchmark with sub-benchmarks runs
+// its body once), into all three copies; the raw copy gets the covering
+// index kv_cover (key, expires_at, size) with a stored size column, so raw
+// is the covering-index query the issue's bars are measured against.
+//
+//	go test -run '^$' -bench Scale1M -benchtime 20x -timeout 30m ./plugins/sqlite/
+
+// scaleKeys is 100 prefixes of 10K keys: s000/k0000000 .. s099/k0999999.
+func scaleKeys() []string {
+	keys := make([]string, 0, 1_000_000)
+	for p := range 100 {
+		for k := range 10_000 {
+			keys = append(keys, fmt.Sprintf("s%03d/k%07d", p, p*10_000+k))
+		}
+	}
+	return keys
+}
+
+// rawCover gives the raw copy the covering index, with a stored size
+// column, unless the schema already has them.
+func rawCover(b *testing.B, db *sql.DB) {
+	b.Helper()
+	ctx := context.Background()
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('kv') WHERE name = 'size'`).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	if n == 0 {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE kv ADD COLUMN size INTEGER NOT NULL DEFAULT 0`); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS kv_cover ON kv (key, expires_at, size)`); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// rawLoadSized bulk-loads the raw copy with sizes, in one transaction.
+func rawLoadSized(b *testing.B, db *sql.DB, keys []string) {
+	b.Helper()
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT INTO kv (key, value, version, expires_at, created_at, updated_at, size) VALUES (?, ?, ?, 0, ?, ?, ?)`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	for i, k := range keys {
+		if _, err := st.ExecContext(ctx, k, benchkit.Value, int64(i+1), now, now, len(k)+len(benchkit.Value)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st.Close()
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkScale1M(b *testing.B) {
+	e := newBenchEnv(b)
+	keys := scaleKeys()
+	ctx := context.Background()
+	start := time.Now()
+	for chunk := range slices.Chunk(keys, kv.MaxBatchOps) {
+		ops := make([]kv.Op, len(chunk))
+		for i, k := range chunk {
+			ops[i] = kv.PutOp(k, benchkit.Value, 0, kv.Condition{})
+		}
+		if _, err := e.plugin.Batch(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.store.Batch(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rawCover(b, e.raw)
+	rawLoadSized(b, e.raw, keys)
+	b.Logf("loaded %d keys into plugin, store and raw in %v", len(keys), time.Since(start).Round(time.Second))
+	want := int64(len(keys))
+
+	// check turns an operation answering a count into a benchkit side that
+	// fails unless the count is want.
+	check := func(name string, want int64, op func() (int64, error)) benchkit.Side {
+		return benchkit.Side{Name: name, Op: func() error {
+			n, err := op()
+			if err == nil && n != want {
+				err = fmt.Errorf("%d, want %d", n, want)
+			}
+			return err
+		}}
+	}
+	countRaw, err := e.raw.PrepareContext(ctx, `SELECT count(*) FROM kv INDEXED BY kv_cover WHERE key >= ? AND (expires_at = 0 OR expires_at > ?)`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer countRaw.Close()
+	b.Run("count", func(b *testing.B) {
+		benchkit.Interleave(b, "raw",
+			check("plugin", want, func() (int64, error) { r, err := e.plugin.Count(ctx, ""); return r.Count, err }),
+			check("store", want, func() (int64, error) { r, err := e.store.Count(ctx, ""); return r.Count, err }),
+			check("raw", want, func() (int64, error) {
+				var n int64
+				err := countRaw.QueryRowContext(ctx, "", time.Now().UnixMilli()).Scan(&n)
+				return n, err
+			}))
+	})
+
+	statsRaw, err := e.raw.PrepareContext(ctx, `SELECT count(*), coalesce(sum(size), 0) FROM kv INDEXED BY kv_cover
+		WHERE expires_at = 0 OR expires_at > ?`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer statsRaw.Close()
+	b.Run("stats", func(b *testing.B) {
+		benchkit.Interleave(b, "raw",
+			check("plugin", want, func() (int64, error) { s, err := e.plugin.Stats(ctx); return s.Keys, err }),
+			check("store", want, func() (int64, error) { s, err := e.store.Stats(ctx); return s.Keys, err }),
+			check("raw", want, func() (int64, error) {
+				var n, bytes int64
+				err := statsRaw.QueryRowContext(ctx, time.Now().UnixMilli()).Scan(&n, &bytes)
+				return n, err
+			}))
+	})
+
+	const prefix = "s042/"
+	req := kv.ListRequest{Prefix: prefix, Limit: kv.MaxListLimit}
+	listRaw, err := e.raw.PrepareContext(ctx, `SELECT key, value, version, expires_at FROM kv
+		WHERE key >= ? AND key < ? AND (expires_at = 0 OR expires_at > ?) ORDER BY key LIMIT ?`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer listRaw.Close()
+	b.Run("list10K", func(b *testing.B) {
+		benchkit.Interleave(b, "raw",
+			check("plugin", 10_000, func() (int64, error) { r, err := e.plugin.List(ctx, req); return int64(len(r.Entries)), err }),
+			check("store", 10_000, func() (int64, error) { r, err := e.store.List(ctx, req); return int64(len(r.Entries)), err }),
+			check("raw", 10_000, func() (int64, error) {
+				r, err := rawList(ctx, listRaw, prefix, kv.PrefixEnd(prefix), req.Limit)
+				return int64(len(r)), err
+			}))
+	})
 }
