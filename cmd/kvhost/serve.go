@@ -120,8 +120,24 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(lis) }()
+	if cfg.ListenUnix != "" {
+		mode, err := cfg.UnixMode()
+		if err != nil {
+			return err
+		}
+		ulis, err := server.ListenUnix(cfg.ListenUnix, mode)
+		if err != nil {
+			srv.Stop(context.Background())
+			return fmt.Errorf("listen_unix: %w", err)
+		}
+		// Stop closes the listener, which removes the socket file; so
+		// does this, on the paths that return before Stop.
+		defer ulis.Close()
+		go func() { errc <- srv.Serve(ulis) }()
+		log.Info("listening on unix socket", "path", ulis.Path(), "mode", fmt.Sprintf("%#o", mode))
+	}
 
 	var httpSrv *http.Server
 	if m := *cfg.MetricsListen; m != "" {
@@ -129,13 +145,13 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 		if err != nil {
 			return fmt.Errorf("metrics listen: %w", err)
 		}
-		httpSrv = &http.Server{Handler: server.HTTPHandler(store, reg, cfg.MetricsToken), ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = &http.Server{Handler: server.HTTPHandler(store, reg, server.HTTPOptions{MetricsToken: cfg.MetricsToken, Pprof: cfg.EnablePprof}), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(mlis); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
-		log.Info("metrics listening", "addr", mlis.Addr().String())
+		log.Info("metrics listening", "addr", mlis.Addr().String(), "pprof", cfg.EnablePprof)
 	}
 	info := store.Info()
 	log.Info("kvhost serving", "addr", lis.Addr().String(), "backend", info.Name, "backend_version", info.Version,

@@ -27,6 +27,16 @@ import (
 type File struct {
 	// Listen is the gRPC API address (default 127.0.0.1:7070).
 	Listen string `yaml:"listen"`
+	// ListenUnix, when set, also serves the API on a Unix socket at this
+	// path, for clients on this machine: the same server, tokens, limits
+	// and TLS as Listen, without the TCP loopback's cost per call. The
+	// socket is created with ListenUnixMode and removed on shutdown; a
+	// socket left by a killed server is replaced, one a live server
+	// answers on is refused.
+	ListenUnix string `yaml:"listen_unix"`
+	// ListenUnixMode is the socket's permissions, "0600" (the server's
+	// user only; the default) or "0660" (its group too).
+	ListenUnixMode string `yaml:"listen_unix_mode"`
 	// MetricsListen serves /metrics, /healthz and /readyz ("" disables;
 	// default 127.0.0.1:7071).
 	MetricsListen *string `yaml:"metrics_listen"`
@@ -34,6 +44,12 @@ type File struct {
 	// metrics_listen beyond loopback needs one, or
 	// AllowOpenMetricsOnNetwork.
 	MetricsToken string `yaml:"metrics_token"`
+	// EnablePprof serves Go's profiler under /debug/pprof/ on the
+	// metrics listener (off by default), behind metrics_token when one
+	// is set. A profile shows what the server is doing, and a CPU profile
+	// costs CPU while it runs: like /metrics, it needs a token beyond
+	// loopback (or allow_open_metrics_on_network).
+	EnablePprof bool `yaml:"enable_pprof"`
 	// AllowOpenMetricsOnNetwork serves /metrics without a token on a
 	// non-loopback metrics_listen (it shows key counts and operation
 	// rates to anyone who can reach it).
@@ -174,6 +190,9 @@ func (f *File) applyDefaults() {
 	if f.Backend.Plugin == "sqlite" && f.Backend.Path == "" && f.Backend.Settings["path"] == "" {
 		f.Backend.Settings["path"] = filepath.Join(f.DataDir, "kvhost.db")
 	}
+	if f.ListenUnixMode == "" {
+		f.ListenUnixMode = "0600"
+	}
 	if f.RequestTimeout == 0 {
 		f.RequestTimeout = 10 * time.Second
 	}
@@ -195,6 +214,14 @@ func (f *File) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(f.Listen); err != nil {
 		return bad("listen %q: %v", f.Listen, err)
+	}
+	if f.ListenUnix != "" {
+		if len(f.ListenUnix) > server.MaxUnixPath {
+			return bad("listen_unix %q: %d bytes, longer than the %d a socket path allows", f.ListenUnix, len(f.ListenUnix), server.MaxUnixPath)
+		}
+	}
+	if _, err := f.UnixMode(); err != nil {
+		return bad("%v", err)
 	}
 	if m := *f.MetricsListen; m != "" {
 		if _, _, err := net.SplitHostPort(m); err != nil {
@@ -267,8 +294,15 @@ func (f *File) PolicySpecs() ([]policy.Spec, error) {
 }
 
 // validateExposure refuses what would expose the store beyond this
-// machine unless the file says, by name, that it is meant.
+// machine unless the file says, by name, that it is meant. listen_unix is
+// not checked: a Unix socket is local, like loopback (plaintext on it never
+// leaves the machine), and its file mode, 0600 or 0660, decides which local
+// users may connect.
 func (f *File) validateExposure() error {
+	if m := *f.MetricsListen; m != "" && f.EnablePprof && !loopback(m) && f.MetricsToken == "" {
+		return fmt.Errorf("enable_pprof is on and metrics_listen %q is not a loopback address: anyone who reaches it could profile the server "+
+			"(a CPU profile costs CPU for as long as the caller asks); set metrics_token (allow_open_metrics_on_network does not open the profiler)", m)
+	}
 	if m := *f.MetricsListen; m != "" && !loopback(m) && f.MetricsToken == "" && !f.AllowOpenMetricsOnNetwork {
 		return fmt.Errorf("metrics_listen %q is not a loopback address and /metrics would be open to anyone who reaches it; "+
 			"set metrics_token, or allow_open_metrics_on_network: true", m)
@@ -304,6 +338,17 @@ func (f *File) Insecure() []string {
 		out = append(out, "bearer tokens in plaintext on "+f.Listen+" (tls.allow_plaintext_on_network)")
 	}
 	return out
+}
+
+// UnixMode is listen_unix_mode as a file mode.
+func (f *File) UnixMode() (os.FileMode, error) {
+	switch f.ListenUnixMode {
+	case "0600", "600":
+		return 0o600, nil
+	case "0660", "660":
+		return 0o660, nil
+	}
+	return 0, fmt.Errorf("listen_unix_mode %q: want \"0600\" (owner only) or \"0660\" (owner and group)", f.ListenUnixMode)
 }
 
 // Loopback reports whether the API listens on a loopback address only.

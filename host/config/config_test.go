@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,8 @@ func TestParseErrorsNameTheProblem(t *testing.T) {
 		"auth: {anonymous: true}\npolicies: [{name: a, path: x}, {name: a, path: y}]": "twice",
 		"auth: {anonymous: true}\nrequest_timeout: soon\n":                            "line 2",
 		"auth: {tokens: [{token: x, principal: p}]}\n":                                "needs a tenant",
+		"auth: {anonymous: true}\nlisten_unix: /run/k.sock\nlisten_unix_mode: 0666\n": "listen_unix_mode",
+		"auth: {anonymous: true}\nlisten_unix: /" + strings.Repeat("x", 100) + "\n":   "listen_unix",
 	}
 	for in, want := range cases {
 		_, err := config.Parse([]byte(in))
@@ -97,6 +100,9 @@ func TestExposureNeedsToBeSaid(t *testing.T) {
 		"listen: '[::]:7070'\n" + token:                   "tls.allow_plaintext_on_network",
 		"metrics_listen: 0.0.0.0:7071\n" + token:          "metrics_token",
 		"listen: 10.1.2.3:7070\ntls: {allow_plaintext_on_network: true}\nmetrics_listen: ':7071'\n" + token: "allow_open_metrics_on_network",
+		// The profiler beyond loopback needs the token itself: allowing open
+		// metrics does not open it.
+		"metrics_listen: 0.0.0.0:7071\nallow_open_metrics_on_network: true\nenable_pprof: true\n" + token: "enable_pprof",
 	}
 	for in, want := range refused {
 		_, err := config.Parse([]byte(in))
@@ -108,6 +114,12 @@ func TestExposureNeedsToBeSaid(t *testing.T) {
 		"listen: 0.0.0.0:7070\nauth: {anonymous: true, allow_anonymous_on_network: true}\n":                        1,
 		"listen: 0.0.0.0:7070\ntls: {allow_plaintext_on_network: true}\n" + token:                                  1,
 		"listen: 0.0.0.0:7070\ntls: {cert_file: c, key_file: k}\nmetrics_listen: ':9'\nmetrics_token: m\n" + token: 0,
+		"metrics_listen: ':9'\nmetrics_token: m\nenable_pprof: true\n" + token:                                     0,
+		"enable_pprof: true\n" + token: 0, // loopback metrics
+		// A unix socket is local: plaintext tokens and anonymous calls on it
+		// never leave the machine, and need no allow_ setting.
+		"listen_unix: /run/kvhost.sock\nauth: {anonymous: true}\n":        0,
+		"listen_unix: /run/kvhost.sock\nlisten_unix_mode: 0660\n" + token: 0,
 	}
 	for in, warnings := range allowed {
 		f, err := config.Parse([]byte(in))
@@ -117,6 +129,23 @@ func TestExposureNeedsToBeSaid(t *testing.T) {
 		}
 		if got := f.Insecure(); len(got) != warnings {
 			t.Errorf("Parse(%q) warns of %q, want %d warnings", in, got, warnings)
+		}
+	}
+}
+
+func TestListenUnixMode(t *testing.T) {
+	for in, want := range map[string]os.FileMode{
+		"":                          0o600,
+		"listen_unix_mode: 0600\n":  0o600,
+		"listen_unix_mode: 0660\n":  0o660,
+		"listen_unix_mode: '660'\n": 0o660,
+	} {
+		f, err := config.Parse([]byte("auth: {anonymous: true}\nlisten_unix: /tmp/k.sock\n" + in))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", in, err)
+		}
+		if got, err := f.UnixMode(); err != nil || got != want {
+			t.Errorf("Parse(%q): mode %#o %v, want %#o", in, got, err, want)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -251,26 +252,50 @@ func (s *Server) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo,
 	return rpcerr.ToStatus(handler(srv, ss))
 }
 
-// HTTPHandler serves /metrics (from gatherer), /healthz and /readyz. With
-// a metricsToken, /metrics asks for it as a bearer token; health and
-// readiness stay open, for load balancers.
-func HTTPHandler(store *host.Store, gatherer prometheus.Gatherer, metricsToken string) http.Handler {
+// HTTPOptions configure HTTPHandler.
+type HTTPOptions struct {
+	// MetricsToken, when set, is the bearer token /metrics and
+	// /debug/pprof/ ask for.
+	MetricsToken string
+	// Pprof serves Go's profiler under /debug/pprof/ (net/http/pprof), as
+	// etcd does with --enable-pprof: an operator can profile a live host.
+	Pprof bool
+}
+
+// HTTPHandler serves /metrics (from gatherer), /healthz, /readyz and, when
+// opts.Pprof, /debug/pprof/. With a metrics token, /metrics and the
+// profiler ask for it as a bearer token; health and readiness stay open,
+// for load balancers.
+func HTTPHandler(store *host.Store, gatherer prometheus.Gatherer, opts HTTPOptions) http.Handler {
 	mux := http.NewServeMux()
-	metrics := promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})
-	want := sha256.Sum256([]byte(metricsToken))
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		if metricsToken != "" {
+	want := sha256.Sum256([]byte(opts.MetricsToken))
+	guard := func(what string, h http.Handler) http.Handler {
+		if opts.MetricsToken == "" {
+			return h
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			auth := r.Header.Values("Authorization")
 			scheme, tok, _ := strings.Cut(strings.Join(auth, ""), " ")
 			got := sha256.Sum256([]byte(tok))
 			if len(auth) != 1 || !strings.EqualFold(scheme, "bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 				w.Header().Set("WWW-Authenticate", "Bearer")
-				http.Error(w, "metrics need the metrics token: Authorization: Bearer <token>", http.StatusUnauthorized)
+				http.Error(w, what+" need the metrics token: Authorization: Bearer <token>", http.StatusUnauthorized)
 				return
 			}
-		}
-		metrics.ServeHTTP(w, r)
-	})
+			h.ServeHTTP(w, r)
+		})
+	}
+	mux.Handle("/metrics", guard("metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))
+	if opts.Pprof {
+		// Index serves the named profiles (heap, goroutine, allocs, block,
+		// mutex, ...) under the prefix; the other four are functions of
+		// their own.
+		mux.Handle("/debug/pprof/", guard("profiles", http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/cmdline", guard("profiles", http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("/debug/pprof/profile", guard("profiles", http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", guard("profiles", http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", guard("profiles", http.HandlerFunc(pprof.Trace)))
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
