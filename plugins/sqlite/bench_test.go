@@ -535,3 +535,83 @@ func BenchmarkScale1M(b *testing.B) {
 			}))
 	})
 }
+
+// BenchmarkCoverCost is what kv_cover (schema 3) costs a batch of 1K new
+// keys: two plugins, two stores and two raw databases, one of each pair
+// with the index dropped (the plugin's from outside, through its database
+// file: its statements re-prepare), all written in turn in one loop
+// (benchkit.Interleave) so that every side sees the same load; ratios are
+// to the store without the index. Each side makes its own keys and ops
+// inside the timed call, the same work for all.
+//
+//	go test -run '^$' -bench CoverCost -benchtime 300x -count 3 ./plugins/sqlite/
+func BenchmarkCoverCost(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	open := func(name string, cover bool) *Store {
+		s, err := New(ctx, Config{Path: filepath.Join(dir, name+".db")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		if !cover {
+			if _, err := s.w.ExecContext(ctx, `DROP INDEX kv_cover`); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return s
+	}
+	raw := func(name string, cover bool) *sql.DB {
+		db := openRaw(b, filepath.Join(dir, name+".db"))
+		if !cover {
+			if _, err := db.ExecContext(ctx, `DROP INDEX kv_cover`); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return db
+	}
+	plugin := func(name string, cover bool) *pluginapi.Plugin {
+		path := filepath.Join(dir, name+".db")
+		p, err := pluginapi.Start(ctx, pluginapi.StartConfig{
+			Path:     testbin.Plugin(b, "sqlite"),
+			Settings: map[string]string{"path": path},
+			Logger:   hclog.NewNullLogger(),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(p.Kill)
+		if !cover {
+			db, err := sql.Open("sqlite", (&Store{cfg: Config{}.withDefaults(), path: path}).dsn(false))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, err = db.ExecContext(ctx, `DROP INDEX kv_cover`)
+			db.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		return p
+	}
+	pluginSide := func(name string, p *pluginapi.Plugin) benchkit.Side {
+		next := benchkit.BatchKeys()
+		return benchkit.Side{Name: name, Op: func() error { _, err := p.Batch(ctx, benchkit.PutOps(next())); return err }}
+	}
+	storeSide := func(name string, s *Store) benchkit.Side {
+		next := benchkit.BatchKeys()
+		return benchkit.Side{Name: name, Op: func() error { _, err := s.Batch(ctx, benchkit.PutOps(next())); return err }}
+	}
+	rawSide := func(name string, db *sql.DB) benchkit.Side {
+		next := benchkit.BatchKeys()
+		return benchkit.Side{Name: name, Op: func() error { rawInsert(b, db, next(), 0); return nil }}
+	}
+	benchkit.Interleave(b, "store",
+		pluginSide("plugin-cover", plugin("plugincover", true)),
+		pluginSide("plugin", plugin("pluginnocover", false)),
+		storeSide("store-cover", open("cover", true)),
+		storeSide("store", open("nocover", false)),
+		rawSide("raw-cover", raw("rawcover", true)),
+		rawSide("raw", raw("rawnocover", false)),
+	)
+}

@@ -94,8 +94,8 @@ func TestMigrateV1(t *testing.T) {
 		t.Fatalf("List(b/) after migration = %+v, %v", list, err)
 	}
 	st, err := s.Stats(ctx)
-	if err != nil || st.Keys != 2 || st.Revision != 41 || st.OldestRevision != 42 {
-		t.Fatalf("Stats after migration = %+v, %v; want 2 keys at revision 41, oldest 42", st, err)
+	if err != nil || st.Keys != 2 || st.Revision != 41 || st.OldestRevision != 42 || st.Bytes != 1+3+3+0 {
+		t.Fatalf("Stats after migration = %+v, %v; want 2 keys of 7 bytes at revision 41, oldest 42 (size filled in by migration 3)", st, err)
 	}
 	_, _, err = s.ReadHistory(ctx, "", 41, 10)
 	wantCompacted(t, err, 41, 42)

@@ -8,7 +8,8 @@ import (
 )
 
 // TestQueryPlans checks that every hot statement searches an index: point
-// lookups and prefix ranges the key index, cleanup the expiry index,
+// lookups and prefix ranges the key index, count and stats the covering
+// index (no row read), cleanup the expiry index,
 // history reads and pruning the history table's revision (its rowid), and
 // that no ordered read sorts its result. A full scan or a sort would pass
 // every other test and be slow on a large table. The statements are the
@@ -26,8 +27,10 @@ func TestQueryPlans(t *testing.T) {
 		{"list", listSQL(true, true, false), []string{keyIndex + " (key>? AND key<?)"}},
 		{"list-from", listSQL(true, false, true), []string{keyIndex + " (key>? AND key<?)"}},
 		{"list-all", listSQL(false, false, false), []string{keyIndex + " (key>?)"}},
-		{"count", countSQL(true), []string{keyIndex + " (key>? AND key<?)"}},
-		{"delete-prefix", deletePrefixSQL(true), []string{keyIndex + " (key>? AND key<?)"}},
+		{"count", countSQL(true), []string{"USING COVERING INDEX kv_cover (key>? AND key<?)"}},
+		{"count-all", countSQL(false), []string{"USING COVERING INDEX kv_cover (key>?)"}},
+		{"stats", statsSQL, []string{"SCAN kv USING COVERING INDEX kv_cover"}},
+		{"delete-prefix", deletePrefixSQL(true), []string{"kv_cover (key>? AND key<?)"}},
 		{"cleanup", cleanupSQL(false), []string{"USING COVERING INDEX kv_expires_at (expires_at>? AND expires_at<?)"}},
 		{"history", historySQL, []string{"SEARCH h USING INTEGER PRIMARY KEY (rowid>?)", "SEARCH kv_history USING INTEGER PRIMARY KEY (rowid<?)"}},
 		{"prune", pruneSQL, []string{"USING INTEGER PRIMARY KEY (rowid<?)"}},

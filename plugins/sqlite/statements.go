@@ -42,10 +42,9 @@ const (
 		fromMeta + `kv.key = :key AND ` + live + whereMeta
 	getManySQL = `SELECT m.value, coalesce(kv.key, ''), kv.value, coalesce(kv.version, 0), coalesce(kv.expires_at, 0)` +
 		fromMeta + `kv.key IN (SELECT value FROM json_each(:keys)) AND ` + live + whereMeta
-	// octet_length: length() counts characters of TEXT, the contract
-	// counts bytes. Both read the size from the record header, not the
-	// value itself.
-	statsSQL = `SELECT ` + revisionOf + `, ` + compactOf + `, count(*), coalesce(sum(octet_length(key) + length(value)), 0)
+	// size is the row's key plus value bytes, kept by every write, so that
+	// stats, like count, reads only the covering index kv_cover.
+	statsSQL = `SELECT ` + revisionOf + `, ` + compactOf + `, count(*), coalesce(sum(size), 0)
 		FROM kv WHERE ` + live
 )
 
@@ -106,11 +105,14 @@ func deletePrefixSQL(end bool) string {
 }
 
 const (
-	insertInto = `INSERT INTO kv (key, value, version, expires_at, created_at, updated_at) VALUES `
+	// size is the key's plus the value's bytes (len in Go: a string's
+	// bytes), for kv_cover.
+	insertInto = `INSERT INTO kv (key, value, version, expires_at, created_at, updated_at, size) VALUES `
 	onConflict = ` ON CONFLICT (key) DO UPDATE SET
 		value = excluded.value, version = excluded.version, expires_at = excluded.expires_at, updated_at = excluded.updated_at,
+		size = excluded.size,
 		created_at = CASE WHEN kv.expires_at <> 0 AND kv.expires_at <= excluded.updated_at THEN excluded.created_at ELSE kv.created_at END`
-	upsertSQL     = insertInto + `(:key, :value, :version, :expires_at, :now, :now)` + onConflict
+	upsertSQL     = insertInto + `(:key, :value, :version, :expires_at, :now, :now, :size)` + onConflict
 	histInsertSQL = `INSERT INTO kv_history (revision, last, events) VALUES (:first, :last, :events)`
 	// pruneSQL deletes the history chunks that lie wholly at or before
 	// :upto: a range from the front of the table, since chunks follow each
@@ -120,7 +122,7 @@ const (
 
 // upsertRowsSQL stores n rows in one statement.
 func upsertRowsSQL(n int) string {
-	return insertInto + strings.Repeat("(?, ?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?, ?)" + onConflict
+	return insertInto + strings.Repeat("(?, ?, ?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?, ?, ?)" + onConflict
 }
 
 type writeStmts struct {
@@ -183,7 +185,7 @@ func (s *Store) prepareWrites(ctx context.Context) error {
 		&ws.upsert:      upsertSQL,
 		// if-absent: the insert may only replace an expired row.
 		&ws.insertAbsent: upsertSQL + ` WHERE kv.expires_at <> 0 AND kv.expires_at <= excluded.updated_at`,
-		&ws.updateVersion: `UPDATE kv SET value = :value, version = :version, expires_at = :expires_at, updated_at = :now
+		&ws.updateVersion: `UPDATE kv SET value = :value, version = :version, expires_at = :expires_at, updated_at = :now, size = :size
 			WHERE key = :key AND version = :cond AND ` + live,
 		&ws.liveRow: `SELECT value, version, expires_at FROM kv WHERE key = :key AND ` + live,
 		&ws.del:     `DELETE FROM kv WHERE key = :key AND (:cond = 0 OR version = :cond) AND ` + live + ` RETURNING version`,

@@ -521,3 +521,66 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestStatsBytesFollowWrites: stats reads sizes that the writes keep in
+// the size column (schema 3) instead of measuring the rows; after every
+// kind of write they must add up to what a list measures.
+func TestStatsBytesFollowWrites(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Config{})
+	check := func(when string) {
+		t.Helper()
+		st, err := s.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys, size int64
+		page, err := s.List(ctx, kv.ListRequest{Limit: kv.MaxListLimit})
+		if err != nil || page.More {
+			t.Fatalf("list: %v (more: %v)", err, page.More)
+		}
+		for _, e := range page.Entries {
+			keys++
+			size += int64(len(e.Key) + len(e.Value))
+		}
+		if st.Keys != keys || st.Bytes != size {
+			t.Fatalf("%s: stats say %d keys of %d bytes; list sees %d keys of %d bytes", when, st.Keys, st.Bytes, keys, size)
+		}
+	}
+	// 75 puts in a batch: one 64-row upsert, one of 8, three single rows.
+	var ops []kv.Op
+	for i := range 75 {
+		ops = append(ops, kv.PutOp(fmt.Sprintf("k/%03d", i), bytes.Repeat([]byte("é"), i), 0, kv.Condition{}))
+	}
+	if _, err := s.Batch(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	check("batch insert")
+	for i := range ops {
+		ops[i] = kv.PutOp(fmt.Sprintf("k/%03d", i), []byte("x"), 0, kv.Condition{})
+	}
+	if _, err := s.Batch(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	check("batch overwrite")
+	e, err := s.Put(ctx, kv.PutRequest{Key: "k/000", Value: []byte("longer value"), Cond: kv.Condition{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("put")
+	if _, err := s.Put(ctx, kv.PutRequest{Key: "k/000", Value: []byte("v"), Cond: kv.IfVersion(e.Version)}); err != nil {
+		t.Fatal(err)
+	}
+	check("put if version")
+	if _, err := s.Put(ctx, kv.PutRequest{Key: "new", Value: []byte("value"), Cond: kv.IfAbsent()}); err != nil {
+		t.Fatal(err)
+	}
+	check("put if absent")
+	if _, err := s.Delete(ctx, "k/001", kv.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeletePrefix(ctx, "k/05"); err != nil {
+		t.Fatal(err)
+	}
+	check("deletes")
+}

@@ -75,14 +75,14 @@ var _ sqlkv.Tx = writeTx{}
 // rowArgs are a row's named arguments for the upsert statements.
 func rowArgs(r sqlkv.Row, nowMs int64) []any {
 	return []any{sql.Named("key", r.Key), sql.Named("value", r.Value), sql.Named("version", r.Version),
-		sql.Named("expires_at", r.ExpMs), sql.Named("now", nowMs)}
+		sql.Named("expires_at", r.ExpMs), sql.Named("now", nowMs), sql.Named("size", len(r.Key)+len(r.Value))}
 }
 
 // Upsert stores rows with the multi-row upserts of upsertRunSizes, and the
 // rest, shorter than the smallest size, one by one.
 func (w writeTx) Upsert(ctx context.Context, rows []sqlkv.Row, nowMs int64) error {
 	ctx = context.WithoutCancel(ctx)
-	args := make([]any, 0, 6*min(len(rows), upsertRunSizes[0]))
+	args := make([]any, 0, 7*min(len(rows), upsertRunSizes[0]))
 	for len(rows) > 0 {
 		n, st := 0, (*sql.Stmt)(nil)
 		for _, size := range upsertRunSizes {
@@ -101,7 +101,7 @@ func (w writeTx) Upsert(ctx context.Context, rows []sqlkv.Row, nowMs int64) erro
 		}
 		args = args[:0]
 		for _, r := range rows[:n] {
-			args = append(args, r.Key, r.Value, r.Version, r.ExpMs, nowMs, nowMs)
+			args = append(args, r.Key, r.Value, r.Version, r.ExpMs, nowMs, nowMs, len(r.Key)+len(r.Value))
 		}
 		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return mapErr(err)
