@@ -275,6 +275,7 @@ type instance struct {
 	bufPtr uint32
 	bufCap uint32
 	stack  [2]uint64
+	clock  guestClock
 	stderr *lineWriter
 	// deadline is the running call's deadline in monoNanos, 0 when idle,
 	// backstop its wall-clock limit and timeout its length; grace counts
@@ -300,13 +301,16 @@ func (p *policySet) newInstance(ctx context.Context, first bool) (*instance, err
 	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
 	in.stderr = &lineWriter{in: in, set: p, stream: "stderr", level: slog.LevelWarn, keep: true}
 	stdout := &lineWriter{in: in, set: p, stream: "stdout", level: slog.LevelInfo}
-	// No filesystem, arguments or environment; wazero's defaults give a
-	// fake clock (fixed start, 1 ms per reading) and no-op sleep. The
-	// random source is wazero's default (deterministic), read in chunks
-	// under the deadline.
+	// No filesystem, arguments or environment; wazero's default wall
+	// clock (fixed start, 1 ms per reading) and our own monotonic one
+	// (clock.go), fake both, and sleeps that return at once. The random
+	// source is wazero's default (deterministic), read in chunks under
+	// the deadline.
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
+		WithNanotime(in.clock.nanotime, readStep).
+		WithNanosleep(in.clock.sleep).
 		WithStdout(stdout).
 		WithStderr(in.stderr).
 		WithRandSource(newRandSource(in))
@@ -431,6 +435,7 @@ func (in *instance) evaluate(req *Request, wantValue bool) (answer, error) {
 		return answer{}, &badAnswer{"request buffer outside memory"}
 	}
 	encodeRequest(view, req, withValue)
+	in.clock.evaluation()
 	in.stderr.tail = in.stderr.tail[:0]
 	in.stack[0] = uint64(n)
 	if err := in.evalFn.CallWithStack(in.ctx, in.stack[:]); err != nil {

@@ -1,7 +1,8 @@
 // Command misbehave is a Go policy that misbehaves on demand, by key
 // prefix, to test that the engine contains Go-runtime failures:
 // loop/ spins, panic/ panics, alloc/ allocates without bound, log/ logs,
-// value/ inspects the value, ttl/ rewrites the TTL. Other keys are
+// value/ inspects the value, ttl/ rewrites the TTL, sleep/ sleeps an
+// hour and denies saying how long the sleep took. Other keys are
 // allowed. Config {"fail_init": "msg"} makes kvhost_init fail.
 package main
 
@@ -52,6 +53,10 @@ func init() {
 			}
 		case strings.HasPrefix(req.Key, "ttl/"):
 			return sdk.AllowWithTTL(time.Minute)
+		case strings.HasPrefix(req.Key, "sleep/"):
+			start := time.Now()
+			time.Sleep(time.Hour)
+			return sdk.Denyf("slept %v", time.Since(start).Round(time.Second)).WithCode("slept")
 		case strings.HasPrefix(req.Key, "echo/"):
 			return sdk.Denyf("op=%s key=%s principal=%s tenant=%s ttl=%v len=%d now=%d batch=%v",
 				req.Op, req.Key, req.Principal, req.Tenant, req.TTL, req.ValueLen, req.Now.UnixMilli(), req.InBatch)
