@@ -4,11 +4,30 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kvhost/kvhost/policies/policytest"
 )
+
+// testEngine is an engine whose compilation cache is the one the
+// package's external tests share (helpers_test.go), so that each module
+// is compiled once.
+func testEngine(t *testing.T) *Engine {
+	t.Helper()
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	e, err := NewEngine(context.Background(), Options{CacheDir: filepath.Join(dir, "kvhost-policytest", "wazero"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
 
 // A Go policy's heap must stay where its garbage collector holds it
 // however many collections the instance goes through. With wazero's fake
@@ -27,11 +46,7 @@ func TestGoPolicyMemoryStaysBoundedThroughCollections(t *testing.T) {
 	if testing.Short() {
 		n = 8_000
 	}
-	e, err := NewEngine(context.Background(), Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close(context.Background()) })
+	e := testEngine(t)
 	path := policytest.Build(t, "host/policy/testdata/denyf")
 	if err := e.Load(context.Background(), []Spec{{Name: "denyf", Path: path, PoolSize: 1}}); err != nil {
 		t.Fatal(err)
@@ -98,11 +113,7 @@ func TestGuestClock(t *testing.T) {
 // runtime's scheduler waits for its timer in poll_oneoff, which advances
 // the clock instead of sleeping.
 func TestGoPolicySleepAdvancesItsClock(t *testing.T) {
-	e, err := NewEngine(context.Background(), Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close(context.Background()) })
+	e := testEngine(t)
 	path := policytest.Build(t, "host/policy/testdata/misbehave")
 	if err := e.Load(context.Background(), []Spec{{Name: "sleeper", Path: path, PoolSize: 1}}); err != nil {
 		t.Fatal(err)
