@@ -25,7 +25,7 @@ type UnixListener struct {
 // ListenUnix listens on a Unix socket at path, readable and writable by
 // mode (0600: the server's user only; 0660: its group too). The socket
 // never exists with wider permissions: it is bound under a temporary name
-// in the same directory, given mode, then renamed into place.
+// in the same directory, given mode, then linked into place.
 //
 // A file left at path by a server that was killed is replaced, but only if
 // it is a socket on which nothing answers; a socket a live server answers
@@ -46,8 +46,8 @@ func ListenUnix(path string, mode os.FileMode) (*UnixListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unix socket %s: %w", path, err)
 	}
-	// The rename moves the name; Close must remove the final name, which
-	// UnixListener's own unlink (of the bound name) would not.
+	// The socket is moved to its final name; Close must remove that name,
+	// which UnixListener's own unlink (of the bound name) would not.
 	l.SetUnlinkOnClose(false)
 	fail := func(err error) (*UnixListener, error) {
 		l.Close()
@@ -63,9 +63,15 @@ func ListenUnix(path string, mode os.FileMode) (*UnixListener, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	// A link, not a rename: it fails if the path exists, so a server that
+	// started at the same moment and got there first keeps its socket.
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			err = errors.New("another server created it meanwhile")
+		}
 		return fail(err)
 	}
+	_ = os.Remove(tmp)
 	return &UnixListener{UnixListener: l, path: path, file: fi}, nil
 }
 
