@@ -33,9 +33,12 @@
 //
 // One table, kv, holds key TEXT PRIMARY KEY (the BINARY collation compares
 // bytes, the contract's order), value BLOB, version, expires_at, created_at
-// and updated_at (unix milliseconds; expires_at 0 means never); point gets
-// and prefix scans are searches and range scans on the primary key index,
-// never LIKE. A partial index on expires_at > 0 serves cleanup.
+// and updated_at (unix milliseconds; expires_at 0 means never) and, from
+// schema 3, size (key plus value bytes, stored); point gets and prefix
+// scans are searches and range scans on the primary key index, never LIKE.
+// The covering index kv_cover (key, expires_at, size) serves count, stats
+// and delete-prefix without reading values; a partial index on
+// expires_at > 0 serves cleanup.
 //
 // Revisions. The table kvhost_meta holds schema_version, last_version (the
 // store revision) and compact_revision. Every committed change takes the
