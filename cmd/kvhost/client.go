@@ -44,7 +44,9 @@ key never expires.
 
 Exit status: 0 on success; 1 when the command failed (the server refused it,
 a condition did not hold, the server could not be reached), with one line on
-stderr; 2 when the command line is wrong; 3 when the key does not exist.`
+stderr; 2 when the command line is wrong; 3 when the key does not exist;
+cas exits 5 when the key did not hold what was expected, lock 4 when the
+lock was lost. --addr also takes unix:///path/to/kvhost.sock (listen_unix).`
 
 // addClientCommands adds the commands that talk to a running server.
 func addClientCommands(root *cobra.Command) {

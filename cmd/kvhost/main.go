@@ -1,7 +1,7 @@
 // Command kvhost runs the kvhost key-value store server and talks to it.
 //
 //	kvhost serve [--config kvhost.yaml]     run the server
-//	kvhost get|put|del|list|count|incr|ttl|expire|cas|exists|watch|stats ...
+//	kvhost get|put|del|del-prefix|batch|list|count|incr|ttl|expire|cas|exists|watch|stats ...
 //	kvhost lock NAME -- COMMAND             run a command while holding a distributed lock
 //	kvhost snapshot save|restore FILE       save the keys to a snapshot file, or restore them
 //	kvhost migrate --from CONFIG --to CONFIG copy every key from one backend to another
