@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kvhost/kvhost/kv"
@@ -361,6 +362,16 @@ var coreTeeth = []tooth{
 // racyPut checks a condition of the given kind with a read and then writes
 // without it: the race every compare-and-set outside a transaction has.
 func racyPut(b *broken, kind kv.CondKind) func(context.Context, kv.PutRequest) (kv.Entry, error) {
+	var (
+		mu     sync.Mutex
+		window = map[string]int{} // callers between their read and their write, by key
+	)
+	inWindow := func(key string, delta int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		window[key] += delta
+		return window[key]
+	}
 	return func(ctx context.Context, req kv.PutRequest) (kv.Entry, error) {
 		if req.Cond.Kind != kind || kv.ValidatePut(req) != nil {
 			return b.s.Put(ctx, req)
@@ -372,7 +383,16 @@ func racyPut(b *broken, kind kv.CondKind) func(context.Context, kv.PutRequest) (
 		if (kind == kv.CondAbsent && g.Found) || (kind == kv.CondVersion && g.Entry.Version != req.Cond.Version) {
 			return kv.Entry{}, kv.Conflict(req.Key, g.Entry.Version)
 		}
-		time.Sleep(time.Millisecond) // widen the window between the read and the write
+		// Hold the window between the read and the write open until a
+		// second caller on the key has read too, as the race does on a
+		// machine that schedules the racers together; a fixed short sleep
+		// let a loaded machine run them one after another and hid the bug.
+		// A caller with no rival goes on after a second.
+		inWindow(req.Key, 1)
+		defer inWindow(req.Key, -1)
+		for end := time.Now().Add(time.Second); inWindow(req.Key, 0) < 2 && time.Now().Before(end); {
+			time.Sleep(100 * time.Microsecond)
+		}
 		req.Cond = kv.Condition{}
 		return b.s.Put(ctx, req)
 	}
