@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvhost/kvhost/kv"
@@ -104,8 +105,15 @@ func (e cacheEntry) size(key string) int64 { return int64(len(key) + len(e.entry
 
 // cacheStats are the cache's counters, read by the metrics.
 type cacheStats struct {
-	mu           sync.Mutex
-	hits, misses uint64
+	hits, misses atomic.Uint64
+}
+
+func (s *cacheStats) add(hit bool) {
+	if hit {
+		s.hits.Add(1)
+	} else {
+		s.misses.Add(1)
+	}
 }
 
 // cacheFigures are what /metrics shows of the cache.
@@ -115,23 +123,11 @@ type cacheFigures struct {
 
 // figures reads the cache's counters and size.
 func (c *cached) figures() cacheFigures {
-	c.stats.mu.Lock()
-	f := cacheFigures{hits: c.stats.hits, misses: c.stats.misses}
-	c.stats.mu.Unlock()
+	f := cacheFigures{hits: c.stats.hits.Load(), misses: c.stats.misses.Load()}
 	c.mu.Lock()
 	f.entries, f.bytes = uint64(len(c.entries)), uint64(c.bytes)
 	c.mu.Unlock()
 	return f
-}
-
-func (s *cacheStats) add(hit bool) {
-	s.mu.Lock()
-	if hit {
-		s.hits++
-	} else {
-		s.misses++
-	}
-	s.mu.Unlock()
 }
 
 // newCached starts the cache over next, holding up to maxBytes.
