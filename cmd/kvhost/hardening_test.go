@@ -164,14 +164,14 @@ func TestTokensReloadOnSIGHUP(t *testing.T) {
 			}
 		})
 	}
-	waitForT(t, "calls to be under way", func() bool { return calls.Load() > 50 })
+	within(t, 90*time.Second, "calls to be under way", func() bool { return calls.Load() > 50 })
 	rewrite("{token: tok-a, principal: a, tenant: t}, {token: tok-b, principal: b, tenant: t}")
-	waitForT(t, "the new token to work", func() bool { _, err := b.Get(ctx, "w0"); return err == nil })
+	within(t, 90*time.Second, "the new token to work", func() bool { _, err := b.Get(ctx, "w0"); return err == nil })
 	n := calls.Load()
-	waitForT(t, "calls to go on after the reload", func() bool { return calls.Load() > n+50 })
+	within(t, 90*time.Second, "calls to go on after the reload", func() bool { return calls.Load() > n+50 })
 	phase.Store(1)
 	rewrite("{token: tok-b, principal: b, tenant: t}")
-	waitForT(t, "the removed token to stop working", func() bool {
+	within(t, 90*time.Second, "the removed token to stop working", func() bool {
 		_, err := a.Get(ctx, "w0")
 		return errors.Is(err, client.ErrUnauthenticated)
 	})
@@ -182,7 +182,7 @@ func TestTokensReloadOnSIGHUP(t *testing.T) {
 	}
 	// A file that does not load keeps the tokens in force.
 	rewrite("{token: '', principal: nobody, tenant: t}")
-	waitForT(t, "the refused reload to be logged", func() bool { return strings.Contains(s.logText(), "tokens not reloaded") })
+	within(t, 90*time.Second, "the refused reload to be logged", func() bool { return strings.Contains(s.logText(), "tokens not reloaded") })
 	if _, err := b.Get(ctx, "w0"); err != nil {
 		t.Fatalf("a refused reload changed the tokens: %v", err)
 	}
@@ -213,31 +213,18 @@ func TestFrozenPluginReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
-	waitForT(t, "/readyz to fail", func() bool { return ready() == http.StatusServiceUnavailable })
+	within(t, 90*time.Second, "/readyz to fail", func() bool { return ready() == http.StatusServiceUnavailable })
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_, err := c.Get(cctx, "k")
 	cancel()
 	if !errors.Is(err, client.ErrUnavailable) && int(s.pluginPid.Load()) == pid {
 		t.Fatalf("get while the plugin is frozen: %v, want UNAVAILABLE at once", err)
 	}
-	waitForT(t, "the plugin to be replaced and /readyz to pass", func() bool {
+	within(t, 90*time.Second, "the plugin to be replaced and /readyz to pass", func() bool {
 		return int(s.pluginPid.Load()) != pid && ready() == http.StatusOK
 	})
 	if e, err := c.Get(ctx, "k"); err != nil || string(e.Value) != "v" {
 		t.Fatalf("get after the restart: %+v %v (SQLite keeps the acknowledged write)", e, err)
-	}
-}
-
-// waitForT polls cond; the bound only ends a test that would otherwise
-// hang, on however loaded a machine.
-func waitForT(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s after 90s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

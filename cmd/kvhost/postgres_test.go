@@ -78,47 +78,6 @@ func startPGHost(t testing.TB, dsn, schema string) *server {
 	return startServerTB(t, fmt.Sprintf("auth: {anonymous: true}\nbackend:\n  plugin: postgres\n  settings: {dsn: %q, schema: %q, pool_size: \"4\"}\n", dsn, schema))
 }
 
-// pgNext receives the next event that is not progress, within a bound
-// that only catches a lost or stalled event on a loaded machine.
-func pgNext(t *testing.T, ws kv.WatchStream, what string) kv.Event {
-	t.Helper()
-	type result struct {
-		ev  kv.Event
-		err error
-	}
-	for {
-		ch := make(chan result, 1)
-		go func() {
-			ev, err := ws.Recv()
-			ch <- result{ev, err}
-		}()
-		select {
-		case r := <-ch:
-			if r.err != nil {
-				t.Fatalf("%s: the watch ended: %v", what, r.err)
-			}
-			if r.ev.Type != kv.EventProgress {
-				return r.ev
-			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%s: no event within 60s", what)
-		}
-	}
-}
-
-// pgWait polls cond, which another process brings about; the bound only
-// ends a test that would otherwise hang.
-func pgWait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting 2m for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Two kvhost processes, each with its own plugin, on one database:
 // conditions and counters hold across them, and a write on one reaches a
 // watcher on the other.
@@ -190,7 +149,7 @@ func TestPostgresTwoHosts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ev := pgNext(t, ws, "a write on the other host")
+			ev := nextChange(t, ws, "a write on the other host")
 			lat = append(lat, time.Since(start))
 			if ev.Revision != e.Version || ev.Key != fmt.Sprintf("cross/%d", i) {
 				t.Fatalf("watcher on host 1 got %s %q at %d, want PUT %q at %d", ev.Type, ev.Key, ev.Revision, fmt.Sprintf("cross/%d", i), e.Version)
@@ -228,7 +187,7 @@ func TestPostgresWatchResumesOnOtherHost(t *testing.T) {
 	}()
 	var got []kv.Event
 	for len(got) < 100 {
-		got = append(got, pgNext(t, ws, "events before the kill"))
+		got = append(got, nextChange(t, ws, "events before the kill"))
 	}
 	if err := doomed.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -248,7 +207,7 @@ func TestPostgresWatchResumesOnOtherHost(t *testing.T) {
 	}
 	defer ws2.Close()
 	for len(got) < n {
-		got = append(got, pgNext(t, ws2, "events after resuming on the other host"))
+		got = append(got, nextChange(t, ws2, "events after resuming on the other host"))
 	}
 	var revs []int64
 	for v := range written {
@@ -342,7 +301,7 @@ func TestPostgresHeldTransaction(t *testing.T) {
 					})
 				}
 			}
-			pgWait(t, "the 8 writers to wait for the held revision row", func() bool {
+			within(t, 2*time.Minute, "the 8 writers to wait for the held revision row", func() bool {
 				var waiting int
 				q := `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%"` + schema + `".meta WHERE id = 1 FOR UPDATE%'`
 				if err := observer.QueryRow(t.Context(), q).Scan(&waiting); err != nil {
@@ -363,7 +322,7 @@ func TestPostgresHeldTransaction(t *testing.T) {
 			for h, ws := range watches {
 				var keys []string
 				for i := range want {
-					ev := pgNext(t, ws, fmt.Sprintf("host %d, change %d of %d", h, i+1, want))
+					ev := nextChange(t, ws, fmt.Sprintf("host %d, change %d of %d", h, i+1, want))
 					if ev.Revision != rev+1+int64(i) {
 						t.Fatalf("host %d: change %d (%q) at revision %d, want %d: a revision was skipped or reordered", h, i, ev.Key, ev.Revision, rev+1+int64(i))
 					}
@@ -459,12 +418,12 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	pgWait(t, "200 writes acknowledged before the crash", func() bool { return ackedCount() >= 200 })
+	within(t, 2*time.Minute, "200 writes acknowledged before the crash", func() bool { return ackedCount() >= 200 })
 	cluster.Stop("immediate")
-	pgWait(t, "calls to fail with UNAVAILABLE while PostgreSQL is down", func() bool { return unavailable.Load() >= 20 })
+	within(t, 2*time.Minute, "calls to fail with UNAVAILABLE while PostgreSQL is down", func() bool { return unavailable.Load() >= 20 })
 	down := ackedCount()
 	cluster.Start()
-	pgWait(t, "200 more writes acknowledged once PostgreSQL is back", func() bool { return ackedCount() >= down+200 })
+	within(t, 2*time.Minute, "200 more writes acknowledged once PostgreSQL is back", func() bool { return ackedCount() >= down+200 })
 	stop.Store(true)
 	wg.Wait()
 	if t.Failed() {
