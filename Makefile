@@ -5,7 +5,7 @@ PLUGINS   := memory sqlite redis postgres
 PROTOS    := $(shell find . -name '*.proto' -not -path './.git/*')
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build plugins policies test services run proto verify-proto bench lint vet fmt clean
+.PHONY: all build plugins policies test services run proto verify-proto bench peer-bench lint vet fmt clean
 
 all: build
 
@@ -52,6 +52,12 @@ verify-proto: proto
 bench: build
 	@env="$$(scripts/services.sh)" || exit 1; eval "$$env"; \
 	KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The side-by-side comparison with etcd (docs/PERFORMANCE.md, "Peer
+# comparison"); installs etcd-server if missing. Not part of test or bench.
+# make peer-bench PEER_BENCH_FLAGS='-write docs/PERFORMANCE.md'
+peer-bench:
+	@scripts/peer-bench.sh $(PEER_BENCH_FLAGS)
 
 lint: vet
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
