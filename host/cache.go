@@ -2,13 +2,10 @@ package host
 
 import (
 	"context"
-	"hash/maphash"
-	"log/slog"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/kvhost/kvhost/internal/cachemap"
 	"github.com/kvhost/kvhost/kv"
 )
 
@@ -27,44 +24,22 @@ import (
 // write acknowledged before it began can be missing from it. On a shared
 // backend another host's write is seen once its event arrives: a read is
 // at least as new as the caller's own writes and as every change the
-// stream has delivered, and says the revision it was served at.
+// stream has delivered, and says the revision it was served at; a get
+// whose context asks for a linearizable read (WithLinearizable) goes to
+// the backend.
 //
-// Trust. The cache serves only while its stream is up. When the stream
-// ends (the plugin died or restarted, a watcher overflow), it empties
-// itself, stops serving and filling, and subscribes again; fills resume
-// once the new stream is live. An entry is never served at or past its
+// Trust. The cache follows the host's change feed (feed.go) and serves
+// only while it is up. When the feed's stream ends (the plugin died or
+// restarted, a watcher overflow), the cache empties itself and stops
+// serving and filling; fills resume once the feed is live again. An entry is never served at or past its
 // expiry.
 type cached struct {
 	backend
-	maxBytes int64
-	now      func() time.Time
-	log      *slog.Logger
-	stats    *cacheStats
-
-	seed maphash.Seed
-
-	mu      sync.Mutex
-	entries map[string]cacheEntry
-	bytes   int64
-	// gen counts invalidations per stripe of keys; inflight counts the
-	// writes in flight per stripe. A prefix delete touches every stripe:
-	// wide and wideInflight.
-	gen          [cacheStripes]uint64
-	inflight     [cacheStripes]int32
-	wide         uint64
-	wideInflight int32
-	// live is true while the change stream is up; streamRev is the
-	// revision it has delivered up to; epoch counts the stream's lives.
-	live      bool
-	streamRev int64
-	epoch     uint64
-	stream    kv.WatchStream // the live stream, for cut
-
-	stop func()
-	done chan struct{}
+	shared bool // other hosts write the backend too
+	now    func() time.Time
+	stats  *cacheStats
+	m      *cachemap.Map[cacheEntry]
 }
-
-const cacheStripes = 256
 
 // DefaultCacheBytes is the read cache's default bound.
 const DefaultCacheBytes = 64 << 20
@@ -101,7 +76,7 @@ type cacheEntry struct {
 	rev   int64
 }
 
-func (e cacheEntry) size(key string) int64 { return int64(len(key) + len(e.entry.Value) + 64) }
+func cacheEntrySize(key string, e cacheEntry) int64 { return int64(len(key) + len(e.entry.Value) + 64) }
 
 // cacheStats are the cache's counters, read by the metrics.
 type cacheStats struct {
@@ -123,63 +98,39 @@ type cacheFigures struct {
 
 // figures reads the cache's counters and size.
 func (c *cached) figures() cacheFigures {
-	f := cacheFigures{hits: c.stats.hits.Load(), misses: c.stats.misses.Load()}
-	c.mu.Lock()
-	f.entries, f.bytes = uint64(len(c.entries)), uint64(c.bytes)
-	c.mu.Unlock()
-	return f
+	n, bytes := c.m.Size()
+	return cacheFigures{hits: c.stats.hits.Load(), misses: c.stats.misses.Load(), entries: uint64(n), bytes: uint64(bytes)}
 }
 
-// newCached starts the cache over next, holding up to maxBytes.
-func newCached(next backend, maxBytes int64, log *slog.Logger) *cached {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &cached{backend: next, maxBytes: maxBytes, now: time.Now, log: log, stats: &cacheStats{},
-		seed: maphash.MakeSeed(), entries: map[string]cacheEntry{}, stop: cancel, done: make(chan struct{})}
-	go c.follow(ctx)
-	return c
-}
-
-func (c *cached) stripe(key string) int { return int(maphash.String(c.seed, key) % cacheStripes) }
-
-// Close stops following the stream and closes the backend.
-func (c *cached) Close() error {
-	c.stop()
-	<-c.done
-	return c.backend.Close()
+// newCached returns the cache over next, holding up to maxBytes. It
+// serves nothing until it follows a change feed that is live.
+func newCached(next backend, maxBytes int64, shared bool) *cached {
+	return &cached{backend: next, shared: shared, now: time.Now, stats: &cacheStats{},
+		m: cachemap.New(maxBytes, cacheEntrySize)}
 }
 
 // Get serves key from the cache when it can vouch for it, and otherwise
 // reads the backend and keeps what it read if nothing changed the key
 // meanwhile.
 func (c *cached) Get(ctx context.Context, key string) (kv.GetResult, error) {
-	s := c.stripe(key)
-	c.mu.Lock()
-	usable := c.live && c.inflight[s] == 0 && c.wideInflight == 0
-	if usable {
-		if e, ok := c.entries[key]; ok && !kv.Expired(e.entry.ExpiresAt, c.now()) {
-			rev := max(e.rev, c.streamRev)
-			c.mu.Unlock()
-			c.stats.add(true)
-			if !e.found {
-				return kv.GetResult{Revision: rev}, nil
-			}
-			return kv.GetResult{Found: true, Entry: cloneEntry(e.entry), Revision: rev}, nil
+	if c.shared && isLinearizable(ctx) {
+		return c.backend.Get(ctx, key)
+	}
+	now := c.now()
+	e, pos, hit, ticket := c.m.Lookup(key, func(e cacheEntry) bool { return !kv.Expired(e.entry.ExpiresAt, now) })
+	c.stats.add(hit)
+	if hit {
+		rev := max(e.rev, pos)
+		if !e.found {
+			return kv.GetResult{Revision: rev}, nil
 		}
+		return kv.GetResult{Found: true, Entry: cloneEntry(e.entry), Revision: rev}, nil
 	}
-	gen, wide, epoch := c.gen[s], c.wide, c.epoch
-	c.mu.Unlock()
-	c.stats.add(false)
 	res, err := c.backend.Get(ctx, key)
-	if err != nil || !usable {
-		return res, err
+	if err == nil {
+		c.m.Fill(ticket, cacheEntry{found: res.Found, entry: cloneEntry(res.Entry), rev: res.Revision})
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.live || c.epoch != epoch || c.gen[s] != gen || c.wide != wide || c.inflight[s] != 0 || c.wideInflight != 0 {
-		return res, nil // something changed the key, or may have, while it was read
-	}
-	c.put(key, cacheEntry{found: res.Found, entry: cloneEntry(res.Entry), rev: res.Revision})
-	return res, nil
+	return res, err
 }
 
 func cloneEntry(e kv.Entry) kv.Entry {
@@ -189,66 +140,11 @@ func cloneEntry(e kv.Entry) kv.Entry {
 	return e
 }
 
-// put keeps an entry, making room by dropping others. Map iteration order
-// is random, so the dropped entries are a random sample: no bookkeeping on
-// the hit path, which an LRU list would need under the lock.
-func (c *cached) put(key string, e cacheEntry) {
-	if old, ok := c.entries[key]; ok {
-		c.bytes -= old.size(key)
-	}
-	size := e.size(key)
-	if size > c.maxBytes/8 {
-		delete(c.entries, key)
-		return // one value that would crowd out many is not kept
-	}
-	for k, old := range c.entries {
-		if c.bytes+size <= c.maxBytes {
-			break
-		}
-		c.bytes -= old.size(k)
-		delete(c.entries, k)
-	}
-	c.entries[key] = e
-	c.bytes += size
-}
-
-// invalidateLocked forgets key and makes any fill of its stripe in
-// progress void.
-func (c *cached) invalidateLocked(key string) {
-	s := c.stripe(key)
-	c.gen[s]++
-	if old, ok := c.entries[key]; ok {
-		c.bytes -= old.size(key)
-		delete(c.entries, key)
-	}
-}
-
 // writing runs a write to keys (every key, when wide) with the cache
-// kept out of the way: the keys are forgotten before and after, and
-// neither served nor filled while the write is in flight.
+// kept out of the way (cachemap.Map.Begin).
 func writing[T any](c *cached, keys []string, wide bool, write func() (T, error)) (T, error) {
-	c.mu.Lock()
-	c.mark(keys, wide, 1)
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.mark(keys, wide, -1)
-		c.mu.Unlock()
-	}()
+	defer c.m.Begin(keys, wide)()
 	return write()
-}
-
-// mark counts a write in or out of flight and invalidates what it touches.
-func (c *cached) mark(keys []string, wide bool, delta int32) {
-	if wide {
-		c.wideInflight += delta
-		c.wide++
-		return
-	}
-	for _, k := range keys {
-		c.inflight[c.stripe(k)] += delta
-		c.invalidateLocked(k)
-	}
 }
 
 func (c *cached) Put(ctx context.Context, req kv.PutRequest) (kv.Entry, error) {
@@ -278,80 +174,24 @@ func (c *cached) Batch(ctx context.Context, ops []kv.Op) (kv.BatchResult, error)
 func (c *cached) DeletePrefix(ctx context.Context, prefix string) (kv.DeletePrefixResult, error) {
 	return writing(c, nil, true, func() (kv.DeletePrefixResult, error) {
 		res, err := c.backend.DeletePrefix(ctx, prefix)
-		c.mu.Lock()
-		for k := range c.entries {
-			if strings.HasPrefix(k, prefix) {
-				c.invalidateLocked(k)
-			}
-		}
-		c.mu.Unlock()
+		c.m.ForgetPrefix(prefix)
 		return res, err
 	})
 }
 
-// follow keeps the change stream up for the cache's lifetime.
-func (c *cached) follow(ctx context.Context) {
-	defer close(c.done)
-	wait := 10 * time.Millisecond
-	for ctx.Err() == nil {
-		ws, err := c.backend.Watch(ctx, kv.WatchRequest{TTLEvents: true})
-		if err == nil {
-			wait = 10 * time.Millisecond
-			err = c.consume(ws)
-			_ = ws.Close()
-		}
-		c.distrust()
-		if ctx.Err() != nil {
-			return
-		}
-		c.log.Debug("cache: change stream ended; the cache is empty until it is back", "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return
-		}
-		wait = min(2*wait, time.Second)
+// live: the feed is up, so the cache may serve and fill from now on —
+// every change committed from now on reaches it.
+func (c *cached) live() { c.m.Serve() }
+
+// event forgets the key a change touched.
+func (c *cached) event(ev kv.Event) {
+	if ev.Type == kv.EventProgress {
+		c.m.Changed(ev.Revision)
+		return
 	}
+	c.m.Changed(ev.Revision, ev.Key)
 }
 
-// consume applies the stream's events until it ends. The cache serves
-// from the moment the stream is live: every change committed from then on
-// reaches it.
-func (c *cached) consume(ws kv.WatchStream) error {
-	c.mu.Lock()
-	c.live, c.stream = true, ws
-	c.mu.Unlock()
-	for {
-		ev, err := ws.Recv()
-		if err != nil {
-			return err
-		}
-		c.mu.Lock()
-		if ev.Type != kv.EventProgress {
-			c.invalidateLocked(ev.Key)
-		}
-		c.streamRev = max(c.streamRev, ev.Revision)
-		c.mu.Unlock()
-	}
-}
-
-// distrust empties the cache and stops it serving until the stream is
-// live again.
-func (c *cached) distrust() {
-	c.mu.Lock()
-	c.live, c.stream = false, nil
-	c.epoch++
-	c.entries = map[string]cacheEntry{}
-	c.bytes = 0
-	c.mu.Unlock()
-}
-
-// cut ends the change stream as a lost connection would (tests).
-func (c *cached) cut() {
-	c.mu.Lock()
-	ws := c.stream
-	c.mu.Unlock()
-	if ws != nil {
-		_ = ws.Close()
-	}
-}
+// lost empties the cache and stops it serving until the feed is live
+// again.
+func (c *cached) lost() { c.m.Reset() }

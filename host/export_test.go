@@ -6,6 +6,5 @@ func (s *Store) CutCacheStream() bool {
 	if s.cache == nil {
 		return false
 	}
-	s.cache.cut()
-	return true
+	return s.feed.cut()
 }

@@ -17,25 +17,38 @@ type Metrics struct {
 	restarts prometheus.Counter
 	watchers prometheus.Gauge
 	up       prometheus.Gauge
-	// cache holds the read cache's figures, reported by collector
-	// functions (the cache registers itself with cacheFigures).
-	cache cacheGauge
+	// cache and tracking read the figures of the read cache and of the
+	// tracking sessions, reported by collector functions (each registers
+	// itself: cacheFigures, trackerFigures).
+	cache    lateGauge[cacheFigures]
+	tracking lateGauge[trackingFigures]
 }
 
-// cacheGauge reads the figures of the read cache, once there is one.
-type cacheGauge struct {
+// lateGauge reads figures of a part of the store that registers itself
+// after the metrics were made (zero until it does).
+type lateGauge[T any] struct {
 	mu   sync.Mutex
-	read func() cacheFigures
+	read func() T
 }
 
-func (g *cacheGauge) figures() cacheFigures {
+func (g *lateGauge[T]) figures() T {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	var zero T
 	if g.read == nil {
-		return cacheFigures{}
+		return zero
 	}
 	return g.read()
 }
+
+func (g *lateGauge[T]) set(read func() T) {
+	g.mu.Lock()
+	g.read = read
+	g.mu.Unlock()
+}
+
+// trackingFigures are what /metrics shows of the tracking sessions.
+type trackingFigures struct{ sessions, keys int }
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -78,6 +91,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Keys held by the host's read cache."}, fig(func(f cacheFigures) float64 { return float64(f.entries) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvhost", Name: "cache_bytes",
 			Help: "Bytes held by the host's read cache (keys, values and per-entry overhead)."}, fig(func(f cacheFigures) float64 { return float64(f.bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvhost", Name: "tracking_sessions",
+			Help: "Open tracking sessions (clients' near caches)."}, func() float64 { return float64(m.tracking.figures().sessions) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvhost", Name: "tracked_keys",
+			Help: "Keys tracked for clients' near caches, over all sessions."}, func() float64 { return float64(m.tracking.figures().keys) }),
 	}
 	if reg != nil {
 		reg.MustRegister(m.latency, m.errors, m.slow, m.restarts, m.watchers, m.up)
@@ -91,9 +108,14 @@ func (m *Metrics) cacheFigures(read func() cacheFigures) {
 	if m == nil {
 		return
 	}
-	m.cache.mu.Lock()
-	m.cache.read = read
-	m.cache.mu.Unlock()
+	m.cache.set(read)
+}
+
+// trackerFigures registers the tracker whose sessions the metrics report.
+func (m *Metrics) trackerFigures(read func() trackingFigures) {
+	if m != nil {
+		m.tracking.set(read)
+	}
 }
 
 func (m *Metrics) observe(op, backend string, d time.Duration, err error, slow time.Duration) {

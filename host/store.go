@@ -68,6 +68,8 @@ type Store struct {
 	sup     *supervisor // nil for a store over an in-process backend
 	bottom  backend     // the backend itself, below tenancy and guards
 	cache   *cached     // the read cache, nil when off
+	feed    *feed       // the backend's changes, for the cache and the tracker
+	tracker *tracker    // clients' tracking sessions
 	limits  Limits
 	info    func() kv.Info
 
@@ -160,13 +162,22 @@ func (cfg Config) withDefaults() (Config, error) {
 // build stacks the layers over bottom and starts TTL cleanup.
 func build(cfg Config, bottom backend, info func() kv.Info) *Store {
 	ids := identities{def: cfg.DefaultIdentity}
+	f := newFeed(bottom, cfg.Logger)
+	t := newTracker(f)
 	var cache *cached
-	if cfg.Cache.on(info().Capabilities) {
-		cache = newCached(bottom, cfg.Cache.MaxBytes, cfg.Logger)
+	caps := info().Capabilities
+	if cfg.Cache.on(caps) {
+		cache = newCached(bottom, cfg.Cache.MaxBytes, !caps.Exclusive)
 		cfg.Metrics.cacheFigures(cache.figures)
 		bottom = cache
+		// The cache before the tracker (see tracker.go), both from the
+		// feed's first stream.
+		f.add(cache)
+		t.joined = true
+		f.add(t)
 	}
-	var b backend = &tenantView{next: bottom, ids: ids}
+	cfg.Metrics.trackerFigures(t.figures)
+	var b backend = &tenantView{next: &trackedView{backend: bottom, t: t}, ids: ids}
 	if cfg.Guard != nil {
 		b = &guarded{next: b, guard: cfg.Guard, ids: ids}
 	}
@@ -174,7 +185,7 @@ func build(cfg Config, bottom backend, info func() kv.Info) *Store {
 	name := func() string { return info().Name }
 	m := &metered{next: b, metrics: cfg.Metrics, log: cfg.Logger, slow: cfg.SlowThreshold, name: name}
 	s := &Store{
-		backend: m, top: m, cfg: cfg, log: cfg.Logger, bottom: bottom, cache: cache, limits: cfg.Limits, info: info,
+		backend: m, top: m, cfg: cfg, log: cfg.Logger, bottom: bottom, cache: cache, feed: f, tracker: t, limits: cfg.Limits, info: info,
 		cleanupDone: make(chan struct{}),
 	}
 	cctx, cancel := context.WithCancel(context.Background())
@@ -191,6 +202,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopCleanup()
 		<-s.cleanupDone
+		s.feed.close()
 		err = s.bottom.Close()
 	})
 	return err

@@ -324,8 +324,16 @@ func (x *Condition) GetVersion() int64 {
 }
 
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Read at the backend, so that no write acknowledged by any host can be
+	// missing from the answer. Only a host that shares its backend with
+	// others and caches reads (cache.shared) serves it differently: its
+	// cached reads are at least as new as this host's writes and the
+	// changes it has heard of, not linearizable. Elsewhere every read is.
+	Linearizable bool `protobuf:"varint,2,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	// Register the key with this tracking session of the caller (Track).
+	TrackingId    string `protobuf:"bytes,3,opt,name=tracking_id,json=trackingId,proto3" json:"tracking_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -367,11 +375,29 @@ func (x *GetRequest) GetKey() string {
 	return ""
 }
 
+func (x *GetRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
+}
+
+func (x *GetRequest) GetTrackingId() string {
+	if x != nil {
+		return x.TrackingId
+	}
+	return ""
+}
+
 type GetResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Entry *Entry                 `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
 	// The store revision the read was served at.
-	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The tracking session of the request tracks the key: its next change
+	// will be reported. False when the request named no session, or the
+	// session cannot vouch for changes now; then do not cache the answer.
+	Tracked       bool `protobuf:"varint,3,opt,name=tracked,proto3" json:"tracked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +444,13 @@ func (x *GetResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *GetResponse) GetTracked() bool {
+	if x != nil {
+		return x.Tracked
+	}
+	return false
 }
 
 type GetManyRequest struct {
@@ -2127,6 +2160,123 @@ func (x *CompareAndSwapResponse) GetRevision() int64 {
 	return 0
 }
 
+type TrackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrackRequest) Reset() {
+	*x = TrackRequest{}
+	mi := &file_kvhost_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrackRequest) ProtoMessage() {}
+
+func (x *TrackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvhost_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrackRequest.ProtoReflect.Descriptor instead.
+func (*TrackRequest) Descriptor() ([]byte, []int) {
+	return file_kvhost_proto_rawDescGZIP(), []int{32}
+}
+
+type TrackResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's id, for GetRequest.tracking_id (first message only).
+	TrackingId string `protobuf:"bytes,1,opt,name=tracking_id,json=trackingId,proto3" json:"tracking_id,omitempty"`
+	// Tracked reads may be cached from now on.
+	Ready bool `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Forget every tracked read; cache nothing until ready.
+	Reset_ bool `protobuf:"varint,3,opt,name=reset,proto3" json:"reset,omitempty"`
+	// Tracked keys that changed since they were read: forget them.
+	Keys []string `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Every change up to this revision to a tracked key has been reported.
+	Revision      int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrackResponse) Reset() {
+	*x = TrackResponse{}
+	mi := &file_kvhost_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrackResponse) ProtoMessage() {}
+
+func (x *TrackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvhost_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrackResponse.ProtoReflect.Descriptor instead.
+func (*TrackResponse) Descriptor() ([]byte, []int) {
+	return file_kvhost_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *TrackResponse) GetTrackingId() string {
+	if x != nil {
+		return x.TrackingId
+	}
+	return ""
+}
+
+func (x *TrackResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *TrackResponse) GetReset_() bool {
+	if x != nil {
+		return x.Reset_
+	}
+	return false
+}
+
+func (x *TrackResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *TrackResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type ExistsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -2136,7 +2286,7 @@ type ExistsRequest struct {
 
 func (x *ExistsRequest) Reset() {
 	*x = ExistsRequest{}
-	mi := &file_kvhost_proto_msgTypes[32]
+	mi := &file_kvhost_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2298,7 @@ func (x *ExistsRequest) String() string {
 func (*ExistsRequest) ProtoMessage() {}
 
 func (x *ExistsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kvhost_proto_msgTypes[32]
+	mi := &file_kvhost_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2311,7 @@ func (x *ExistsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExistsRequest.ProtoReflect.Descriptor instead.
 func (*ExistsRequest) Descriptor() ([]byte, []int) {
-	return file_kvhost_proto_rawDescGZIP(), []int{32}
+	return file_kvhost_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExistsRequest) GetKey() string {
@@ -2184,7 +2334,7 @@ type ExistsResponse struct {
 
 func (x *ExistsResponse) Reset() {
 	*x = ExistsResponse{}
-	mi := &file_kvhost_proto_msgTypes[33]
+	mi := &file_kvhost_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2346,7 @@ func (x *ExistsResponse) String() string {
 func (*ExistsResponse) ProtoMessage() {}
 
 func (x *ExistsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvhost_proto_msgTypes[33]
+	mi := &file_kvhost_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2359,7 @@ func (x *ExistsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExistsResponse.ProtoReflect.Descriptor instead.
 func (*ExistsResponse) Descriptor() ([]byte, []int) {
-	return file_kvhost_proto_rawDescGZIP(), []int{33}
+	return file_kvhost_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ExistsResponse) GetExists() bool {
@@ -2249,13 +2399,17 @@ const file_kvhost_proto_rawDesc = "" +
 	"\x04Kind\x12\r\n" +
 	"\tKIND_NONE\x10\x00\x12\x0f\n" +
 	"\vKIND_ABSENT\x10\x01\x12\x10\n" +
-	"\fKIND_VERSION\x10\x02\"\x1e\n" +
+	"\fKIND_VERSION\x10\x02\"c\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"Q\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
+	"\flinearizable\x18\x02 \x01(\bR\flinearizable\x12\x1f\n" +
+	"\vtracking_id\x18\x03 \x01(\tR\n" +
+	"trackingId\"k\n" +
 	"\vGetResponse\x12&\n" +
 	"\x05entry\x18\x01 \x01(\v2\x10.kvhost.v1.EntryR\x05entry\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"$\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x18\n" +
+	"\atracked\x18\x03 \x01(\bR\atracked\"$\n" +
 	"\x0eGetManyRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\"Z\n" +
 	"\x0fGetManyResponse\x12+\n" +
@@ -2378,13 +2532,21 @@ const file_kvhost_proto_rawDesc = "" +
 	"\aswapped\x18\x01 \x01(\bR\aswapped\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12&\n" +
 	"\x05entry\x18\x03 \x01(\v2\x10.kvhost.v1.EntryR\x05entry\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x03R\brevision\"!\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\"\x0e\n" +
+	"\fTrackRequest\"\x8c\x01\n" +
+	"\rTrackResponse\x12\x1f\n" +
+	"\vtracking_id\x18\x01 \x01(\tR\n" +
+	"trackingId\x12\x14\n" +
+	"\x05ready\x18\x02 \x01(\bR\x05ready\x12\x14\n" +
+	"\x05reset\x18\x03 \x01(\bR\x05reset\x12\x12\n" +
+	"\x04keys\x18\x04 \x03(\tR\x04keys\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\"!\n" +
 	"\rExistsRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"l\n" +
 	"\x0eExistsResponse\x12\x16\n" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12&\n" +
 	"\x05entry\x18\x02 \x01(\v2\x10.kvhost.v1.EntryR\x05entry\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision2\x96\a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision2\xd4\a\n" +
 	"\x02KV\x124\n" +
 	"\x03Get\x12\x15.kvhost.v1.GetRequest\x1a\x16.kvhost.v1.GetResponse\x12@\n" +
 	"\aGetMany\x12\x19.kvhost.v1.GetManyRequest\x1a\x1a.kvhost.v1.GetManyResponse\x124\n" +
@@ -2400,7 +2562,8 @@ const file_kvhost_proto_rawDesc = "" +
 	"\x05Watch\x12\x17.kvhost.v1.WatchRequest\x1a\x18.kvhost.v1.WatchResponse0\x01\x12:\n" +
 	"\x05Stats\x12\x17.kvhost.v1.StatsRequest\x1a\x18.kvhost.v1.StatsResponse\x12U\n" +
 	"\x0eCompareAndSwap\x12 .kvhost.v1.CompareAndSwapRequest\x1a!.kvhost.v1.CompareAndSwapResponse\x12=\n" +
-	"\x06Exists\x12\x18.kvhost.v1.ExistsRequest\x1a\x19.kvhost.v1.ExistsResponseB'Z%github.com/kvhost/kvhost/api/kvhostv1b\x06proto3"
+	"\x06Exists\x12\x18.kvhost.v1.ExistsRequest\x1a\x19.kvhost.v1.ExistsResponse\x12<\n" +
+	"\x05Track\x12\x17.kvhost.v1.TrackRequest\x1a\x18.kvhost.v1.TrackResponse0\x01B'Z%github.com/kvhost/kvhost/api/kvhostv1b\x06proto3"
 
 var (
 	file_kvhost_proto_rawDescOnce sync.Once
@@ -2415,7 +2578,7 @@ func file_kvhost_proto_rawDescGZIP() []byte {
 }
 
 var file_kvhost_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_kvhost_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_kvhost_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_kvhost_proto_goTypes = []any{
 	(Condition_Kind)(0),            // 0: kvhost.v1.Condition.Kind
 	(Op_Kind)(0),                   // 1: kvhost.v1.Op.Kind
@@ -2452,8 +2615,10 @@ var file_kvhost_proto_goTypes = []any{
 	(*StatsResponse)(nil),          // 32: kvhost.v1.StatsResponse
 	(*CompareAndSwapRequest)(nil),  // 33: kvhost.v1.CompareAndSwapRequest
 	(*CompareAndSwapResponse)(nil), // 34: kvhost.v1.CompareAndSwapResponse
-	(*ExistsRequest)(nil),          // 35: kvhost.v1.ExistsRequest
-	(*ExistsResponse)(nil),         // 36: kvhost.v1.ExistsResponse
+	(*TrackRequest)(nil),           // 35: kvhost.v1.TrackRequest
+	(*TrackResponse)(nil),          // 36: kvhost.v1.TrackResponse
+	(*ExistsRequest)(nil),          // 37: kvhost.v1.ExistsRequest
+	(*ExistsResponse)(nil),         // 38: kvhost.v1.ExistsResponse
 }
 var file_kvhost_proto_depIdxs = []int32{
 	0,  // 0: kvhost.v1.Condition.kind:type_name -> kvhost.v1.Condition.Kind
@@ -2487,23 +2652,25 @@ var file_kvhost_proto_depIdxs = []int32{
 	28, // 28: kvhost.v1.KV.Watch:input_type -> kvhost.v1.WatchRequest
 	31, // 29: kvhost.v1.KV.Stats:input_type -> kvhost.v1.StatsRequest
 	33, // 30: kvhost.v1.KV.CompareAndSwap:input_type -> kvhost.v1.CompareAndSwapRequest
-	35, // 31: kvhost.v1.KV.Exists:input_type -> kvhost.v1.ExistsRequest
-	6,  // 32: kvhost.v1.KV.Get:output_type -> kvhost.v1.GetResponse
-	8,  // 33: kvhost.v1.KV.GetMany:output_type -> kvhost.v1.GetManyResponse
-	11, // 34: kvhost.v1.KV.Put:output_type -> kvhost.v1.PutResponse
-	13, // 35: kvhost.v1.KV.Delete:output_type -> kvhost.v1.DeleteResponse
-	15, // 36: kvhost.v1.KV.List:output_type -> kvhost.v1.ListResponse
-	17, // 37: kvhost.v1.KV.Count:output_type -> kvhost.v1.CountResponse
-	19, // 38: kvhost.v1.KV.DeletePrefix:output_type -> kvhost.v1.DeletePrefixResponse
-	21, // 39: kvhost.v1.KV.Increment:output_type -> kvhost.v1.IncrementResponse
-	23, // 40: kvhost.v1.KV.RefreshTTL:output_type -> kvhost.v1.RefreshTTLResponse
-	27, // 41: kvhost.v1.KV.Batch:output_type -> kvhost.v1.BatchResponse
-	29, // 42: kvhost.v1.KV.Watch:output_type -> kvhost.v1.WatchResponse
-	32, // 43: kvhost.v1.KV.Stats:output_type -> kvhost.v1.StatsResponse
-	34, // 44: kvhost.v1.KV.CompareAndSwap:output_type -> kvhost.v1.CompareAndSwapResponse
-	36, // 45: kvhost.v1.KV.Exists:output_type -> kvhost.v1.ExistsResponse
-	32, // [32:46] is the sub-list for method output_type
-	18, // [18:32] is the sub-list for method input_type
+	37, // 31: kvhost.v1.KV.Exists:input_type -> kvhost.v1.ExistsRequest
+	35, // 32: kvhost.v1.KV.Track:input_type -> kvhost.v1.TrackRequest
+	6,  // 33: kvhost.v1.KV.Get:output_type -> kvhost.v1.GetResponse
+	8,  // 34: kvhost.v1.KV.GetMany:output_type -> kvhost.v1.GetManyResponse
+	11, // 35: kvhost.v1.KV.Put:output_type -> kvhost.v1.PutResponse
+	13, // 36: kvhost.v1.KV.Delete:output_type -> kvhost.v1.DeleteResponse
+	15, // 37: kvhost.v1.KV.List:output_type -> kvhost.v1.ListResponse
+	17, // 38: kvhost.v1.KV.Count:output_type -> kvhost.v1.CountResponse
+	19, // 39: kvhost.v1.KV.DeletePrefix:output_type -> kvhost.v1.DeletePrefixResponse
+	21, // 40: kvhost.v1.KV.Increment:output_type -> kvhost.v1.IncrementResponse
+	23, // 41: kvhost.v1.KV.RefreshTTL:output_type -> kvhost.v1.RefreshTTLResponse
+	27, // 42: kvhost.v1.KV.Batch:output_type -> kvhost.v1.BatchResponse
+	29, // 43: kvhost.v1.KV.Watch:output_type -> kvhost.v1.WatchResponse
+	32, // 44: kvhost.v1.KV.Stats:output_type -> kvhost.v1.StatsResponse
+	34, // 45: kvhost.v1.KV.CompareAndSwap:output_type -> kvhost.v1.CompareAndSwapResponse
+	38, // 46: kvhost.v1.KV.Exists:output_type -> kvhost.v1.ExistsResponse
+	36, // 47: kvhost.v1.KV.Track:output_type -> kvhost.v1.TrackResponse
+	33, // [33:48] is the sub-list for method output_type
+	18, // [18:33] is the sub-list for method input_type
 	18, // [18:18] is the sub-list for extension type_name
 	18, // [18:18] is the sub-list for extension extendee
 	0,  // [0:18] is the sub-list for field type_name
@@ -2524,7 +2691,7 @@ func file_kvhost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvhost_proto_rawDesc), len(file_kvhost_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

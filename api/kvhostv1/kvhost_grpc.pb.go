@@ -58,6 +58,7 @@ const (
 	KV_Stats_FullMethodName          = "/kvhost.v1.KV/Stats"
 	KV_CompareAndSwap_FullMethodName = "/kvhost.v1.KV/CompareAndSwap"
 	KV_Exists_FullMethodName         = "/kvhost.v1.KV/Exists"
+	KV_Track_FullMethodName          = "/kvhost.v1.KV/Track"
 )
 
 // KVClient is the client API for KV service.
@@ -90,6 +91,17 @@ type KVClient interface {
 	// Exists says whether a live key exists, with its version and expiry
 	// but never its value. Policies vet it as a get.
 	Exists(ctx context.Context, in *ExistsRequest, opts ...grpc.CallOption) (*ExistsResponse, error)
+	// Track opens a tracking session, the way a client keeps a near cache
+	// (entries in its own memory) coherent. The first message gives the
+	// session's id and whether it is ready. A get that names the session
+	// (GetRequest.tracking_id) and answers tracked=true registers its key:
+	// the session then reports the key's next change, once (the key is
+	// tracked again only when read again). A reset message means the host
+	// lost the backend's changes: forget every tracked read and cache
+	// nothing until a ready message. A message's revision says every change
+	// up to it to a tracked key has been reported; an idle session hears
+	// of progress now and then. The session ends with the stream.
+	Track(ctx context.Context, in *TrackRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TrackResponse], error)
 }
 
 type kVClient struct {
@@ -249,6 +261,25 @@ func (c *kVClient) Exists(ctx context.Context, in *ExistsRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *kVClient) Track(ctx context.Context, in *TrackRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TrackResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[1], KV_Track_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TrackRequest, TrackResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_TrackClient = grpc.ServerStreamingClient[TrackResponse]
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -279,6 +310,17 @@ type KVServer interface {
 	// Exists says whether a live key exists, with its version and expiry
 	// but never its value. Policies vet it as a get.
 	Exists(context.Context, *ExistsRequest) (*ExistsResponse, error)
+	// Track opens a tracking session, the way a client keeps a near cache
+	// (entries in its own memory) coherent. The first message gives the
+	// session's id and whether it is ready. A get that names the session
+	// (GetRequest.tracking_id) and answers tracked=true registers its key:
+	// the session then reports the key's next change, once (the key is
+	// tracked again only when read again). A reset message means the host
+	// lost the backend's changes: forget every tracked read and cache
+	// nothing until a ready message. A message's revision says every change
+	// up to it to a tracked key has been reported; an idle session hears
+	// of progress now and then. The session ends with the stream.
+	Track(*TrackRequest, grpc.ServerStreamingServer[TrackResponse]) error
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -330,6 +372,9 @@ func (UnimplementedKVServer) CompareAndSwap(context.Context, *CompareAndSwapRequ
 }
 func (UnimplementedKVServer) Exists(context.Context, *ExistsRequest) (*ExistsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Exists not implemented")
+}
+func (UnimplementedKVServer) Track(*TrackRequest, grpc.ServerStreamingServer[TrackResponse]) error {
+	return status.Error(codes.Unimplemented, "method Track not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -597,6 +642,17 @@ func _KV_Exists_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_Track_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TrackRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(KVServer).Track(m, &grpc.GenericServerStream[TrackRequest, TrackResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_TrackServer = grpc.ServerStreamingServer[TrackResponse]
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -661,6 +717,11 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Watch",
 			Handler:       _KV_Watch_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Track",
+			Handler:       _KV_Track_Handler,
 			ServerStreams: true,
 		},
 	},

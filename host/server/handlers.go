@@ -26,14 +26,36 @@ func condFromPB(c *pb.Condition) kv.Condition {
 }
 
 func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
-	res, err := s.store.Get(ctx, req.Key)
+	res, err := s.store.Read(ctx, req.Key, host.ReadOptions{Linearizable: req.Linearizable, Tracking: req.TrackingId})
 	if err != nil {
 		return nil, err
 	}
 	if !res.Found {
 		return nil, fmt.Errorf("%w: %q", kv.ErrNotFound, req.Key)
 	}
-	return &pb.GetResponse{Entry: entryToPB(res.Entry), Revision: res.Revision}, nil
+	return &pb.GetResponse{Entry: entryToPB(res.Entry), Revision: res.Revision, Tracked: res.Tracked}, nil
+}
+
+// Track serves a tracking session for as long as the stream lasts.
+func (s *Server) Track(_ *pb.TrackRequest, stream pb.KV_TrackServer) error {
+	ctx := stream.Context()
+	ts, err := s.store.Track(ctx)
+	if err != nil {
+		return err
+	}
+	defer ts.Close()
+	if err := stream.Send(&pb.TrackResponse{TrackingId: ts.ID()}); err != nil {
+		return err
+	}
+	for {
+		m, err := ts.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&pb.TrackResponse{Ready: m.Ready, Reset_: m.Reset, Keys: m.Keys, Revision: m.Revision}); err != nil {
+			return err
+		}
+	}
 }
 
 func (s *Server) GetMany(ctx context.Context, req *pb.GetManyRequest) (*pb.GetManyResponse, error) {
