@@ -116,6 +116,7 @@ func run(ctx context.Context, c config) error {
 	if _, err := os.Stat(kvhostBin); err != nil {
 		return fmt.Errorf("kvhost binary: %w (run make build, or pass -kvhost)", err)
 	}
+	load0 := loadAvg() // before this program adds its own
 	dir, err := os.MkdirTemp("", "kvhost-peer-bench-")
 	if err != nil {
 		return err
@@ -245,7 +246,15 @@ func run(ctx context.Context, c config) error {
 	hits0, miss0 := cacheCounters(ctx, cached.metrics)
 
 	// Rounds.
-	run := &results{cfg: c, targets: targets, load0: loadAvg()}
+	run := &results{cfg: c, targets: targets, load0: load0}
+	ours := func() time.Duration {
+		d := selfCPU()
+		for _, p := range []*proc{cached.proc, uncached.proc, etcdProc, redisProc} {
+			d += p.cpu()
+		}
+		return d
+	}
+	busy0, ours0, wall0 := machineBusy(), ours(), time.Now()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for r := range c.rounds {
 		lat, err := latencyPhase(ctx, targets, keys, c.gets, rng)
@@ -279,6 +288,7 @@ func run(ctx context.Context, c config) error {
 		run.rounds = append(run.rounds, round)
 		say("round %d of %d: load %.2f; %s", r+1, c.rounds, load, run.roundSummary(r))
 	}
+	run.othersCores = (machineBusy() - busy0 - (ours() - ours0)).Seconds() / time.Since(wall0).Seconds()
 	hits1, miss1 := cacheCounters(ctx, cached.metrics)
 	run.hits, run.misses = hits1-hits0, miss1-miss0
 
@@ -517,6 +527,26 @@ func loadAvg() float64 {
 	}
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
+}
+
+// machineBusy is the CPU time all processes have used, from /proc/stat
+// (user, nice, system, irq, softirq and steal of every CPU).
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += v
+	}
+	return time.Duration(ticks) * clockTick
 }
 
 // cpuModel is /proc/cpuinfo's first model name.

@@ -12,7 +12,10 @@ type results struct {
 	cfg     config
 	targets []*target
 	rounds  [][]sample
-	load0   float64
+	load0   float64 // before the servers started
+	// othersCores is the CPU that processes other than the servers and
+	// this program used during the rounds, in cores.
+	othersCores float64
 
 	hits, misses float64 // the host cache's, over the rounds
 
@@ -91,7 +94,7 @@ func (r *results) roundSummary(i int) string {
 }
 
 func (r *results) loadRange() (lo, hi float64) {
-	lo, hi = r.load0, r.load0
+	lo, hi = r.rounds[0][0].load, r.rounds[0][0].load
 	for _, round := range r.rounds {
 		lo, hi = min(lo, round[0].load), max(hi, round[0].load)
 	}
@@ -109,9 +112,10 @@ func (r *results) markdown() string {
 	if r.redisVersion != "" {
 		p(" Redis %s, go-redis %s;", r.redisVersion, depVersion("github.com/redis/go-redis/v9"))
 	}
-	p(" %s; `nproc` %d, CPU %q; 1-minute load average %.2f–%.2f during the run", runtime.Version(), runtime.NumCPU(), cpuModel(), lo, hi)
-	if hi > 3 {
-		p(" (**loaded**: rerun at a quieter moment)")
+	p(" %s; `nproc` %d, CPU %q. Load: 1-minute load average %.2f before the run, %.2f–%.2f at the ends of its rounds (this run's own processes included); other processes used %.2f cores on average during the rounds",
+		runtime.Version(), runtime.NumCPU(), cpuModel(), r.load0, lo, hi, r.othersCores)
+	if r.othersCores > 0.5 || r.load0 > 3 {
+		p(" (**a loaded machine**: rerun at a quieter moment)")
 	}
 	p(". %s keys of %d bytes in each server; %d round(s) of %s single-client gets per column, then %d clients for %v per column.",
 		thousands(float64(c.keys)), c.valueSize, c.rounds, thousands(float64(c.gets)), c.clients, c.duration)
