@@ -63,6 +63,7 @@ func (c *Client) CompareAndSwap(ctx context.Context, key string, expect Expectat
 		}
 		req.Expect = &apipb.CompareAndSwapRequest_ExpectedValue{ExpectedValue: v}
 	}
+	defer c.writing(false, key)()
 	r, err := c.rpc.CompareAndSwap(ctx, req)
 	if err != nil {
 		return false, kv.Entry{}, c.wireErr(err)

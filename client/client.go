@@ -55,6 +55,7 @@ const DefaultAddr = "127.0.0.1:7070"
 type Client struct {
 	conn   *grpc.ClientConn
 	rpc    apipb.KVClient
+	near   *nearCache // nil without WithNearCache
 	closed atomic.Bool
 }
 
@@ -62,10 +63,11 @@ type Client struct {
 type Option func(*options)
 
 type options struct {
-	token    string
-	tls      *tls.Config
-	insecure bool
-	dial     []grpc.DialOption
+	token     string
+	tls       *tls.Config
+	insecure  bool
+	dial      []grpc.DialOption
+	nearBytes int64
 }
 
 // WithToken authenticates every call with a bearer token. An empty token
@@ -100,7 +102,8 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 
 // New returns a client of the server at addr ("host:port", or any gRPC
 // target such as "unix:///run/kvhost.sock"). It does not dial: the first
-// call does, so New fails only on bad options.
+// call does (with WithNearCache, its tracking session at once), so New
+// fails only on bad options.
 func New(addr string, opts ...Option) (*Client, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("%w: empty server address", ErrInvalidArgument)
@@ -134,7 +137,11 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: server address %q: %w", ErrInvalidArgument, addr, err)
 	}
-	return &Client{conn: conn, rpc: apipb.NewKVClient(conn)}, nil
+	c := &Client{conn: conn, rpc: apipb.NewKVClient(conn)}
+	if o.nearBytes > 0 {
+		c.near = newNearCache(c.rpc, o.nearBytes)
+	}
+	return c, nil
 }
 
 // Close ends the connection. Calls after Close fail with ErrClosed; so do
@@ -142,6 +149,9 @@ func New(addr string, opts ...Option) (*Client, error) {
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
+	}
+	if c.near != nil {
+		c.near.close()
 	}
 	return c.conn.Close()
 }

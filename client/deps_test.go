@@ -10,7 +10,8 @@ import (
 
 // An application that only talks to kvhost links no plugin machinery: the
 // client's dependencies hold no go-plugin, yamux or hclog, and no kvhost
-// package but the data model, the API and its error table.
+// package but the data model, the API, its error table and the cache
+// bookkeeping the near cache shares with the host's.
 func TestClientLinksNoPluginMachinery(t *testing.T) {
 	cmd := exec.Command("go", "list", "-deps", "./client")
 	cmd.Dir = testbin.ModuleRoot(t)
@@ -19,10 +20,11 @@ func TestClientLinksNoPluginMachinery(t *testing.T) {
 		t.Fatalf("go list -deps ./client: %v\n%s", err, out)
 	}
 	allowed := map[string]bool{
-		"github.com/kvhost/kvhost/client":       true,
-		"github.com/kvhost/kvhost/kv":           true,
-		"github.com/kvhost/kvhost/api/kvhostv1": true,
-		"github.com/kvhost/kvhost/api/rpcerr":   true,
+		"github.com/kvhost/kvhost/client":            true,
+		"github.com/kvhost/kvhost/kv":                true,
+		"github.com/kvhost/kvhost/api/kvhostv1":      true,
+		"github.com/kvhost/kvhost/api/rpcerr":        true,
+		"github.com/kvhost/kvhost/internal/cachemap": true,
 	}
 	for _, dep := range strings.Fields(string(out)) {
 		for _, banned := range []string{"hashicorp/go-plugin", "hashicorp/yamux", "hashicorp/go-hclog"} {

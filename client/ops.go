@@ -90,18 +90,47 @@ type Stats struct {
 }
 
 // Get returns the live entry under key, or an error wrapping ErrNotFound.
-func (c *Client) Get(ctx context.Context, key string) (kv.Entry, error) {
-	if err := c.check(); err != nil {
+// With a near cache (WithNearCache) it may be served from memory.
+func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (kv.Entry, error) {
+	r, err := c.Read(ctx, key, opts...)
+	if err != nil {
 		return kv.Entry{}, err
+	}
+	if !r.Found {
+		return kv.Entry{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	return r.Entry, nil
+}
+
+// Read looks key up and says at which store revision: a missing key is an
+// answer (Found false), not an error. With a near cache (WithNearCache) it
+// may be served from memory, at the revision the cache can vouch for.
+func (c *Client) Read(ctx context.Context, key string, opts ...ReadOption) (kv.GetResult, error) {
+	if err := c.check(); err != nil {
+		return kv.GetResult{}, err
 	}
 	if err := kv.ValidateKey(key); err != nil {
-		return kv.Entry{}, err
+		return kv.GetResult{}, err
 	}
-	r, err := c.rpc.Get(ctx, &apipb.GetRequest{Key: key})
+	var o readOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if c.near != nil && !o.linearizable {
+		return c.near.read(ctx, c, key)
+	}
+	r, err := c.rpc.Get(ctx, &apipb.GetRequest{Key: key, Linearizable: o.linearizable, AllowMissing: true})
 	if err != nil {
-		return kv.Entry{}, c.wireErr(err)
+		return kv.GetResult{}, c.wireErr(err)
 	}
-	return entryFromPB(r.Entry), nil
+	return getResult(r), nil
+}
+
+func getResult(r *apipb.GetResponse) kv.GetResult {
+	if r.Entry == nil {
+		return kv.GetResult{Revision: r.Revision}
+	}
+	return kv.GetResult{Found: true, Entry: entryFromPB(r.Entry), Revision: r.Revision}
 }
 
 // GetMany looks up to kv.MaxGetMany keys at once and answers in
@@ -142,6 +171,7 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 	if err := kv.ValidatePut(req); err != nil {
 		return kv.Entry{}, err
 	}
+	defer c.writing(false, key)()
 	r, err := c.rpc.Put(ctx, &apipb.PutRequest{
 		Key: key, Value: value, TtlMs: kv.TTLMillis(o.ttl), Condition: condToPB(o.cond),
 	})
@@ -167,6 +197,7 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (b
 	if err := kv.ValidateCondition(o.cond, false); err != nil {
 		return false, err
 	}
+	defer c.writing(false, key)()
 	r, err := c.rpc.Delete(ctx, &apipb.DeleteRequest{Key: key, Condition: condToPB(o.cond)})
 	if err != nil {
 		return false, c.wireErr(err)
@@ -263,6 +294,7 @@ func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int64, error)
 	if err := kv.ValidateDeletePrefix(prefix); err != nil {
 		return 0, err
 	}
+	defer c.writing(true)()
 	r, err := c.rpc.DeletePrefix(ctx, &apipb.DeletePrefixRequest{Prefix: prefix})
 	if err != nil {
 		return 0, c.wireErr(err)
@@ -280,6 +312,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (kv.Cou
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.Counter{}, err
 	}
+	defer c.writing(false, key)()
 	r, err := c.rpc.Increment(ctx, &apipb.IncrementRequest{Key: key, Delta: delta})
 	if err != nil {
 		return kv.Counter{}, c.wireErr(err)
@@ -301,6 +334,7 @@ func (c *Client) RefreshTTL(ctx context.Context, key string, ttl time.Duration, 
 	if err := kv.ValidateRefresh(kv.RefreshRequest{Key: key, TTL: ttl, Cond: o.cond}); err != nil {
 		return kv.Entry{}, err
 	}
+	defer c.writing(false, key)()
 	r, err := c.rpc.RefreshTTL(ctx, &apipb.RefreshTTLRequest{Key: key, TtlMs: kv.TTLMillis(ttl), Condition: condToPB(o.cond)})
 	if err != nil {
 		return kv.Entry{}, c.wireErr(err)
@@ -319,12 +353,15 @@ func (c *Client) Batch(ctx context.Context, ops []kv.Op) ([]kv.OpResult, error) 
 		return nil, err
 	}
 	req := &apipb.BatchRequest{Ops: make([]*apipb.Op, len(ops))}
+	keys := make([]string, len(ops))
 	for i, op := range ops {
+		keys[i] = op.Key
 		req.Ops[i] = &apipb.Op{
 			Kind: apipb.Op_Kind(op.Kind), Key: op.Key, Value: op.Value,
 			TtlMs: kv.TTLMillis(op.TTL), Condition: condToPB(op.Cond),
 		}
 	}
+	defer c.writing(false, keys...)()
 	r, err := c.rpc.Batch(ctx, req)
 	if err != nil {
 		return nil, c.wireErr(err)

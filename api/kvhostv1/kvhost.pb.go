@@ -333,7 +333,10 @@ type GetRequest struct {
 	// changes it has heard of, not linearizable. Elsewhere every read is.
 	Linearizable bool `protobuf:"varint,2,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
 	// Register the key with this tracking session of the caller (Track).
-	TrackingId    string `protobuf:"bytes,3,opt,name=tracking_id,json=trackingId,proto3" json:"tracking_id,omitempty"`
+	TrackingId string `protobuf:"bytes,3,opt,name=tracking_id,json=trackingId,proto3" json:"tracking_id,omitempty"`
+	// Answer a missing key with no entry rather than NOT_FOUND, so that
+	// the answer has a revision (and can be tracked).
+	AllowMissing  bool `protobuf:"varint,4,opt,name=allow_missing,json=allowMissing,proto3" json:"allow_missing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -389,9 +392,17 @@ func (x *GetRequest) GetTrackingId() string {
 	return ""
 }
 
+func (x *GetRequest) GetAllowMissing() bool {
+	if x != nil {
+		return x.AllowMissing
+	}
+	return false
+}
+
 type GetResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Entry *Entry                 `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	// Unset for a missing key (allow_missing).
+	Entry *Entry `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
 	// The store revision the read was served at.
 	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// The tracking session of the request tracks the key: its next change
@@ -2399,13 +2410,14 @@ const file_kvhost_proto_rawDesc = "" +
 	"\x04Kind\x12\r\n" +
 	"\tKIND_NONE\x10\x00\x12\x0f\n" +
 	"\vKIND_ABSENT\x10\x01\x12\x10\n" +
-	"\fKIND_VERSION\x10\x02\"c\n" +
+	"\fKIND_VERSION\x10\x02\"\x88\x01\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\flinearizable\x18\x02 \x01(\bR\flinearizable\x12\x1f\n" +
 	"\vtracking_id\x18\x03 \x01(\tR\n" +
-	"trackingId\"k\n" +
+	"trackingId\x12#\n" +
+	"\rallow_missing\x18\x04 \x01(\bR\fallowMissing\"k\n" +
 	"\vGetResponse\x12&\n" +
 	"\x05entry\x18\x01 \x01(\v2\x10.kvhost.v1.EntryR\x05entry\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x18\n" +

@@ -30,10 +30,14 @@ func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, 
 	if err != nil {
 		return nil, err
 	}
-	if !res.Found {
+	out := &pb.GetResponse{Revision: res.Revision, Tracked: res.Tracked}
+	switch {
+	case res.Found:
+		out.Entry = entryToPB(res.Entry)
+	case !req.AllowMissing:
 		return nil, fmt.Errorf("%w: %q", kv.ErrNotFound, req.Key)
 	}
-	return &pb.GetResponse{Entry: entryToPB(res.Entry), Revision: res.Revision, Tracked: res.Tracked}, nil
+	return out, nil
 }
 
 // Track serves a tracking session for as long as the stream lasts.
