@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvhost/kvhost/client"
 	"github.com/kvhost/kvhost/client/registry"
+	"github.com/kvhost/kvhost/internal/testbin"
 	"github.com/kvhost/kvhost/kv"
 )
 
@@ -23,10 +24,54 @@ import (
 
 const registryWorkers = 4
 
-// registryClient starts the backend's first host and returns its client.
-func registryClient(b *testing.B, hosts func(testing.TB) []*server) *client.Client {
-	b.Helper()
-	return hosts(b)[0].client(b, "")
+// registryHosts start each backend's hosts as backendHosts do, with cache
+// (a line of configuration) added, so that one run measures each backend
+// with the host read cache off and on.
+var registryHosts = []struct {
+	name  string
+	hosts func(t testing.TB, cache string) []*server
+}{
+	{"memory", func(t testing.TB, cache string) []*server {
+		testbin.Plugin(t, "memory")
+		return []*server{startServerTB(t, "auth: {anonymous: true}\nbackend: {plugin: memory}\n"+cache)}
+	}},
+	{"sqlite", func(t testing.TB, cache string) []*server {
+		testbin.Plugin(t, "sqlite")
+		return []*server{startServerTB(t, "auth: {anonymous: true}\n"+cache)}
+	}},
+	{"postgres", func(t testing.TB, cache string) []*server {
+		dsn := pgDSN(t)
+		schema := pgSchema(t, dsn)
+		testbin.Plugin(t, "postgres")
+		cfg := fmt.Sprintf("auth: {anonymous: true}\nbackend:\n  plugin: postgres\n  settings: {dsn: %q, schema: %q, pool_size: \"4\"}\n", dsn, schema) + cache
+		return []*server{startServerTB(t, cfg), startServerTB(t, cfg)}
+	}},
+	{"redis", func(t testing.TB, cache string) []*server {
+		addr := redisAddr(t)
+		prefix := redisStore(t, addr)
+		testbin.Plugin(t, "redis")
+		cfg := fmt.Sprintf("auth: {anonymous: true}\nbackend:\n  plugin: redis\n  settings: {addr: %q, key_prefix: %q}\n", addr, prefix) + cache
+		return []*server{startServerTB(t, cfg), startServerTB(t, cfg)}
+	}},
+}
+
+// registryCaches: off, and on — by default on memory and SQLite, with
+// shared: true on PostgreSQL and Redis (where it is off by default).
+var registryCaches = []struct{ name, config string }{
+	{"cache=off", "cache: {max_bytes: -1}\n"},
+	{"cache=on", "cache: {shared: true}\n"},
+}
+
+// forEachRegistryHost runs bench once per backend and cache setting, with
+// a client of the backend's first host.
+func forEachRegistryHost(b *testing.B, bench func(b *testing.B, c *client.Client)) {
+	for _, st := range registryHosts {
+		for _, cache := range registryCaches {
+			b.Run(st.name+"/"+cache.name, func(b *testing.B) {
+				bench(b, st.hosts(b, cache.config)[0].client(b, ""))
+			})
+		}
+	}
 }
 
 // loadKeys puts n keys named name(i) in batches of kv.MaxBatchOps.
@@ -102,37 +147,34 @@ func mix(b *testing.B, op func(i int) error) {
 // BenchmarkRegistryActors: 10K actors; 95% lookups, 4% registrations, 1%
 // lists of all of them.
 func BenchmarkRegistryActors(b *testing.B) {
-	for _, st := range backendHosts {
-		b.Run(st.name, func(b *testing.B) {
-			c := registryClient(b, st.hosts)
-			const actors = 10_000
-			loadKeys(b, c, actors, func(i int) string { return fmt.Sprintf("%sa%05d", registry.DefaultActorPrefix, i) },
-				[]byte("node-07:pid-4242"), 0)
-			reg := registry.NewActors(c, "")
-			var lookup, register, list samples
-			var placed atomic.Int64
-			ctx := b.Context()
-			mix(b, func(i int) error {
-				switch r := i % 100; {
-				case r < 95:
-					return lookup.time(func() error {
-						_, err := reg.Lookup(ctx, fmt.Sprintf("a%05d", (i*7919)%actors))
-						return err
-					})
-				case r < 99:
-					return register.time(func() error {
-						_, err := reg.Register(ctx, fmt.Sprintf("new-%d-%d", time.Now().UnixNano(), placed.Add(1)), "node-08:pid-99")
-						return err
-					})
-				default:
-					return list.time(func() error { return countAll(ctx, reg, actors) })
-				}
-			})
-			lookup.report(b, "lookup")
-			register.report(b, "register")
-			list.report(b, "list-all")
+	forEachRegistryHost(b, func(b *testing.B, c *client.Client) {
+		const actors = 10_000
+		loadKeys(b, c, actors, func(i int) string { return fmt.Sprintf("%sa%05d", registry.DefaultActorPrefix, i) },
+			[]byte("node-07:pid-4242"), 0)
+		reg := registry.NewActors(c, "")
+		var lookup, register, list samples
+		var placed atomic.Int64
+		ctx := b.Context()
+		mix(b, func(i int) error {
+			switch r := i % 100; {
+			case r < 95:
+				return lookup.time(func() error {
+					_, err := reg.Lookup(ctx, fmt.Sprintf("a%05d", (i*7919)%actors))
+					return err
+				})
+			case r < 99:
+				return register.time(func() error {
+					_, err := reg.Register(ctx, fmt.Sprintf("new-%d-%d", time.Now().UnixNano(), placed.Add(1)), "node-08:pid-99")
+					return err
+				})
+			default:
+				return list.time(func() error { return countAll(ctx, reg, actors) })
+			}
 		})
-	}
+		lookup.report(b, "lookup")
+		register.report(b, "register")
+		list.report(b, "list-all")
+	})
 }
 
 // countAll lists every actor and checks there are at least want.
@@ -154,61 +196,58 @@ func countAll(ctx context.Context, reg *registry.Actors, want int) error {
 // registrations, 5% lists of the live nodes, while every node heartbeats
 // every 10 s (100 heartbeats a second, timed apart).
 func BenchmarkRegistryNodes(b *testing.B) {
-	for _, st := range backendHosts {
-		b.Run(st.name, func(b *testing.B) {
-			c := registryClient(b, st.hosts)
-			const nodes = 1000
-			nodeID := func(i int) string { return fmt.Sprintf("n%04d", i) }
-			loadKeys(b, c, nodes, func(i int) string { return registry.DefaultNodePrefix + nodeID(i) },
-				[]byte(`{"addr":"10.0.0.7:7000","roles":["actors"]}`), 30*time.Second)
-			reg := registry.NewNodes(c, "")
-			ctx, cancel := context.WithCancel(b.Context())
-			var lookup, register, list, heartbeat samples
-			var hb sync.WaitGroup
-			hb.Go(func() {
-				tick := time.NewTicker(10 * time.Millisecond) // 100 a second: each node every 10 s
-				defer tick.Stop()
-				for i := 0; ; i++ {
-					select {
-					case <-ctx.Done():
-						return
-					case <-tick.C:
-					}
-					err := heartbeat.time(func() error {
-						_, err := reg.Heartbeat(ctx, nodeID(i%nodes), 30*time.Second)
-						return err
-					})
-					if err != nil && ctx.Err() == nil {
-						b.Error(err)
-						return
-					}
+	forEachRegistryHost(b, func(b *testing.B, c *client.Client) {
+		const nodes = 1000
+		nodeID := func(i int) string { return fmt.Sprintf("n%04d", i) }
+		loadKeys(b, c, nodes, func(i int) string { return registry.DefaultNodePrefix + nodeID(i) },
+			[]byte(`{"addr":"10.0.0.7:7000","roles":["actors"]}`), 30*time.Second)
+		reg := registry.NewNodes(c, "")
+		ctx, cancel := context.WithCancel(b.Context())
+		var lookup, register, list, heartbeat samples
+		var hb sync.WaitGroup
+		hb.Go(func() {
+			tick := time.NewTicker(10 * time.Millisecond) // 100 a second: each node every 10 s
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
 				}
-			})
-			mix(b, func(i int) error {
-				switch r := i % 100; {
-				case r < 90:
-					return lookup.time(func() error { _, err := reg.Lookup(ctx, nodeID((i*7919)%nodes)); return err })
-				case r < 95:
-					return register.time(func() error {
-						_, err := reg.Register(ctx, nodeID((i*31)%nodes), []byte(`{"addr":"10.0.0.8:7000"}`), 30*time.Second)
-						return err
-					})
-				default:
-					return list.time(func() error {
-						alive, err := reg.Alive(ctx)
-						if err == nil && len(alive) != nodes {
-							err = fmt.Errorf("%d nodes alive, want %d", len(alive), nodes)
-						}
-						return err
-					})
+				err := heartbeat.time(func() error {
+					_, err := reg.Heartbeat(ctx, nodeID(i%nodes), 30*time.Second)
+					return err
+				})
+				if err != nil && ctx.Err() == nil {
+					b.Error(err)
+					return
 				}
-			})
-			cancel()
-			hb.Wait()
-			lookup.report(b, "lookup")
-			register.report(b, "register")
-			heartbeat.report(b, "heartbeat")
-			list.report(b, "list-all")
+			}
 		})
-	}
+		mix(b, func(i int) error {
+			switch r := i % 100; {
+			case r < 90:
+				return lookup.time(func() error { _, err := reg.Lookup(ctx, nodeID((i*7919)%nodes)); return err })
+			case r < 95:
+				return register.time(func() error {
+					_, err := reg.Register(ctx, nodeID((i*31)%nodes), []byte(`{"addr":"10.0.0.8:7000"}`), 30*time.Second)
+					return err
+				})
+			default:
+				return list.time(func() error {
+					alive, err := reg.Alive(ctx)
+					if err == nil && len(alive) != nodes {
+						err = fmt.Errorf("%d nodes alive, want %d", len(alive), nodes)
+					}
+					return err
+				})
+			}
+		})
+		cancel()
+		hb.Wait()
+		lookup.report(b, "lookup")
+		register.report(b, "register")
+		heartbeat.report(b, "heartbeat")
+		list.report(b, "list-all")
+	})
 }
