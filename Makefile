@@ -21,10 +21,12 @@ plugins:
 
 # The tests of the PostgreSQL and Redis backends need those servers:
 # scripts/services.sh finds or installs and starts them, and says where.
+# examples/boltkv is a module of its own (on this tree): vetted and tested too.
 test: build vet
 	@env="$$(scripts/services.sh)" || exit 1; eval "$$env"; \
 	echo KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test $(GOTEST_FLAGS) ./...; \
-	KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test $(GOTEST_FLAGS) ./...
+	KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test $(GOTEST_FLAGS) ./... && \
+	cd examples/boltkv && $(GO) vet ./... && KVHOST_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test $(GOTEST_FLAGS) ./...
 
 services:
 	@scripts/services.sh
