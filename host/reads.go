@@ -82,8 +82,14 @@ type trackedView struct {
 }
 
 func (v *trackedView) Get(ctx context.Context, key string) (kv.GetResult, error) {
-	if o := readOptionsOf(ctx); o != nil && o.Tracking != "" {
-		o.tracked = v.t.track(o.Tracking, key)
+	o := readOptionsOf(ctx)
+	if o == nil || o.Tracking == "" {
+		return v.backend.Get(ctx, key)
 	}
-	return v.backend.Get(ctx, key)
+	o.tracked = v.t.track(o.Tracking, key)
+	res, err := v.backend.Get(ctx, key)
+	if o.tracked && err == nil {
+		v.t.served(o.Tracking, key, res.Revision)
+	}
+	return res, err
 }

@@ -85,7 +85,10 @@ type TrackSession struct {
 	t      *tracker
 	id     string
 	prefix string              // the tenant's key prefix
-	keys   map[string]struct{} // backend keys tracked
+	// keys are the backend keys tracked, each with the revision its read
+	// was served at once known: changes up to it are already in what the
+	// client read, and are not reported.
+	keys map[string]int64
 	// What Next has to tell, guarded by t.mu.
 	pending      []string
 	reset, ready bool
@@ -100,7 +103,7 @@ func (t *tracker) open(prefix string) (*TrackSession, error) {
 	if _, err := rand.Read(raw[:]); err != nil {
 		return nil, fmt.Errorf("tracking session id: %w", err)
 	}
-	s := &TrackSession{t: t, id: hex.EncodeToString(raw[:]), prefix: prefix, keys: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+	s := &TrackSession{t: t, id: hex.EncodeToString(raw[:]), prefix: prefix, keys: map[string]int64{}, wake: make(chan struct{}, 1)}
 	t.mu.Lock()
 	t.sessions[s.id] = s
 	s.ready = t.serving
@@ -222,7 +225,7 @@ func (t *tracker) track(id, key string) bool {
 			return false
 		}
 	}
-	s.keys[key] = struct{}{}
+	s.keys[key] = 0
 	subs := t.byKey[key]
 	if subs == nil {
 		subs = map[*TrackSession]struct{}{}
@@ -230,6 +233,17 @@ func (t *tracker) track(id, key string) bool {
 	}
 	subs[s] = struct{}{}
 	return true
+}
+
+// served records the revision a tracked read of key was served at.
+func (t *tracker) served(id, key string, rev int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.sessions[id]; s != nil {
+		if seen, ok := s.keys[key]; ok && rev > seen {
+			s.keys[key] = rev
+		}
+	}
 }
 
 // reportLocked tells s that key changed and stops tracking it for s.
@@ -270,7 +284,9 @@ func (t *tracker) event(ev kv.Event) {
 	defer t.mu.Unlock()
 	if ev.Type != kv.EventProgress {
 		for s := range t.byKey[ev.Key] {
-			t.reportLocked(ev.Key, s)
+			if ev.Revision > s.keys[ev.Key] {
+				t.reportLocked(ev.Key, s)
+			}
 		}
 	}
 	if ev.Revision > t.pos {
