@@ -6,8 +6,9 @@
 //
 // Settings:
 //   - path: the database file (required); one process holds it at a time.
-//   - sync: "false" skips the fsync of each commit (faster; a power loss
-//     may then lose the last commits). Default "true".
+//   - sync: "false" skips the fsync of each commit: faster, and safe
+//     across a process crash, but a power loss may then damage the file
+//     (bbolt's NoSync), so only for data that can be rebuilt. Default "true".
 //   - history, watch_buffer: the kit's (see kit.Settings).
 package boltkv
 
