@@ -70,12 +70,18 @@ func BenchmarkSideBySide(b *testing.B) {
 			_, err := be.Put(ctx, kv.PutRequest{Key: benchkit.Spread(keys, i), Value: benchkit.Value, TTL: 1 << 40})
 			return err
 		}},
-		{"increment", func(be kv.Backend, i int) error { _, err := be.Increment(ctx, fmt.Sprintf("n%d", i%100), 1); return err }},
+		{"increment", func(be kv.Backend, i int) error {
+			_, err := be.Increment(ctx, fmt.Sprintf("n%d", i%100), 1)
+			return err
+		}},
 		{"list-100", func(be kv.Backend, i int) error {
 			_, err := be.List(ctx, kv.ListRequest{Prefix: fmt.Sprintf("p%02d/", i%100)})
 			return err
 		}},
-		{"list-10K", func(be kv.Backend, _ int) error { _, err := be.List(ctx, kv.ListRequest{Limit: kv.MaxListLimit}); return err }},
+		{"list-10K", func(be kv.Backend, _ int) error {
+			_, err := be.List(ctx, kv.ListRequest{Limit: kv.MaxListLimit})
+			return err
+		}},
 		{"count-10K", func(be kv.Backend, _ int) error { _, err := be.Count(ctx, "p"); return err }},
 	}
 	for _, o := range ops {
