@@ -72,10 +72,10 @@ func pgSchema(t testing.TB, dsn string) string {
 }
 
 // startPGHost starts kvhost serving the PostgreSQL store in schema.
-func startPGHost(t testing.TB, dsn, schema string) *server {
+func startPGHost(t testing.TB, dsn, schema string, config ...string) *server {
 	t.Helper()
 	testbin.Plugin(t, "postgres") // kvhost finds its plugins beside itself
-	return startServerTB(t, fmt.Sprintf("auth: {anonymous: true}\nbackend:\n  plugin: postgres\n  settings: {dsn: %q, schema: %q, pool_size: \"4\"}\n", dsn, schema))
+	return startServerTB(t, fmt.Sprintf("auth: {anonymous: true}\nbackend:\n  plugin: postgres\n  settings: {dsn: %q, schema: %q, pool_size: \"4\"}\n", dsn, schema)+strings.Join(config, ""))
 }
 
 // Two kvhost processes, each with its own plugin, on one database:

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,10 +83,10 @@ func redisStore(t testing.TB, addr string) string {
 }
 
 // startRedisHost starts kvhost serving the Redis store under prefix.
-func startRedisHost(t testing.TB, addr, prefix string) *server {
+func startRedisHost(t testing.TB, addr, prefix string, config ...string) *server {
 	t.Helper()
 	testbin.Plugin(t, "redis") // kvhost finds its plugins beside itself
-	return startServerTB(t, fmt.Sprintf("auth: {anonymous: true}\nbackend:\n  plugin: redis\n  settings: {addr: %q, key_prefix: %q}\n", addr, prefix))
+	return startServerTB(t, fmt.Sprintf("auth: {anonymous: true}\nbackend:\n  plugin: redis\n  settings: {addr: %q, key_prefix: %q}\n", addr, prefix)+strings.Join(config, ""))
 }
 
 // within polls cond until it holds; the bound only ends a test that would
