@@ -84,7 +84,7 @@ func newTracker(f *feed) *tracker {
 type TrackSession struct {
 	t      *tracker
 	id     string
-	prefix string              // the tenant's key prefix
+	prefix string // the tenant's key prefix
 	// keys are the backend keys tracked, each with the revision its read
 	// was served at once known: changes up to it are already in what the
 	// client read, and are not reported.
