@@ -14,9 +14,10 @@
 //     an order that rotates every op, so that every column sees the same
 //     moments of the machine's load; p50 and p99;
 //   - 16 clients (goroutines sharing one client, as an application does)
-//     for a few seconds per column, the columns in turn in an order that
-//     rotates every round: gets per second, p50 and p99 under load, and
-//     the CPU time the server and the client spent per get.
+//     for a few seconds per column, in slices of half a second, the
+//     columns taking turns slice by slice in an order that rotates: gets
+//     per second, p50 and p99 under load, and the CPU time the server and
+//     the client spent per get.
 //
 // etcd is measured twice on the same server: with its default,
 // linearizable gets (a ReadIndex round through raft before the read) and
@@ -70,7 +71,7 @@ type config struct {
 	kvhost, etcd, etcdEndpoint, redis string
 	keys, valueSize, rounds, gets     int
 	clients                           int
-	duration                          time.Duration
+	duration, slice                   time.Duration
 	write, profile                    string
 }
 
@@ -86,8 +87,9 @@ func main() {
 	flag.IntVar(&c.gets, "gets", 2000, "single-client gets per column per round")
 	flag.IntVar(&c.clients, "clients", 16, "concurrent clients in the throughput phase")
 	flag.DurationVar(&c.duration, "duration", 3*time.Second, "throughput phase per column per round")
+	flag.DurationVar(&c.slice, "slice", 500*time.Millisecond, "the throughput phase's columns take turns every slice")
 	flag.StringVar(&c.write, "write", "", "replace the text between the peer-bench markers of this file (docs/PERFORMANCE.md) with the table")
-	flag.StringVar(&c.profile, "profile", "", "directory for CPU profiles of the servers (kvhost host, etcd) and of this client, taken in the last round's throughput phase")
+	flag.StringVar(&c.profile, "profile", "", "directory for CPU profiles of the servers (kvhost host, etcd) and of this client, taken after the rounds in one more throughput phase per column")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -265,21 +267,23 @@ func run(ctx context.Context, c config) error {
 		for i := range targets {
 			round[i].lat = lat[i]
 		}
-		for j := range targets {
-			i := (r + j) % len(targets)
-			var prof *profiler
-			if c.profile != "" && r == c.rounds-1 {
-				prof = startProfiles(ctx, c.profile, targets[i], c.duration)
+		// The throughput phase in slices: every column runs for a slice
+		// in turn, the order rotating, until each has had c.duration.
+		passes := max(1, int(c.duration/c.slice))
+		for pass := range passes {
+			for j := range targets {
+				i := (r + pass + j) % len(targets)
+				s, err := concurrentPhase(ctx, targets[i], keys, c.clients, c.slice, uint64(r*1000+pass*10+i))
+				if err != nil {
+					return fmt.Errorf("%s: %w", targets[i].name, err)
+				}
+				x := &round[i]
+				x.conc = append(x.conc, s.conc...)
+				x.ops += s.ops
+				x.elapsed += s.elapsed
+				x.serverCPU += s.serverCPU
+				x.clientCPU += s.clientCPU
 			}
-			s, err := concurrentPhase(ctx, targets[i], keys, c.clients, c.duration, uint64(r*100+i))
-			if prof != nil {
-				prof.wait()
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", targets[i].name, err)
-			}
-			round[i].conc, round[i].ops, round[i].elapsed = s.conc, s.ops, s.elapsed
-			round[i].serverCPU, round[i].clientCPU = s.serverCPU, s.clientCPU
 		}
 		load := loadAvg()
 		for i := range round {
@@ -291,6 +295,20 @@ func run(ctx context.Context, c config) error {
 	run.othersCores = (machineBusy() - busy0 - (ours() - ours0)).Seconds() / time.Since(wall0).Seconds()
 	hits1, miss1 := cacheCounters(ctx, cached.metrics)
 	run.hits, run.misses = hits1-hits0, miss1-miss0
+
+	// Profiles, after the measured rounds so that profiling costs them
+	// nothing: each column for c.duration without a break.
+	if c.profile != "" {
+		for i, t := range targets {
+			prof := startProfiles(ctx, c.profile, t, c.duration)
+			_, err := concurrentPhase(ctx, t, keys, c.clients, c.duration, uint64(9000+i))
+			prof.wait()
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+		say("profiles in %s", c.profile)
+	}
 
 	// Versions.
 	run.etcdVersion = etcdVersion(ctx, ec, etcdURL)

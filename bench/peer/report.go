@@ -117,8 +117,8 @@ func (r *results) markdown() string {
 	if r.othersCores > 0.5 || r.load0 > 3 {
 		p(" (**a loaded machine**: rerun at a quieter moment)")
 	}
-	p(". %s keys of %d bytes in each server; %d round(s) of %s single-client gets per column, then %d clients for %v per column.",
-		thousands(float64(c.keys)), c.valueSize, c.rounds, thousands(float64(c.gets)), c.clients, c.duration)
+	p(". %s keys of %d bytes in each server; %d round(s) of %s single-client gets per column, then %d clients for %v per column (in slices of %v).",
+		thousands(float64(c.keys)), c.valueSize, c.rounds, thousands(float64(c.gets)), c.clients, c.duration, c.slice)
 	if n := r.hits + r.misses; n > 0 {
 		p(" The cached host served %.1f%% of its measured gets from the cache.", 100*r.hits/n)
 	}
