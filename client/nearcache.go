@@ -43,6 +43,14 @@ type ReadOption func(*readOptions)
 
 type readOptions struct{ linearizable bool }
 
+func readOpts(opts []ReadOption) readOptions {
+	var o readOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
 // Linearizable asks for a read that no acknowledged write can be missing
 // from: it skips the near cache, and a host that caches reads of a
 // backend it shares with other hosts reads the backend.
@@ -107,9 +115,8 @@ func (n *nearCache) close() {
 // server (registering the key with the session) and keeps the answer if
 // the server tracks it and nothing changed it meanwhile.
 func (n *nearCache) read(ctx context.Context, c *Client, key string) (kv.GetResult, error) {
-	now := n.now()
-	r, pos, hit, ticket := n.m.Lookup(key, func(r kv.GetResult) bool { return !kv.Expired(r.Entry.ExpiresAt, now) })
-	if hit {
+	r, pos, found, ticket := n.m.Lookup(key)
+	if found && !kv.Expired(r.Entry.ExpiresAt, n.now()) {
 		n.hits.Add(1)
 		r.Revision = max(r.Revision, pos)
 		r.Entry.Value = append([]byte{}, r.Entry.Value...)

@@ -113,8 +113,8 @@ func (c *Client) Read(ctx context.Context, key string, opts ...ReadOption) (kv.G
 		return kv.GetResult{}, err
 	}
 	var o readOptions
-	for _, opt := range opts {
-		opt(&o)
+	if len(opts) > 0 { // applying options costs an allocation: not on the near cache's hit path
+		o = readOpts(opts)
 	}
 	if c.near != nil && !o.linearizable {
 		return c.near.read(ctx, c, key)

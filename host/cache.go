@@ -116,8 +116,8 @@ func (c *cached) Get(ctx context.Context, key string) (kv.GetResult, error) {
 	if c.shared && isLinearizable(ctx) {
 		return c.backend.Get(ctx, key)
 	}
-	now := c.now()
-	e, pos, hit, ticket := c.m.Lookup(key, func(e cacheEntry) bool { return !kv.Expired(e.entry.ExpiresAt, now) })
+	e, pos, found, ticket := c.m.Lookup(key)
+	hit := found && !kv.Expired(e.entry.ExpiresAt, c.now())
 	c.stats.add(hit)
 	if hit {
 		rev := max(e.rev, pos)

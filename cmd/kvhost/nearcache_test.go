@@ -163,12 +163,18 @@ func checkFreshReads(t *testing.T, hosts []*server) {
 					e, err := c.Put(ctx, k, fmt.Appendf(nil, "r%d-%d", r, i))
 					if err == nil {
 						own[k] = e.Version
+					} else if !errors.Is(err, client.ErrUnavailable) {
+						t.Errorf("reader %d's put: %v", r, err)
+						return
 					}
 					continue
 				}
 				res, err := c.Read(ctx, k)
 				if err == nil {
 					mine = append(mine, freshRead{reader: fmt.Sprint(r), key: k, res: res, own: own[k]})
+				} else if !errors.Is(err, client.ErrUnavailable) {
+					t.Errorf("reader %d's read: %v", r, err)
+					return
 				}
 			}
 		})

@@ -91,7 +91,7 @@ func startRedisHost(t testing.TB, addr, prefix string, config ...string) *server
 
 // within polls cond until it holds; the bound only ends a test that would
 // otherwise hang, on however loaded a machine, and says what it waited for.
-func within(t *testing.T, bound time.Duration, what string, cond func() bool) {
+func within(t testing.TB, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	for !cond() {

@@ -65,21 +65,20 @@ type Ticket struct {
 	key       string
 }
 
-// Lookup returns key's entry if the map may serve it now and fresh
-// accepts it, with the revision the stream has reported up to: the entry
-// is still what the store holds at that revision. Otherwise it returns a
-// ticket for a fill.
-func (m *Map[V]) Lookup(key string, fresh func(V) bool) (v V, pos int64, hit bool, t Ticket) {
+// Lookup returns key's entry if the map may serve it now (found), with
+// the revision the stream has reported up to: the entry is still what the
+// store holds at that revision. The ticket is for a fill, when there is no
+// entry or the caller finds it stale (expired).
+func (m *Map[V]) Lookup(key string) (v V, pos int64, found bool, t Ticket) {
 	s := m.stripe(key)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	usable := m.serving && m.inflight[s] == 0 && m.wideInflight == 0
+	t = Ticket{stripe: s, gen: m.gen[s], wide: m.wide, epoch: m.epoch, usable: usable, key: key}
 	if usable {
-		if e, ok := m.entries[key]; ok && fresh(e) {
-			return e, m.pos, true, Ticket{}
-		}
+		v, found = m.entries[key]
 	}
-	return v, m.pos, false, Ticket{stripe: s, gen: m.gen[s], wide: m.wide, epoch: m.epoch, usable: usable, key: key}
+	return v, m.pos, found, t
 }
 
 // Fill keeps v, what a read with ticket t found, unless something may
