@@ -8,6 +8,14 @@
 //
 // # Writing a backend
 //
+// A store that gives transactions over ordered keys (bbolt, Pebble,
+// Badger, FoundationDB...) needs only package pluginapi/kit: implement
+// its four-method Tx and a View/Update Store, and the kit supplies
+// versions, revisions, TTLs, conditions, batches, paging and watch with
+// history (examples/boltkv is a whole backend in about 120 lines). A store
+// with its own server-side atomicity, shared by several hosts (the Redis
+// and PostgreSQL backends), implements the contract in full, as follows.
+//
 // A backend is a Go package with an OpenFunc and a ten-line main:
 //
 //	package main
