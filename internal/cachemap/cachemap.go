@@ -92,23 +92,22 @@ func (m *Map[V]) Fill(t Ticket, v V) bool {
 	if !m.serving || m.epoch != t.epoch || m.gen[t.stripe] != t.gen || m.wide != t.wide || m.inflight[t.stripe] != 0 || m.wideInflight != 0 {
 		return false
 	}
-	m.putLocked(t.key, v)
-	return true
+	return m.putLocked(t.key, v)
 }
 
 // putLocked keeps an entry, making room by dropping others. Map iteration
 // order is random, so the dropped entries are a random sample: no
 // bookkeeping on the hit path, which an LRU list would need under the
 // lock. One value that would crowd out many (over an eighth of the bound)
-// is not kept.
-func (m *Map[V]) putLocked(key string, v V) {
+// is not kept. It says whether it kept v.
+func (m *Map[V]) putLocked(key string, v V) bool {
 	if old, ok := m.entries[key]; ok {
 		m.bytes -= m.size(key, old)
 		delete(m.entries, key)
 	}
 	size := m.size(key, v)
 	if size > m.max/8 {
-		return
+		return false
 	}
 	for k, old := range m.entries {
 		if m.bytes+size <= m.max {
@@ -119,6 +118,7 @@ func (m *Map[V]) putLocked(key string, v V) {
 	}
 	m.entries[key] = v
 	m.bytes += size
+	return true
 }
 
 // forgetLocked drops key and voids any fill of its stripe in progress.
