@@ -313,8 +313,10 @@ func (t *tracker) lost() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.serving = false
+	t.pos = 0 // a backend that lost its data (memory) starts again from 0
 	clear(t.byKey)
 	for _, s := range t.sessions {
+		s.told = 0
 		clear(s.keys)
 		s.pending = s.pending[:0]
 		s.reset, s.ready = true, false

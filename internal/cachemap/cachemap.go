@@ -189,12 +189,14 @@ func (m *Map[V]) Serve() {
 	m.mu.Unlock()
 }
 
-// Reset says the change stream ended: the map forgets everything and
-// serves and keeps nothing until Serve.
+// Reset says the change stream ended: the map forgets everything, its
+// position included (a store that lost its data starts its revisions
+// again), and serves and keeps nothing until Serve.
 func (m *Map[V]) Reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.serving = false
+	m.pos = 0
 	m.epoch++
 	clear(m.entries)
 	m.bytes = 0
