@@ -96,24 +96,36 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, e
 	return res, nil
 }
 
-// listSQL reads one page. The inner query takes up to limit+1 live keys
-// in order; the window sums their sizes (octet_length reads a stored
-// value's size without fetching it) so that only the rows that fit in
-// max_bytes, and the first, leave the server; total says whether more
-// remain.
-const listSQL = `SELECT m.rev, p.key, p.value, p.version, p.expires_at, p.total
-	FROM {s}.meta m LEFT JOIN LATERAL (
-		SELECT key, value, version, expires_at, total FROM (
-			SELECT key, value, version, expires_at,
-				row_number() OVER w AS rn,
-				sum(octet_length(key) + CASE WHEN @keys_only THEN 0 ELSE octet_length(value) END) OVER w AS run,
-				count(*) OVER () AS total
-			FROM (SELECT key, value, version, expires_at FROM {s}.kv
+// listSQL reads one page in two steps of one statement. The first finds
+// where the page ends from the primary key alone, an index-only scan of
+// up to limit live keys with their stored sizes: a running sum bounds the
+// page by max_bytes (the first entry always in), and total counts what
+// it scanned, so that the caller knows whether more remain. The second
+// reads the page's rows, values and all, as one range scan up to that
+// last key. Values never pass through the window, and only the rows of
+// the page leave the server.
+func listSQL(keysOnly bool) string {
+	value, size := "kv.value", "size"
+	if keysOnly {
+		value, size = "NULL::bytea", "octet_length(key)"
+	}
+	return `SELECT m.rev, kv.key, ` + value + `, kv.version, kv.expires_at, b.total
+	FROM {s}.meta m
+	CROSS JOIN (
+		SELECT max(key) FILTER (WHERE (rn = 1 OR run <= @max_bytes) AND rn < @limit) AS last, count(*) AS total
+		FROM (
+			SELECT key, row_number() OVER w AS rn, sum(` + size + `) OVER w AS run
+			FROM (SELECT key, size FROM {s}.kv
 				WHERE key > @after AND ` + rangeCond + ` AND ` + live + `
 				ORDER BY key LIMIT @limit) q
 			WINDOW w AS (ORDER BY key ROWS UNBOUNDED PRECEDING)
-		) r WHERE (rn = 1 OR run <= @max_bytes) AND rn < @limit
-	) p ON true ORDER BY p.key`
+		) r
+	) b
+	LEFT JOIN {s}.kv ON kv.key > @after AND kv.key <= b.last AND ` + rangeCond + ` AND ` + live + `
+	ORDER BY kv.key`
+}
+
+var listPageSQL, listKeysSQL = listSQL(false), listSQL(true)
 
 // List returns one page of live entries under a prefix, in byte order.
 func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
@@ -129,12 +141,12 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 	if req.StartAfter >= req.Prefix {
 		after = req.StartAfter
 	}
-	q := listSQL
+	q := listPageSQL
 	if req.KeysOnly {
-		q = listSQLKeysOnly
+		q = listKeysSQL
 	}
 	rows, err := s.pool.Query(ctx, s.sql(q), pgx.NamedArgs{"lo": lo, "hi": hi, "after": after, "now": s.cfg.now().UnixMilli(),
-		"limit": req.Limit + 1, "max_bytes": req.MaxBytes, "keys_only": req.KeysOnly})
+		"limit": req.Limit + 1, "max_bytes": req.MaxBytes})
 	if err != nil {
 		return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, mapErr(err))
 	}
@@ -168,24 +180,6 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 		page.SetMore()
 	}
 	return page.Result(rev), nil
-}
-
-// listSQLKeysOnly is listSQL without fetching values.
-var listSQLKeysOnly = func() string {
-	q := listSQL
-	for _, r := range [][2]string{{"SELECT key, value, version, expires_at FROM {s}.kv", "SELECT key, NULL::bytea AS value, version, expires_at FROM {s}.kv"}} {
-		q = replaceOnce(q, r[0], r[1])
-	}
-	return q
-}()
-
-func replaceOnce(s, old, new string) string {
-	for i := 0; i+len(old) <= len(s); i++ {
-		if s[i:i+len(old)] == old {
-			return s[:i] + new + s[i+len(old):]
-		}
-	}
-	panic("postgres: statement text not found: " + old)
 }
 
 // Count counts live keys under a prefix. The primary key carries
