@@ -273,9 +273,26 @@ func benchList(b *testing.B, prefix string, want int) {
 			b.ReportMetric(float64(cold[len(cold)-1].Microseconds())/1e3, "cold-max-ms") // after the loop, which resets metrics
 		})
 	}
-	run("plugin", func() (int, error) { r, err := e.plugin.List(ctx, req); return len(r.Entries), err })
-	run("store", func() (int, error) { r, err := e.store.List(ctx, req); return len(r.Entries), err })
-	run("raw", func() (int, error) { r, err := e.rawList(ctx, prefix, req.Limit); return len(r), err })
+	plugin := func() (int, error) { r, err := e.plugin.List(ctx, req); return len(r.Entries), err }
+	store := func() (int, error) { r, err := e.store.List(ctx, req); return len(r.Entries), err }
+	raw := func() (int, error) { r, err := e.rawList(ctx, prefix, req.Limit); return len(r), err }
+	run("plugin", plugin)
+	run("store", store)
+	run("raw", raw)
+	b.Run("interleaved", func(b *testing.B) {
+		benchkit.Interleave(b, "raw", listSide("plugin", want, plugin), listSide("store", want, store), listSide("raw", want, raw))
+	})
+}
+
+// listSide is a benchkit side that fails unless op lists want entries.
+func listSide(name string, want int, op func() (int, error)) benchkit.Side {
+	return benchkit.Side{Name: name, Op: func() error {
+		n, err := op()
+		if err == nil && n != want {
+			err = fmt.Errorf("listed %d, want %d", n, want)
+		}
+		return err
+	}}
 }
 
 func BenchmarkListPrefix100(b *testing.B) { benchList(b, "p42/", 100) }
@@ -492,6 +509,48 @@ func BenchmarkCount1M(b *testing.B) {
 			time.Now().UnixMilli()).Scan(&r.Count)
 		return r, err
 	}, func(r kv.CountResult) int64 { return r.Count })
+}
+
+// BenchmarkList10K1M lists 10K keys from the middle of the shared 1M-key
+// dataset (after big/499/0499999, so the page starts mid-index), through
+// the plugin, the store and raw SQL, interleaved in one loop.
+func BenchmarkList10K1M(b *testing.B) {
+	dsn, schema := bigSchema(b)
+	p := startBenchPlugin(b, dsn, schema)
+	s := openBenchStore(b, dsn, schema)
+	pool := openRaw(b, dsn)
+	ctx := context.Background()
+	req := kv.ListRequest{Prefix: "big/", StartAfter: bigKey(bigKeys/2 - 1), Limit: kv.MaxListLimit}
+	q := `SELECT key, value, version, expires_at FROM ` + schema + `.kv
+		WHERE key > $1 AND key >= $2 AND key < $3 AND (expires_at = 0 OR expires_at > $4) ORDER BY key LIMIT $5`
+	raw := func() (int, error) {
+		rows, err := pool.Query(ctx, q, req.StartAfter, req.Prefix, kv.PrefixEnd(req.Prefix), time.Now().UnixMilli(), req.Limit)
+		if err != nil {
+			return 0, err
+		}
+		defer rows.Close()
+		out := make([]kv.Entry, 0, req.Limit)
+		for rows.Next() {
+			var en kv.Entry
+			var exp int64
+			if err := rows.Scan(&en.Key, &en.Value, &en.Version, &exp); err != nil {
+				return 0, err
+			}
+			en.ExpiresAt = kv.FromUnixMillis(exp)
+			out = append(out, en)
+		}
+		return len(out), rows.Err()
+	}
+	list := func(be kv.Backend) func() (int, error) {
+		return func() (int, error) {
+			r, err := be.List(ctx, req)
+			if err == nil && (!r.More || r.Entries[0].Key != bigKey(bigKeys/2)) {
+				err = fmt.Errorf("page starts at %q, more %v", r.Entries[0].Key, r.More)
+			}
+			return len(r.Entries), err
+		}
+	}
+	benchkit.Interleave(b, "raw", listSide("plugin", req.Limit, list(p)), listSide("store", req.Limit, list(s)), listSide("raw", req.Limit, raw))
 }
 
 func BenchmarkStats1M(b *testing.B) {
