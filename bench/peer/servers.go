@@ -22,8 +22,9 @@ import (
 // and its CPU time (with that of the processes it names in pids) is read
 // to charge each measurement with what the server spent.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd.Wait has returned (the only call of it)
 
 	mu   sync.Mutex
 	log  strings.Builder
@@ -63,20 +64,18 @@ func (p *proc) stop() {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-done
+		<-p.exited
 	}
 }
 
 // start runs cmd, keeps its output (stderr and stdout) and calls each
 // line to scan with it.
 func start(name string, cmd *exec.Cmd, scan func(p *proc, line string)) (*proc, error) {
-	p := &proc{name: name, cmd: cmd}
+	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
 	r, w := io.Pipe()
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
@@ -99,7 +98,7 @@ func start(name string, cmd *exec.Cmd, scan func(p *proc, line string)) (*proc, 
 		}
 		_, _ = io.Copy(io.Discard, r)
 	}()
-	go func() { _ = cmd.Wait(); _ = w.Close() }()
+	go func() { _ = cmd.Wait(); _ = w.Close(); close(p.exited) }()
 	return p, nil
 }
 
@@ -249,8 +248,10 @@ func waitTCP(addr string, p *proc) error {
 			c.Close()
 			return nil
 		}
-		if p.cmd.ProcessState != nil {
-			break
+		select {
+		case <-p.exited:
+			return fmt.Errorf("%s exited before it listened on %s:\n%s", p.name, addr, p.logText())
+		default:
 		}
 		time.Sleep(50 * time.Millisecond) // polling another process's start
 	}
