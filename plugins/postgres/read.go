@@ -96,33 +96,40 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (kv.GetManyResult, e
 	return res, nil
 }
 
-// listSQL reads one page in two steps of one statement. The first finds
-// where the page ends from the primary key alone, an index-only scan of
-// up to limit live keys with their stored sizes: a running sum bounds the
-// page by max_bytes (the first entry always in), and total counts what
-// it scanned, so that the caller knows whether more remain. The second
-// reads the page's rows, values and all, as one range scan up to that
-// last key. Values never pass through the window, and only the rows of
-// the page leave the server.
+// listSQL reads one page in one statement, in two scans of the primary
+// key. The first, index-only, sums the stored sizes of up to limit+1 live
+// keys (keys-only pages count the keys alone): when they fit in max_bytes,
+// which is the common case, the page is its first limit rows, and no
+// running sum is needed; otherwise a window's running sum over those keys
+// counts the rows that fit (the first always does). The second scan reads
+// that many rows, values and all, in key order: LIMIT by the first's count
+// rather than a key bound, so the ordered index scan feeds the result with
+// no sort. The header row (the revision, and how many live keys the first
+// scan found, so that the caller knows whether more remain) is a UNION ALL
+// branch whose key, ”, sorts before every key the page can hold (keys
+// are not empty): ORDER BY key over the union is then a Merge Append of
+// the one-row header and the index scan, not a sort of the page.
 func listSQL(keysOnly bool) string {
-	value, size := "kv.value", "size"
+	value, size := "value", "size::int4" // size < 2^31: a bytea holds at most 1 GB
 	if keysOnly {
 		value, size = "NULL::bytea", "octet_length(key)"
 	}
-	return `SELECT m.rev, kv.key, ` + value + `, kv.version, kv.expires_at, b.total
-	FROM {s}.meta m
-	CROSS JOIN (
-		SELECT max(key) FILTER (WHERE (rn = 1 OR run <= @max_bytes) AND rn < @limit) AS last, count(*) AS total
-		FROM (
-			SELECT key, row_number() OVER w AS rn, sum(` + size + `) OVER w AS run
-			FROM (SELECT key, size FROM {s}.kv
-				WHERE key > @after AND ` + rangeCond + ` AND ` + live + `
-				ORDER BY key LIMIT @limit) q
-			WINDOW w AS (ORDER BY key ROWS UNBOUNDED PRECEDING)
-		) r
-	) b
-	LEFT JOIN {s}.kv ON kv.key > @after AND kv.key <= b.last AND ` + rangeCond + ` AND ` + live + `
-	ORDER BY kv.key`
+	scan := ` FROM {s}.kv WHERE key > @after AND ` + rangeCond + ` AND ` + live + ` ORDER BY key`
+	return `WITH a AS MATERIALIZED (
+		SELECT count(*) AS n, coalesce(sum(sz), 0) AS bytes FROM (SELECT ` + size + ` AS sz` + scan + ` LIMIT @limit + 1) q
+	)
+	SELECT m.rev, a.n, ''::text COLLATE "C" AS key, NULL::bytea AS value, 0::bigint AS version, 0::bigint AS expires_at
+	FROM {s}.meta m, a
+	UNION ALL (
+		SELECT NULL, NULL, key, ` + value + `, version, expires_at` + scan + `
+		LIMIT (SELECT CASE WHEN a.bytes <= @max_bytes THEN least(a.n, @limit) ELSE (
+			SELECT count(*) FROM (
+				SELECT row_number() OVER w AS rn, sum(sz) OVER w AS run
+				FROM (SELECT key, ` + size + ` AS sz` + scan + ` LIMIT @limit) q
+				WINDOW w AS (ORDER BY key ROWS UNBOUNDED PRECEDING)
+			) r WHERE rn = 1 OR run <= @max_bytes) END FROM a)
+	)
+	ORDER BY key`
 }
 
 var listPageSQL, listKeysSQL = listSQL(false), listSQL(true)
@@ -146,29 +153,30 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 		q = listKeysSQL
 	}
 	rows, err := s.pool.Query(ctx, s.sql(q), pgx.NamedArgs{"lo": lo, "hi": hi, "after": after, "now": s.cfg.now().UnixMilli(),
-		"limit": req.Limit + 1, "max_bytes": req.MaxBytes})
+		"limit": req.Limit, "max_bytes": req.MaxBytes})
 	if err != nil {
 		return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, mapErr(err))
 	}
 	defer rows.Close()
 	var (
-		rev   int64
-		total *int64
+		rev, scanned int64
+		header       bool
 	)
 	page := sqlkv.NewPage(req)
 	for rows.Next() {
 		var (
-			key            *string
-			e              kv.Entry
-			version, expMs *int64
+			e        kv.Entry
+			expMs    int64
+			hRev, hN *int64
 		)
-		if err := rows.Scan(&rev, &key, &e.Value, &version, &expMs, &total); err != nil {
+		if err := rows.Scan(&hRev, &hN, &e.Key, &e.Value, &e.Version, &expMs); err != nil {
 			return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, mapErr(err))
 		}
-		if key == nil {
+		if hRev != nil {
+			rev, scanned, header = *hRev, *hN, true
 			continue
 		}
-		e.Key, e.Version, e.ExpiresAt = *key, *version, kv.FromUnixMillis(*expMs)
+		e.ExpiresAt = kv.FromUnixMillis(expMs)
 		if !page.Add(e) {
 			break
 		}
@@ -176,7 +184,10 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 	if err := rows.Err(); err != nil {
 		return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, mapErr(err))
 	}
-	if total != nil && *total > int64(page.Len()) {
+	if !header {
+		return kv.ListResult{}, fmt.Errorf("postgres: list %q: no revision in the answer", req.Prefix)
+	}
+	if scanned > int64(page.Len()) {
 		page.SetMore()
 	}
 	return page.Result(rev), nil
