@@ -241,7 +241,8 @@ type entryJSON struct {
 	ValueBase64 bool       `json:"value_base64,omitempty"`
 	Version     int64      `json:"version"`
 	ExpiresAt   *time.Time `json:"expires_at"`
-	// Revision, in list output, is the store revision the page was read at.
+	// Revision, in get and list output, is the store revision the read
+	// was served at.
 	Revision int64 `json:"revision,omitempty"`
 }
 
@@ -327,23 +328,33 @@ func getCommand() *cobra.Command {
 		Short: "Print the value stored under KEY",
 		Long: `
 The value is printed exactly as stored; on a terminal a newline is added
-after a value that lacks one. -o json prints key, value, version and
-expires_at.`,
+after a value that lacks one. -o json prints key, value, version,
+expires_at and the store revision the read was served at.
+--linearizable reads past a host's shared read cache (cache.shared), so
+that no acknowledged write can be missing; elsewhere every read is.`,
 		Args: nargs(1, 1),
 	}
 	k := newConn(cmd, true)
+	linearizable := cmd.Flags().Bool("linearizable", false, "read at the backend, past a shared read cache")
 	cmd.RunE = k.run(func(cmd *cobra.Command, args []string) error {
 		ctx, cancel := k.ctx(cmd)
 		defer cancel()
-		e, err := k.c.Get(ctx, args[0])
-		if errors.Is(err, client.ErrNotFound) {
-			return keyNotFound(args[0], err)
+		var opts []client.ReadOption
+		if *linearizable {
+			opts = append(opts, client.Linearizable())
 		}
+		r, err := k.c.Read(ctx, args[0], opts...)
 		if err != nil {
 			return err
 		}
+		if !r.Found {
+			return keyNotFound(args[0], fmt.Errorf("%w: %q", client.ErrNotFound, args[0]))
+		}
+		e := r.Entry
 		if k.json {
-			return k.emit(toJSON(e, true))
+			out := toJSON(e, true)
+			out.Revision = r.Revision
+			return k.emit(out)
 		}
 		if _, err := k.out.Write(e.Value); err != nil {
 			return err
