@@ -48,6 +48,15 @@ func (p *Page) Add(e kv.Entry) bool {
 	return true
 }
 
+// Expect says the page will hold about n entries (at most the request's
+// limit are counted), so that it holds them in one slice from the start:
+// for a backend whose query says the page's length before its rows.
+func (p *Page) Expect(n int) {
+	if p.n == 0 && n > 0 {
+		p.cur = make([]kv.Entry, 0, min(n, p.req.Limit))
+	}
+}
+
 // Len is how many entries the page holds.
 func (p *Page) Len() int { return p.n }
 
