@@ -332,6 +332,9 @@ var coreTeeth = []tooth{
 		}
 	}},
 	{"increment-reads-then-writes", []string{"core/concurrent-increments-lose-no-update"}, func(b *broken) {
+		// Many increments race: a rival is nearly always there, and one
+		// lost update is enough, so a lone caller waits only briefly.
+		hold := rivalWindow(10 * time.Millisecond)
 		b.increment = func(ctx context.Context, key string, delta int64) (kv.Counter, error) {
 			g, err := b.s.Get(ctx, key)
 			if err != nil || (g.Found && !g.Entry.ExpiresAt.IsZero()) {
@@ -346,7 +349,7 @@ var coreTeeth = []tooth{
 			if n, err = kv.AddCounter(key, n, delta); err != nil {
 				return kv.Counter{}, err
 			}
-			time.Sleep(time.Millisecond) // widen the window between the read and the write
+			defer hold(key)()
 			e, err := b.s.Put(ctx, kv.PutRequest{Key: key, Value: []byte(strconv.FormatInt(n, 10))})
 			return kv.Counter{Value: n, Version: e.Version}, err
 		}
@@ -362,16 +365,7 @@ var coreTeeth = []tooth{
 // racyPut checks a condition of the given kind with a read and then writes
 // without it: the race every compare-and-set outside a transaction has.
 func racyPut(b *broken, kind kv.CondKind) func(context.Context, kv.PutRequest) (kv.Entry, error) {
-	var (
-		mu     sync.Mutex
-		window = map[string]int{} // callers between their read and their write, by key
-	)
-	inWindow := func(key string, delta int) int {
-		mu.Lock()
-		defer mu.Unlock()
-		window[key] += delta
-		return window[key]
-	}
+	hold := rivalWindow(time.Second)
 	return func(ctx context.Context, req kv.PutRequest) (kv.Entry, error) {
 		if req.Cond.Kind != kind || kv.ValidatePut(req) != nil {
 			return b.s.Put(ctx, req)
@@ -383,18 +377,35 @@ func racyPut(b *broken, kind kv.CondKind) func(context.Context, kv.PutRequest) (
 		if (kind == kv.CondAbsent && g.Found) || (kind == kv.CondVersion && g.Entry.Version != req.Cond.Version) {
 			return kv.Entry{}, kv.Conflict(req.Key, g.Entry.Version)
 		}
-		// Hold the window between the read and the write open until a
-		// second caller on the key has read too, as the race does on a
-		// machine that schedules the racers together; a fixed short sleep
-		// let a loaded machine run them one after another and hid the bug.
-		// A caller with no rival goes on after a second.
-		inWindow(req.Key, 1)
-		defer inWindow(req.Key, -1)
-		for end := time.Now().Add(time.Second); inWindow(req.Key, 0) < 2 && time.Now().Before(end); {
-			time.Sleep(100 * time.Microsecond)
-		}
+		defer hold(req.Key)()
 		req.Cond = kv.Condition{}
 		return b.s.Put(ctx, req)
+	}
+}
+
+// rivalWindow returns hold, which a racy read-then-write calls between
+// its read and its write: it holds that window open until a second caller
+// on the key has read too, as the race does on a machine that schedules
+// the racers together (a fixed short sleep let a loaded machine run them
+// one after another and hid the bug), and returns what closes the window
+// once the write is done. A caller with no rival goes on after patience.
+func rivalWindow(patience time.Duration) (hold func(key string) (done func())) {
+	var (
+		mu     sync.Mutex
+		window = map[string]int{} // callers between their read and their write, by key
+	)
+	inWindow := func(key string, delta int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		window[key] += delta
+		return window[key]
+	}
+	return func(key string) func() {
+		inWindow(key, 1)
+		for end := time.Now().Add(patience); inWindow(key, 0) < 2 && time.Now().Before(end); {
+			time.Sleep(100 * time.Microsecond) // polling the other racer's arrival
+		}
+		return func() { inWindow(key, -1) }
 	}
 }
 
