@@ -19,8 +19,22 @@ import (
 // over the budget, keys-only budgets, expired keys inside and at the end
 // of a page, empty values — and compares each page with one computed in Go
 // from the rule itself.
+//
+// It runs twice: with pgx's statement cache, where List decodes the rows
+// itself, and with the simple protocol, where every column comes as text
+// and List leaves the rows to pgx's Scan.
 func TestListPageBoundaries(t *testing.T) {
-	s, err := postgres.Open(t.Context(), settings(t))
+	for _, mode := range []string{"cache_statement", "simple_protocol"} {
+		t.Run(mode, func(t *testing.T) {
+			set := settings(t)
+			set["dsn"] += "?default_query_exec_mode=" + mode
+			testListPageBoundaries(t, set)
+		})
+	}
+}
+
+func testListPageBoundaries(t *testing.T, set map[string]string) {
+	s, err := postgres.Open(t.Context(), set)
 	if err != nil {
 		t.Fatal(err)
 	}
