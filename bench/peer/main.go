@@ -363,7 +363,18 @@ func loadKvhost(ctx context.Context, c *client.Client, keys []string, value []by
 }
 
 // loadEtcd puts the keys in transactions of 128 puts, etcd's default
-// --max-txn-ops.
+// --max-txn-ops, then lets etcd's read buffer settle.
+//
+// etcd before 3.4.24 and 3.5.0 (Debian's 3.4.23 among them) copies its
+// backend's buffer of recently committed writes into every read
+// transaction, at the length that buffer once grew to (the copy became
+// shared in etcd PR 12933, backported to 3.4 in PR 15195). The buffer of
+// the key bucket is dropped only at a backend commit that finds no write
+// to it since the last one, and a commit happens only when something was
+// written: after a bulk load and then nothing but reads, every get would
+// copy thousands of entries, a cost of the load rather than of a get.
+// A lease grant and revoke (writes outside the key bucket) bring on
+// such commits, as any ongoing writes would.
 func loadEtcd(ctx context.Context, ec *clientv3.Client, keys []string, value []byte) error {
 	ops := make([]clientv3.Op, 0, 128)
 	for i, k := range keys {
@@ -373,6 +384,17 @@ func loadEtcd(ctx context.Context, ec *clientv3.Client, keys []string, value []b
 				return fmt.Errorf("etcd: load: %w", err)
 			}
 			ops = ops[:0]
+		}
+	}
+	for range 3 {
+		time.Sleep(250 * time.Millisecond) // etcd commits its backend every 100 ms
+		l, err := ec.Grant(ctx, 60)
+		if err != nil {
+			return fmt.Errorf("etcd: settle: %w", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+		if _, err := ec.Revoke(ctx, l.ID); err != nil {
+			return fmt.Errorf("etcd: settle: %w", err)
 		}
 	}
 	return nil
