@@ -553,6 +553,51 @@ func BenchmarkList10K1M(b *testing.B) {
 	benchkit.Interleave(b, "raw", listSide("plugin", req.Limit, list(p)), listSide("store", req.Limit, list(s)), listSide("raw", req.Limit, raw))
 }
 
+// BenchmarkListPrefix1M lists one prefix of 1000 keys (big/001/) of the
+// shared 1M-key dataset, interleaved. Most of the table sorts after the
+// prefix: a scan that does not stop at the prefix's end reads it all.
+// Every call after the fifth on a connection runs PostgreSQL's generic
+// plan, so the p50 is the generic plan's.
+func BenchmarkListPrefix1M(b *testing.B) {
+	dsn, schema := bigSchema(b)
+	p := startBenchPlugin(b, dsn, schema)
+	s := openBenchStore(b, dsn, schema)
+	pool := openRaw(b, dsn)
+	ctx := context.Background()
+	req := kv.ListRequest{Prefix: "big/001/", Limit: kv.MaxListLimit}
+	q := `SELECT key, value, version, expires_at FROM ` + schema + `.kv
+		WHERE key >= $1 AND key < $2 AND (expires_at = 0 OR expires_at > $3) ORDER BY key LIMIT $4`
+	raw := func() (int, error) {
+		rows, err := pool.Query(ctx, q, req.Prefix, kv.PrefixEnd(req.Prefix), time.Now().UnixMilli(), req.Limit)
+		if err != nil {
+			return 0, err
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			var en kv.Entry
+			var exp int64
+			if err := rows.Scan(&en.Key, &en.Value, &en.Version, &exp); err != nil {
+				return 0, err
+			}
+			n++
+		}
+		return n, rows.Err()
+	}
+	list := func(be kv.Backend) func() (int, error) {
+		return func() (int, error) { r, err := be.List(ctx, req); return len(r.Entries), err }
+	}
+	count := func(be kv.Backend) func() (int, error) {
+		return func() (int, error) { r, err := be.Count(ctx, req.Prefix); return int(r.Count), err }
+	}
+	b.Run("list", func(b *testing.B) {
+		benchkit.Interleave(b, "raw", listSide("plugin", 1000, list(p)), listSide("store", 1000, list(s)), listSide("raw", 1000, raw))
+	})
+	b.Run("count", func(b *testing.B) {
+		benchkit.Interleave(b, "store", listSide("plugin", 1000, count(p)), listSide("store", 1000, count(s)))
+	})
+}
+
 func BenchmarkStats1M(b *testing.B) {
 	stats := func(ctx context.Context, be kv.Backend) (kv.Stats, error) { return be.Stats(ctx) }
 	bench1M(b, stats, stats, func(ctx context.Context, pool *pgxpool.Pool, schema string) (kv.Stats, error) {

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/kvhost/kvhost/plugins/postgres"
 )
 
@@ -132,4 +134,72 @@ func testListPageBoundaries(t *testing.T, set map[string]string) {
 			}
 		})
 	}
+}
+
+// A prefix whose last code point ends in the byte 0xBF (U+00BF, U+07FF,
+// U+FFFF, U+10FFFF) has no UTF-8 bound one byte up, which PostgreSQL
+// would refuse as text: list, count and delete-prefix take the next code
+// point instead, and see exactly the keys under the prefix.
+func TestPrefixEndingInLastByte0xBF(t *testing.T) {
+	s, err := postgres.Open(t.Context(), settings(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{"a\u00bf", "a\u07ff", "a\ud7ff", "a\uffff", "a\U0010ffff"} {
+		t.Run(fmt.Sprintf("%U", []rune(p)[1]), func(t *testing.T) {
+			under := []string{p, p + "\x01", p + "x", p + "\U0010ffff"}
+			// Outside: the code point one below, and the first one above.
+			below, above := p[:len(p)-1]+"\xbe", prefixEndOf(p)
+			outside := []string{"a", below + "x", above, above + "x", "b"}
+			var ops []kv.Op
+			for _, k := range append(append([]string{}, under...), outside...) {
+				if !utf8.ValidString(k) {
+					t.Fatalf("key %q is not UTF-8", k)
+				}
+				ops = append(ops, kv.PutOp(k, []byte("v"), 0, kv.Condition{}))
+			}
+			if _, err := s.Batch(t.Context(), ops); err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.List(t.Context(), kv.ListRequest{Prefix: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range res.Entries {
+				got = append(got, e.Key)
+			}
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", under) {
+				t.Errorf("list %q: %q, want %q", p, got, under)
+			}
+			c, err := s.Count(t.Context(), p)
+			if err != nil || c.Count != int64(len(under)) {
+				t.Errorf("count %q: %d, %v; want %d", p, c.Count, err, len(under))
+			}
+			d, err := s.DeletePrefix(t.Context(), p)
+			if err != nil || d.Deleted != int64(len(under)) {
+				t.Errorf("delete-prefix %q: %d, %v; want %d", p, d.Deleted, err, len(under))
+			}
+			evs, _, err := s.(pluginapi.History).ReadHistory(t.Context(), p, 1, 1000)
+			if err != nil || len(evs) != 2*len(under) {
+				t.Errorf("history of %q: %d events, %v; want %d (a put and a delete of each key)", p, len(evs), err, 2*len(under))
+			}
+		})
+	}
+}
+
+// prefixEndOf is the first code point after p's last, after p's others
+// (for "a\U0010ffff", "b").
+func prefixEndOf(p string) string {
+	r := []rune(p)
+	switch last := r[len(r)-1]; last {
+	case utf8.MaxRune:
+		return string(r[:len(r)-2]) + string(r[len(r)-2]+1)
+	case 0xD7FF:
+		r[len(r)-1] = 0xE000
+	default:
+		r[len(r)-1]++
+	}
+	return string(r)
 }

@@ -108,14 +108,19 @@ const (
 	deleteSQL  = `DELETE FROM {s}.kv WHERE key = @key AND (@cond::bigint = 0 OR version = @cond::bigint) AND ` + live + ` RETURNING version`
 	refreshSQL = `UPDATE {s}.kv SET expires_at = @expires_at
 		WHERE key = @key AND (@cond::bigint = 0 OR version = @cond::bigint) AND ` + live + ` RETURNING version`
-	liveSQL        = `SELECT value, version, expires_at FROM {s}.kv WHERE key = @key AND ` + live
-	deleteRangeSQL = `DELETE FROM {s}.kv WHERE ` + rangeCond + ` AND ` + live + ` RETURNING key, version`
+	liveSQL = `SELECT value, version, expires_at FROM {s}.kv WHERE key = @key AND ` + live
 	// deleteExpiredSQL: SKIP LOCKED passes over rows another host's
 	// cleanup or a writer holds.
 	deleteExpiredSQL = `DELETE FROM {s}.kv WHERE key IN (
 		SELECT key FROM {s}.kv WHERE expires_at > 0 AND expires_at <= @now
 		ORDER BY expires_at LIMIT @limit FOR UPDATE SKIP LOCKED) RETURNING key, version`
 )
+
+// deleteRangeSQL, by whether the range has an upper bound (rangeCond).
+var deleteRangeSQL = [2]string{
+	`DELETE FROM {s}.kv WHERE ` + rangeCond(false) + ` AND ` + live + ` RETURNING key, version`,
+	`DELETE FROM {s}.kv WHERE ` + rangeCond(true) + ` AND ` + live + ` RETURNING key, version`,
+}
 
 // writeTx is the PostgreSQL dialect of sqlkv.Tx: statements on the
 // connection that holds the transaction. Upserts wait in pending and go
@@ -225,8 +230,12 @@ func (w *writeTx) Live(ctx context.Context, key string, nowMs int64) (sqlkv.Row,
 	return r, w.flush(ctx)
 }
 
-func (w *writeTx) DeleteRange(ctx context.Context, lo, hi string, nowMs int64) ([]sqlkv.Removed, error) {
-	return w.collect(ctx, deleteRangeSQL, pgx.NamedArgs{"lo": lo, "hi": hi, "now": nowMs})
+// DeleteRange deletes the prefix lo's range. sqlkv passes hi as
+// kv.PrefixEnd(lo), which need not be UTF-8; keyRange's bound is the same
+// range in text PostgreSQL takes.
+func (w *writeTx) DeleteRange(ctx context.Context, lo, _ string, nowMs int64) ([]sqlkv.Removed, error) {
+	_, hi := keyRange(lo)
+	return w.collect(ctx, deleteRangeSQL[b2i(hi != "")], pgx.NamedArgs{"lo": lo, "hi": hi, "now": nowMs})
 }
 
 func (w *writeTx) DeleteExpired(ctx context.Context, limit, nowMs int64) ([]sqlkv.Removed, error) {
