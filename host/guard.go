@@ -30,6 +30,15 @@ type Guard interface {
 	Check(ctx context.Context, c *Check) error
 }
 
+// ChangingGuard is a Guard whose rules change while the host runs (the
+// policy engine reloads). Changed returns a channel closed at the next
+// change: clients' near caches then forget everything they read, since
+// the new rules might not allow them to read it.
+type ChangingGuard interface {
+	Guard
+	Changed() <-chan struct{}
+}
+
 // guarded puts a Guard in front of every operation, for the identity the
 // call acts for.
 type guarded struct {

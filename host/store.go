@@ -70,8 +70,10 @@ type Store struct {
 	cache   *cached     // the read cache, nil when off
 	feed    *feed       // the backend's changes, for the cache and the tracker
 	tracker *tracker    // clients' tracking sessions
-	limits  Limits
-	info    func() kv.Info
+	// stopGuard ends the tracker's following of a changing guard.
+	stopGuard chan struct{}
+	limits    Limits
+	info      func() kv.Info
 
 	stopCleanup context.CancelFunc
 	cleanupDone chan struct{}
@@ -177,6 +179,10 @@ func build(cfg Config, bottom backend, info func() kv.Info) *Store {
 		f.add(t)
 	}
 	cfg.Metrics.trackerFigures(t.figures)
+	stopGuard := make(chan struct{})
+	if g, ok := cfg.Guard.(ChangingGuard); ok {
+		go t.followGuard(g, stopGuard)
+	}
 	var b backend = &tenantView{next: &trackedView{backend: bottom, t: t}, ids: ids}
 	if cfg.Guard != nil {
 		b = &guarded{next: b, guard: cfg.Guard, ids: ids}
@@ -185,7 +191,7 @@ func build(cfg Config, bottom backend, info func() kv.Info) *Store {
 	name := func() string { return info().Name }
 	m := &metered{next: b, metrics: cfg.Metrics, log: cfg.Logger, slow: cfg.SlowThreshold, name: name}
 	s := &Store{
-		backend: m, top: m, cfg: cfg, log: cfg.Logger, bottom: bottom, cache: cache, feed: f, tracker: t, limits: cfg.Limits, info: info,
+		backend: m, top: m, cfg: cfg, log: cfg.Logger, bottom: bottom, cache: cache, feed: f, tracker: t, stopGuard: stopGuard, limits: cfg.Limits, info: info,
 		cleanupDone: make(chan struct{}),
 	}
 	cctx, cancel := context.WithCancel(context.Background())
@@ -202,6 +208,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopCleanup()
 		<-s.cleanupDone
+		close(s.stopGuard)
 		s.feed.close()
 		err = s.bottom.Close()
 	})

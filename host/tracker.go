@@ -314,13 +314,41 @@ func (t *tracker) lost() {
 	defer t.mu.Unlock()
 	t.serving = false
 	t.pos = 0 // a backend that lost its data (memory) starts again from 0
-	clear(t.byKey)
+	t.resetAllLocked()
 	for _, s := range t.sessions {
 		s.told = 0
+	}
+}
+
+// resetAll tells every session to forget what it tracked and, if the
+// feed is live, that it may cache again: what a client read under rules
+// that have since changed must be read again.
+func (t *tracker) resetAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.resetAllLocked()
+}
+
+func (t *tracker) resetAllLocked() {
+	clear(t.byKey)
+	for _, s := range t.sessions {
 		clear(s.keys)
 		s.pending = s.pending[:0]
-		s.reset, s.ready = true, false
+		s.reset, s.ready = true, t.serving
 		s.signal()
+	}
+}
+
+// followGuard resets every session each time g's rules change, until
+// stop is closed.
+func (t *tracker) followGuard(g ChangingGuard, stop <-chan struct{}) {
+	for {
+		select {
+		case <-g.Changed():
+			t.resetAll()
+		case <-stop:
+			return
+		}
 	}
 }
 

@@ -22,6 +22,11 @@ import (
 // policyGuard puts the policy engine at the host's checkpoint.
 type policyGuard struct{ e *policy.Engine }
 
+var _ host.ChangingGuard = policyGuard{}
+
+// Changed is closed when a new chain takes effect.
+func (g policyGuard) Changed() <-chan struct{} { return g.e.Loaded() }
+
 func (g policyGuard) Check(ctx context.Context, c *host.Check) error {
 	if !c.Op.Policy() {
 		return fmt.Errorf("policy guard: %w: operation %q has no policy ABI code", kv.ErrInternal, c.Op)

@@ -417,3 +417,42 @@ func grepLines(text, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A client's near cache does not outlive the rules it read under: when a
+// new policy chain takes effect, every tracking session is reset, so a
+// key the new rules deny is denied to a client that had it in memory.
+func TestPolicyReloadResetsNearCaches(t *testing.T) {
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "acl.wasm")
+	copyFile(t, policytest.Build(t, "policies/acl"), wasm)
+	compilePolicies(t, wasm)
+	aclConfig := filepath.Join(dir, "acl.yaml")
+	writeFile(t, aclConfig, []byte("rules:\n  - {principals: [anonymous], prefixes: [\"\"], operations: [\"*\"]}\n"))
+	s := startServer(t, "auth: {anonymous: true}\npolicy_cache_dir: "+policyCacheDir(t)+"\npolicies:\n  - {name: acl, path: "+wasm+", timeout: "+decisionTimeout+", config_file: "+aclConfig+"}\n")
+	ctx := t.Context()
+	if _, err := s.client(t, "").Put(ctx, "sys/x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	near, err := client.New(s.addr, client.WithNearCache(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer near.Close()
+	eventually(t, "sys/x served from the near cache", func() error {
+		before := near.NearCacheStats()
+		if _, err := near.Get(ctx, "sys/x"); err != nil {
+			return err
+		}
+		if near.NearCacheStats().Hits == before.Hits {
+			return errors.New("not yet a hit")
+		}
+		return nil
+	})
+	writeFile(t, aclConfig, []byte("rules:\n  - {principals: [anonymous], prefixes: [\"app/\"], operations: [\"*\"]}\n"))
+	eventually(t, "the new rules deny sys/x to the client that held it", func() error {
+		if _, err := near.Get(ctx, "sys/x"); !errors.Is(err, client.ErrPermissionDenied) {
+			return fmt.Errorf("get sys/x: %v", err)
+		}
+		return nil
+	})
+}

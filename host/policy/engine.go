@@ -130,6 +130,15 @@ func (e *Engine) Load(ctx context.Context, specs []Spec) error {
 	return e.load(ctx, specs, false)
 }
 
+// Loaded returns a channel closed when the next load takes effect (not
+// when one is refused): whoever serves answers the chain decided — a
+// client's near cache — forgets them then.
+func (e *Engine) Loaded() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
+
 // Reload re-reads the current chain's files (modules and configuration
 // files) and loads them if any changed; the host calls it on SIGHUP. A
 // refused reload leaves the running chain in place.
