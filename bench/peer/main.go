@@ -259,13 +259,18 @@ func run(ctx context.Context, c config) error {
 	busy0, ours0, wall0 := machineBusy(), ours(), time.Now()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for r := range c.rounds {
+		cpu0 := serverCPUs(targets)
 		lat, err := latencyPhase(ctx, targets, keys, c.gets, rng)
 		if err != nil {
 			return err
 		}
+		cpu1 := serverCPUs(targets)
 		round := make([]sample, len(targets))
-		for i := range targets {
+		for i, t := range targets {
 			round[i].lat = lat[i]
+			// A server's CPU over the phase, shared among its columns
+			// (etcd has two), which made the same number of gets.
+			round[i].latServerCPU = (cpu1[t.server] - cpu0[t.server]) / time.Duration(columnsOf(targets, t.server))
 		}
 		// The throughput phase in slices: every column runs for a slice
 		// in turn, the order rotating, until each has had c.duration.
@@ -326,6 +331,28 @@ func run(ctx context.Context, c config) error {
 		say("wrote the table into %s", c.write)
 	}
 	return nil
+}
+
+// serverCPUs is the CPU time of every server behind targets.
+func serverCPUs(targets []*target) map[*proc]time.Duration {
+	m := make(map[*proc]time.Duration)
+	for _, t := range targets {
+		if t.server != nil {
+			m[t.server] = t.server.cpu()
+		}
+	}
+	return m
+}
+
+// columnsOf counts the targets served by p.
+func columnsOf(targets []*target, p *proc) int {
+	n := 0
+	for _, t := range targets {
+		if t.server == p {
+			n++
+		}
+	}
+	return n
 }
 
 func etcdGet(ctx context.Context, ec *clientv3.Client, key string, opts ...clientv3.OpOption) error {

@@ -21,13 +21,16 @@ type target struct {
 
 // sample is what one target measured in one round.
 type sample struct {
-	lat       []time.Duration // one client, one get at a time
-	conc      []time.Duration // each get's latency under `clients` clients
-	ops       int
-	elapsed   time.Duration
-	serverCPU time.Duration // the server's CPU over the concurrent phase
-	clientCPU time.Duration // this process's CPU over the concurrent phase
-	load      float64       // 1-minute load average when the round ended
+	lat []time.Duration // one client, one get at a time
+	// latServerCPU is the server's CPU over the single-client gets (a
+	// server behind two columns is charged half to each).
+	latServerCPU time.Duration
+	conc         []time.Duration // each get's latency under `clients` clients
+	ops          int
+	elapsed      time.Duration
+	serverCPU    time.Duration // the server's CPU over the concurrent phase
+	clientCPU    time.Duration // this process's CPU over the concurrent phase
+	load         float64       // 1-minute load average when the round ended
 }
 
 func (s sample) opsPerSec() float64 { return float64(s.ops) / s.elapsed.Seconds() }

@@ -28,6 +28,7 @@ func (r *results) pooled(i int) sample {
 	for _, round := range r.rounds {
 		x := round[i]
 		s.lat = append(s.lat, x.lat...)
+		s.latServerCPU += x.latServerCPU
 		s.conc = append(s.conc, x.conc...)
 		s.ops += x.ops
 		s.elapsed += x.elapsed
@@ -142,6 +143,12 @@ func (r *results) markdown() string {
 	}
 	row("get p50, 1 client", func(s sample) string { return fmtUs(quantile(s.lat, 0.5)) })
 	row("get p99, 1 client", func(s sample) string { return fmtUs(quantile(s.lat, 0.99)) })
+	row("server CPU per get, 1 client", func(s sample) string {
+		if s.latServerCPU == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f µs", us(s.latServerCPU)/float64(len(s.lat)))
+	})
 	row(fmt.Sprintf("gets/s, %d clients", c.clients), func(s sample) string { return thousands(s.opsPerSec()) })
 	row(fmt.Sprintf("get p50 / p99, %d clients", c.clients), func(s sample) string {
 		return fmt.Sprintf("%.0f / %.0f µs", us(quantile(s.conc, 0.5)), us(quantile(s.conc, 0.99)))
