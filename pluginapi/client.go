@@ -132,11 +132,19 @@ func (c *Client) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, e
 	if err != nil {
 		return kv.ListResult{}, err
 	}
-	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(req.Limit), KeysOnly: req.KeysOnly, MaxBytes: int64(req.MaxBytes)})
+	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(req.Limit), KeysOnly: req.KeysOnly,
+		MaxBytes: int64(req.MaxBytes), Packed: true})
 	if err != nil {
 		return kv.ListResult{}, wireErr(ctx, err)
 	}
-	out := kv.ListResult{Entries: make([]kv.Entry, len(r.Entries)), More: r.More, Revision: r.Revision}
+	out := kv.ListResult{More: r.More, Revision: r.Revision}
+	if len(r.Packed) > 0 {
+		if out.Entries, err = unpackEntries(r.Packed); err != nil {
+			return kv.ListResult{}, err
+		}
+		return out, nil
+	}
+	out.Entries = make([]kv.Entry, len(r.Entries)) // a plugin built before packed pages
 	for i, e := range r.Entries {
 		out.Entries[i] = entryFromPB(e)
 	}

@@ -173,7 +173,12 @@ func (s *grpcServer) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRes
 		if err != nil {
 			return nil, err
 		}
-		out := &pb.ListResponse{Entries: make([]*pb.Entry, len(res.Entries)), More: res.More, Revision: res.Revision}
+		out := &pb.ListResponse{More: res.More, Revision: res.Revision}
+		if r.Packed {
+			out.Packed = packEntries(res.Entries)
+			return out, nil
+		}
+		out.Entries = make([]*pb.Entry, len(res.Entries))
 		for i, e := range res.Entries {
 			out.Entries[i] = entryToPB(e)
 		}
