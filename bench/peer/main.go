@@ -297,7 +297,9 @@ func run(ctx context.Context, c config) error {
 		run.rounds = append(run.rounds, round)
 		say("round %d of %d: load %.2f; %s", r+1, c.rounds, load, run.roundSummary(r))
 	}
-	run.othersCores = (machineBusy() - busy0 - (ours() - ours0)).Seconds() / time.Since(wall0).Seconds()
+	// The two clocks tick apart: a quiet machine can come out a hair
+	// below zero.
+	run.othersCores = max(0, (machineBusy()-busy0-(ours()-ours0)).Seconds()/time.Since(wall0).Seconds())
 	hits1, miss1 := cacheCounters(ctx, cached.metrics)
 	run.hits, run.misses = hits1-hits0, miss1-miss0
 
