@@ -176,7 +176,7 @@ func (f *follower) catchUp() {
 		// Not ReadHistory: the follower may read all that is not pruned,
 		// retention or not, so that a burst larger than the retention
 		// does not cut it off.
-		evs, through, err := f.s.readHistory(f.ctx, "", f.last+1, 1000, pruned)
+		evs, through, head, err := f.s.readHistory(f.ctx, "", f.last+1, 1000, pruned)
 		var ce *kv.CompactedError
 		if errors.As(err, &ce) {
 			f.restart(g, ce)
@@ -188,11 +188,7 @@ func (f *follower) catchUp() {
 		g.hub.Publish(evs...)
 		g.hub.SetRevision(through)
 		f.last = max(f.last, through)
-		size := 0
-		for _, ev := range evs {
-			size += len(ev.Value)
-		}
-		if len(evs) < 1000 && size < pluginapi.HistoryPageBytes {
+		if through >= head {
 			return
 		}
 	}

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -60,7 +61,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	if !errors.Is(err, kv.ErrNotSupported) {
 		t.Fatalf("open a schema at version 99: %v, want ErrNotSupported", err)
 	}
-	for _, m := range []string{"schema version 99", "version 1 ", "upgrade"} {
+	for _, m := range []string{"schema version 99", "version 2 ", "upgrade"} {
 		if !strings.Contains(err.Error(), m) {
 			t.Errorf("error %q does not mention %q", err, m)
 		}
@@ -68,5 +69,76 @@ func TestNewerSchemaRefused(t *testing.T) {
 	var v int
 	if err := conn.QueryRow(ctx, "SELECT schema_version FROM "+set["schema"]+".meta").Scan(&v); err != nil || v != 99 {
 		t.Fatalf("schema_version after the refusal = %d (%v), want 99 untouched", v, err)
+	}
+}
+
+// TestHistoryStep1Migrates opens a database made by a plugin of schema
+// version 1 (history a row per change): its keys stay, its history is
+// dropped with the compact revision moved to the head, so a watch from
+// before the upgrade gets the compacted error and one from after replays
+// what the new chunks hold.
+func TestHistoryStep1Migrates(t *testing.T) {
+	ctx := t.Context()
+	set := settings(t)
+	conn, err := pgx.Connect(ctx, set["dsn"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	s := set["schema"]
+	for _, q := range []string{
+		`CREATE SCHEMA IF NOT EXISTS ` + s,
+		`CREATE TABLE ` + s + `.meta (id int PRIMARY KEY CHECK (id = 1), rev bigint NOT NULL, compact bigint NOT NULL, schema_version int NOT NULL)`,
+		`INSERT INTO ` + s + `.meta VALUES (1, 3, 0, 1)`,
+		// Schema step 1, as a version-1 plugin made it.
+		`CREATE TABLE ` + s + `.kv (key text COLLATE "C" NOT NULL, value bytea NOT NULL, version bigint NOT NULL,
+			expires_at bigint NOT NULL DEFAULT 0, size bigint GENERATED ALWAYS AS (octet_length(key) + octet_length(value)) STORED,
+			CONSTRAINT kv_pkey PRIMARY KEY (key) INCLUDE (expires_at, size))`,
+		`CREATE INDEX kv_expiry ON ` + s + `.kv (expires_at) WHERE expires_at > 0`,
+		`CREATE TABLE ` + s + `.history (rev bigint PRIMARY KEY, type smallint NOT NULL, key text COLLATE "C" NOT NULL,
+			value bytea, version bigint NOT NULL, expires_at bigint NOT NULL)`,
+		`INSERT INTO ` + s + `.kv (key, value, version) VALUES ('a', 'A', 1), ('c', 'C', 3)`,
+		`INSERT INTO ` + s + `.history VALUES (1, 1, 'a', 'A', 1, 0), (2, 1, 'b', 'B', 2, 0), (3, 1, 'c', 'C', 3, 0)`,
+		`DELETE FROM ` + s + `.kv WHERE key = 'b'`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	b, err := postgres.Open(ctx, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	st := b.(*postgres.Store)
+	if got, err := st.Get(ctx, "c"); err != nil || string(got.Entry.Value) != "C" || got.Entry.Version != 3 || got.Revision != 3 {
+		t.Fatalf("get c after migrating: %+v, %v; want C at version 3, revision 3", got, err)
+	}
+	stats, err := st.Stats(ctx)
+	if err != nil || stats.Keys != 2 || stats.OldestRevision != 4 {
+		t.Fatalf("stats after migrating: %+v, %v; want 2 keys, oldest revision 4 (history dropped)", stats, err)
+	}
+	var ce *kv.CompactedError
+	w, err := st.Watch(ctx, kv.WatchRequest{StartRevision: 1})
+	if err == nil {
+		_, err = w.Recv()
+		w.Close()
+	}
+	if !errors.As(err, &ce) || ce.Oldest != 4 {
+		t.Fatalf("watch from revision 1 after migrating: %v, want compacted with oldest 4", err)
+	}
+	if _, err := st.Batch(ctx, []kv.Op{kv.PutOp("d", []byte("D"), 0, kv.Condition{}), kv.DeleteOp("a", kv.Condition{})}); err != nil {
+		t.Fatal(err)
+	}
+	w, err = st.Watch(ctx, kv.WatchRequest{StartRevision: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, want := range []string{"PUT d 4", "DELETE a 5"} {
+		ev, err := w.Recv()
+		if got := fmt.Sprintf("%v %s %d", ev.Type, ev.Key, ev.Revision); err != nil || got != want {
+			t.Fatalf("replayed %q, %v; want %q", got, err, want)
+		}
 	}
 }

@@ -382,71 +382,85 @@ func (s *Store) oldest(rev, compact int64) int64 {
 	return sqlkv.Retention(s.cfg.History).Oldest(rev, compact)
 }
 
-// historySQL reads up to limit events under a prefix from a revision,
-// stopping after the event that reaches pluginapi.HistoryPageBytes of
-// values, with the head and compact revisions of the same snapshot.
-const historySQL = `SELECT m.rev, m.compact, h.rev, h.type, h.key, h.value, h.version, h.expires_at
+// historySQL reads the history chunks from the one holding revision
+// @from on, up to @limit of them (each holds at least one change) and
+// stopping after the one that reaches @page_bytes, with the head and
+// compact revisions of the same snapshot. The chunk holding @from is the
+// last one starting at or before it, if it reaches @from; a read from
+// past the head reads nothing.
+const historySQL = `SELECT m.rev, m.compact, h.rev, h.last, h.events
 	FROM {s}.meta m LEFT JOIN LATERAL (
-		SELECT rev, type, key, value, version, expires_at FROM (
-			SELECT *, sum(coalesce(octet_length(value), 0)) OVER (ORDER BY rev ROWS UNBOUNDED PRECEDING) AS run FROM (
-				SELECT rev, type, key, value, version, expires_at FROM {s}.history
-				WHERE rev >= @from AND key >= @lo AND (@hi::text = '' OR key < @hi::text COLLATE "C") ORDER BY rev LIMIT @limit) q
-		) r WHERE run - coalesce(octet_length(value), 0) < @page_bytes
+		SELECT rev, last, events FROM (
+			SELECT *, sum(octet_length(events)) OVER (ORDER BY rev ROWS UNBOUNDED PRECEDING) AS run FROM (
+				SELECT rev, last, events FROM {s}.history
+				WHERE rev >= coalesce((SELECT CASE WHEN c.last >= @from THEN c.rev END FROM (
+					SELECT rev, last FROM {s}.history WHERE rev <= @from ORDER BY rev DESC LIMIT 1) c), @from)
+				ORDER BY rev LIMIT @limit) q
+		) r WHERE run - octet_length(events) < @page_bytes
 	) h ON true ORDER BY h.rev`
 
 // ReadHistory implements pluginapi.History. A from before the retention
 // (Config.History revisions back from the head) is a *kv.CompactedError,
 // whether or not cleanup has pruned it yet.
 func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limit int) ([]kv.Event, int64, error) {
-	return s.readHistory(ctx, prefix, from, limit, s.oldest)
+	evs, through, _, err := s.readHistory(ctx, prefix, from, limit, s.oldest)
+	return evs, through, err
 }
 
 // readHistory reads history; oldest says, from the head and compact
 // revisions of the read's snapshot, the oldest revision it may start at.
-func (s *Store) readHistory(ctx context.Context, prefix string, from int64, limit int, oldest func(rev, compact int64) int64) ([]kv.Event, int64, error) {
+// Besides the events and the revision they cover (through), it returns
+// the snapshot's head: a read that stopped at its page's bound of chunks
+// covers less than the head even when its page of events is not full.
+func (s *Store) readHistory(ctx context.Context, prefix string, from int64, limit int, oldest func(rev, compact int64) int64) (evs []kv.Event, through, head int64, err error) {
 	if err := kv.ValidatePrefix(prefix); err != nil {
-		return nil, 0, fmt.Errorf("postgres: read history: %w", err)
+		return nil, 0, 0, fmt.Errorf("postgres: read history: %w", err)
 	}
 	if err := s.checkOpen(); err != nil {
-		return nil, 0, fmt.Errorf("postgres: read history %q: %w", prefix, err)
+		return nil, 0, 0, fmt.Errorf("postgres: read history %q: %w", prefix, err)
 	}
 	page := sqlkv.NewHistoryPage(limit)
-	lo, hi := keyRange(prefix)
-	rows, err := s.pool.Query(ctx, s.sql(historySQL), pgx.NamedArgs{"from": from, "lo": lo, "hi": hi, "limit": page.Limit(),
+	covered, compact, err := s.scanHistory(ctx, prefix, from, page, &head)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, err)
+	}
+	evs, through, err = page.Result(from, covered, oldest(head, compact))
+	return evs, through, head, err
+}
+
+// scanHistory decodes the chunks historySQL reads into page until it is
+// full. It sets head and returns the compact revision and the last
+// revision the chunks it read cover: the last chunk's, or the head when
+// there was none to read.
+func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, page *sqlkv.HistoryPage, head *int64) (covered, compact int64, err error) {
+	rows, err := s.pool.Query(ctx, s.sql(historySQL), pgx.NamedArgs{"from": from, "limit": page.Limit(),
 		"page_bytes": pluginapi.HistoryPageBytes})
 	if err != nil {
-		return nil, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, mapErr(err))
+		return 0, 0, mapErr(err)
 	}
 	defer rows.Close()
-	var head, compact int64
+	covered = -1
 	for rows.Next() {
 		var (
-			rev, version, expMs *int64
-			typ                 *int16
-			key                 *string
-			value               []byte
+			first, last *int64
+			chunk       []byte
 		)
-		if err := rows.Scan(&head, &compact, &rev, &typ, &key, &value, &version, &expMs); err != nil {
-			return nil, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, mapErr(err))
+		if err := rows.Scan(head, &compact, &first, &last, &chunk); err != nil {
+			return 0, 0, mapErr(err)
 		}
-		if rev == nil {
-			continue
+		if first == nil || page.Full() {
+			continue // no chunk; or the page is full: the rest only drains
 		}
-		t, ok := fromStored(*typ)
-		if !ok {
-			return nil, 0, fmt.Errorf("postgres: read history: %w: revision %d has unknown change type %d", kv.ErrDataLoss, *rev, *typ)
+		covered = *last
+		if err := sqlkv.DecodeChunk(chunk, *first, *last, prefix, from, page.Add); err != nil {
+			return 0, 0, err
 		}
-		ev := kv.Event{Type: t, Key: *key, Version: *version, Revision: *rev, ExpiresAt: kv.FromUnixMillis(*expMs)}
-		if t == kv.EventPut {
-			if value == nil {
-				value = []byte{}
-			}
-			ev.Value = value
-		}
-		page.Add(ev) // the query stops where the page is full
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, mapErr(err))
+		return 0, 0, mapErr(err)
 	}
-	return page.Result(from, head, oldest(head, compact))
+	if covered < 0 {
+		covered = *head
+	}
+	return covered, compact, nil
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
@@ -20,8 +19,10 @@ import (
 // Keys are text COLLATE "C": byte order, which for UTF-8 is code point
 // order, so ORDER BY and range scans are the contract's byte order. The
 // primary key index carries expires_at and size, so Count and Stats can
-// be index-only scans. History is one row per change: the log that every
-// host reads to publish watch events and replay from a revision.
+// be index-only scans. History is the log that every host reads to
+// publish watch events and replay from a revision: since step 2 a row per
+// commit (a chunk of up to sqlkv.ChunkEvents changes), keyed by its first
+// revision, with its last.
 var schemaSteps = []string{
 	// 1: the store.
 	`CREATE TABLE {s}.kv (
@@ -41,41 +42,21 @@ var schemaSteps = []string{
 		version    bigint NOT NULL,
 		expires_at bigint NOT NULL
 	);`,
-}
-
-// Change types as stored in history.type: the table's own codes, so that
-// renumbering kv.EventType never changes what a stored row means.
-const (
-	storedPut    = 1
-	storedDelete = 2
-	storedExpire = 3
-	storedTTL    = 4
-)
-
-func toStored(t kv.EventType) int16 {
-	switch t {
-	case kv.EventPut:
-		return storedPut
-	case kv.EventDelete:
-		return storedDelete
-	case kv.EventExpire:
-		return storedExpire
-	}
-	return storedTTL
-}
-
-func fromStored(t int16) (kv.EventType, bool) {
-	switch t {
-	case storedPut:
-		return kv.EventPut, true
-	case storedDelete:
-		return kv.EventDelete, true
-	case storedExpire:
-		return kv.EventExpire, true
-	case storedTTL:
-		return kv.EventTTL, true
-	}
-	return 0, false
+	// 2: history in chunks (sqlkv.EncodeChunks): one row per commit
+	// instead of one per change, so a batch of 1K puts writes one history
+	// row, not a thousand, and followers read it back as one. The history
+	// of step 1 is not converted: it is dropped, and the compact revision
+	// moved to the head, so a watch resuming from before the upgrade gets
+	// the compacted error and lists again, as after any pruning. Hosts
+	// still running a step-1 plugin fail their next write (the table has
+	// other columns) rather than write history that no one can read.
+	`DROP TABLE {s}.history;
+	CREATE TABLE {s}.history (
+		rev    bigint PRIMARY KEY,
+		last   bigint NOT NULL,
+		events bytea NOT NULL
+	);
+	UPDATE {s}.meta SET compact = rev;`,
 }
 
 // migrate creates or upgrades the schema.

@@ -1,12 +1,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
@@ -103,24 +103,17 @@ func (s *Store) finish(b *pgx.Batch, t *sqlkv.Txn, compact int64, prune bool) in
 	if len(evs) == 0 && !prune {
 		return compact
 	}
-	if len(evs) > 0 {
-		n := len(evs)
-		revs, types, keys := make([]int64, n), make([]int16, n), make([]string, n)
-		values, versions, exps := make([][]byte, n), make([]int64, n), make([]int64, n)
-		for i, ev := range evs {
-			revs[i], types[i], keys[i] = ev.Revision, toStored(ev.Type), ev.Key
-			values[i], versions[i], exps[i] = ev.Value, ev.Version, kv.UnixMillis(ev.ExpiresAt)
-			if ev.Type != kv.EventPut {
-				values[i] = nil
-			}
-		}
-		b.Queue(s.sql(`INSERT INTO {s}.history (rev, type, key, value, version, expires_at)
-			SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bytea[], $5::bigint[], $6::bigint[])`),
-			revs, types, keys, values, versions, exps)
-	}
+	// EncodeChunks reuses its buffer and the batch encodes its arguments
+	// when it is sent: each chunk gets its own copy.
+	_ = sqlkv.EncodeChunks(evs, func(first, last int64, chunk []byte) error {
+		b.Queue(s.sql(`INSERT INTO {s}.history (rev, last, events) VALUES ($1, $2, $3)`), first, last, bytes.Clone(chunk))
+		return nil
+	})
 	if prune {
 		compact += min(excess, pruneBatch)
-		b.Queue(s.sql(`DELETE FROM {s}.history WHERE rev <= $1`), compact)
+		// Only chunks wholly at or before compact go: one that straddles
+		// it stays, and reads skip its revisions up to compact.
+		b.Queue(s.sql(`DELETE FROM {s}.history WHERE rev <= $1 AND last <= $1`), compact)
 	}
 	b.Queue(s.sql(`UPDATE {s}.meta SET rev = $1, compact = $2 WHERE id = 1`), t.Rev(), compact)
 	if len(evs) > 0 {

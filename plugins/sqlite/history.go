@@ -19,9 +19,9 @@ import (
 const pruneBatch = 4096
 
 // pruneStep is how many revisions past retention make a commit prune:
-// chunkEvents, so that the oldest chunk is always wholly past retention
+// sqlkv.ChunkEvents, so that the oldest chunk is always wholly past retention
 // then and the prune deletes something; a quarter of a smaller history.
-func (s *Store) pruneStep() int64 { return min(chunkEvents, max(int64(s.cfg.History)/4, 1)) }
+func (s *Store) pruneStep() int64 { return min(sqlkv.ChunkEvents, max(int64(s.cfg.History)/4, 1)) }
 
 // retention is how many revisions of history the store keeps.
 func (s *Store) retention() sqlkv.Retention { return sqlkv.Retention(s.cfg.History) }
@@ -66,7 +66,7 @@ func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, page
 		if first == 0 {
 			continue // the row that says there is no chunk
 		}
-		if err := decodeChunk(chunk, first, last, prefix, from, page.Add); err != nil {
+		if err := sqlkv.DecodeChunk(chunk, first, last, prefix, from, page.Add); err != nil {
 			return 0, 0, err
 		}
 	}

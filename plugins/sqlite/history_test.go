@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
 // historyRows counts the revisions kv_history holds and reads the
@@ -319,9 +320,9 @@ func TestHistoryCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	rev := revision(t, s)
-	if rows, compact := historyRows(t, s); rows != chunkEvents || compact != rev-chunkEvents {
+	if rows, compact := historyRows(t, s); rows != sqlkv.ChunkEvents || compact != rev-sqlkv.ChunkEvents {
 		t.Fatalf("after cleanup: %d revisions of history after compact revision %d; want the last chunk's %d after %d",
-			rows, compact, chunkEvents, rev-chunkEvents)
+			rows, compact, sqlkv.ChunkEvents, rev-sqlkv.ChunkEvents)
 	}
 	// The chunk is kept whole, but only the last 10 revisions are offered.
 	_, _, err = s.ReadHistory(ctx, "big/", rev-10, 100)

@@ -85,7 +85,7 @@ func (s *Store) writeHistory(ctx context.Context, evs []kv.Event) error {
 	if s.cfg.noHistory {
 		return nil
 	}
-	return encodeChunks(evs, func(first, last int64, chunk []byte) error {
+	return sqlkv.EncodeChunks(evs, func(first, last int64, chunk []byte) error {
 		_, err := s.ws.histInsert.ExecContext(ctx, sql.Named("first", first), sql.Named("last", last), sql.Named("events", chunk))
 		if err != nil {
 			return fmt.Errorf("record history: %w", mapErr(err))

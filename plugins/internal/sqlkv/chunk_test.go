@@ -1,4 +1,4 @@
-package sqlite
+package sqlkv
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ type chunk struct {
 func chunked(t testing.TB, evs []kv.Event) []chunk {
 	t.Helper()
 	var out []chunk
-	err := encodeChunks(evs, func(first, last int64, data []byte) error {
+	err := EncodeChunks(evs, func(first, last int64, data []byte) error {
 		out = append(out, chunk{first, last, bytes.Clone(data)})
 		return nil
 	})
@@ -35,7 +35,7 @@ func decodeAll(t testing.TB, chunks []chunk, prefix string, from int64) []kv.Eve
 	t.Helper()
 	var out []kv.Event
 	for _, c := range chunks {
-		if err := decodeChunk(c.data, c.first, c.last, prefix, from, func(ev kv.Event) bool { out = append(out, ev); return true }); err != nil {
+		if err := DecodeChunk(c.data, c.first, c.last, prefix, from, func(ev kv.Event) bool { out = append(out, ev); return true }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -44,7 +44,7 @@ func decodeAll(t testing.TB, chunks []chunk, prefix string, from int64) []kv.Eve
 
 func TestChunkRoundTrip(t *testing.T) {
 	exp := time.UnixMilli(1_700_000_000_123)
-	big := bytes.Repeat([]byte{0xA5}, chunkBytes/3)
+	big := bytes.Repeat([]byte{0xA5}, ChunkBytes/3)
 	var evs []kv.Event
 	add := func(typ kv.EventType, key string, value []byte, version int64, expiresAt time.Time) {
 		evs = append(evs, kv.Event{Type: typ, Key: key, Value: value, Version: version, Revision: 100 + int64(len(evs)), ExpiresAt: expiresAt})
@@ -57,7 +57,7 @@ func TestChunkRoundTrip(t *testing.T) {
 	for i := range 4 { // about 1.3 MiB: the byte limit starts a new chunk
 		add(kv.EventPut, fmt.Sprint("big/", i), big, 105+int64(i), time.Time{})
 	}
-	for i := range chunkEvents + 10 { // the event limit starts another
+	for i := range ChunkEvents + 10 { // the event limit starts another
 		add(kv.EventDelete, fmt.Sprintf("many/%04d", i), nil, int64(i+1), time.Time{})
 	}
 	chunks := chunked(t, evs)
@@ -98,7 +98,7 @@ func TestChunkRefusesDamage(t *testing.T) {
 		{"unknown type", append([]byte{chunkFormat, 42}, c.data[2:]...), 1, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := decodeChunk(tc.data, tc.first, tc.last, "", 0, func(kv.Event) bool { return true })
+			err := DecodeChunk(tc.data, tc.first, tc.last, "", 0, func(kv.Event) bool { return true })
 			if !errors.Is(err, kv.ErrDataLoss) {
 				t.Fatalf("decode: %v, want kv.ErrDataLoss", err)
 			}
@@ -118,7 +118,7 @@ func FuzzDecodeChunk(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, n uint16) {
 		var evs []kv.Event
-		err := decodeChunk(data, 1, 1+int64(n), "", 0, func(ev kv.Event) bool { evs = append(evs, ev); return true })
+		err := DecodeChunk(data, 1, 1+int64(n), "", 0, func(ev kv.Event) bool { evs = append(evs, ev); return true })
 		if err != nil {
 			if !errors.Is(err, kv.ErrDataLoss) {
 				t.Fatalf("error %v is not kv.ErrDataLoss", err)

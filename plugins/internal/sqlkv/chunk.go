@@ -1,4 +1,4 @@
-package sqlite
+package sqlkv
 
 import (
 	"bytes"
@@ -17,12 +17,12 @@ import (
 //	event  = type-byte uvarint(version) varint(expires_at ms)
 //	         uvarint(len key) key [uvarint(len value) value]   (value: PUT only)
 //
-// A chunk holds at most chunkEvents changes and, unless one value alone
-// is larger, about chunkBytes of them.
+// A chunk holds at most ChunkEvents changes and, unless one value alone
+// is larger, about ChunkBytes of them.
 const (
 	chunkFormat = 1
-	chunkEvents = 1000
-	chunkBytes  = 1 << 20
+	ChunkEvents = 1000
+	ChunkBytes  = 1 << 20
 )
 
 // Change types, as stored. They are the file's own codes, not
@@ -43,15 +43,15 @@ var eventTypes = map[byte]kv.EventType{
 	histPut: kv.EventPut, histDelete: kv.EventDelete, histExpire: kv.EventExpire, histTTL: kv.EventTTL,
 }
 
-// encodeChunks encodes evs, whose revisions follow each other, into
+// EncodeChunks encodes evs, whose revisions follow each other, into
 // chunks and hands each to store with its first and last revision. The
 // chunk's bytes are reused after store returns.
-func encodeChunks(evs []kv.Event, store func(first, last int64, chunk []byte) error) error {
+func EncodeChunks(evs []kv.Event, store func(first, last int64, chunk []byte) error) error {
 	var buf []byte
 	for len(evs) > 0 {
 		buf = append(buf[:0], chunkFormat)
 		n := 0
-		for n < len(evs) && n < chunkEvents && (n == 0 || len(buf) < chunkBytes) {
+		for n < len(evs) && n < ChunkEvents && (n == 0 || len(buf) < ChunkBytes) {
 			buf = appendEvent(buf, evs[n])
 			n++
 		}
@@ -76,12 +76,12 @@ func appendEvent(buf []byte, ev kv.Event) []byte {
 	return buf
 }
 
-// decodeChunk calls keep, in revision order, with each change of the chunk
+// DecodeChunk calls keep, in revision order, with each change of the chunk
 // of revisions first to last whose revision is at least from and whose key
 // starts with prefix, until keep returns false. Events own their bytes:
 // chunk may be reused afterwards. A chunk that does not decode is
 // kv.ErrDataLoss.
-func decodeChunk(chunk []byte, first, last int64, prefix string, from int64, keep func(kv.Event) bool) error {
+func DecodeChunk(chunk []byte, first, last int64, prefix string, from int64, keep func(kv.Event) bool) error {
 	d := chunkDecoder{buf: chunk}
 	if d.byte() != chunkFormat {
 		return d.fail(first, "unknown chunk format")
