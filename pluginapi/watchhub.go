@@ -27,9 +27,11 @@ const HistoryPageBytes = 4 << 20
 // prefix with a revision at or after from, and through, the last revision
 // its answer covers: every matching event with a revision from from to
 // through is in events, none after. A read that goes to the store's head
-// answers the head as through; one that stops early — at limit events, or
-// after HistoryPageBytes of values — answers its last event's revision. A
-// from older than the history kept is a *kv.CompactedError.
+// answers the head as through; one that stops early — at limit events,
+// after HistoryPageBytes of values, or at a bound of its own on what it
+// reads — answers the last revision it read (at least its last event's,
+// and at least from when there was history to read). A from older than
+// the history kept is a *kv.CompactedError.
 type History interface {
 	ReadHistory(ctx context.Context, prefix string, from int64, limit int) (events []kv.Event, through int64, err error)
 }
