@@ -2,7 +2,9 @@ package conformance
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/kvhost/kvhost/kv"
 )
@@ -171,6 +173,43 @@ func testPrefixEqualKey(c *check) {
 		c.Fatalf(`delete-prefix "job/1": %d deleted, %v; want the key equal to the prefix`, res.Deleted, err)
 	}
 	c.absent(c.k("job/1"))
+}
+
+// testPrefixLastCodePoint: the range of a prefix ends at the prefix with
+// its last byte plus one (kv.PrefixEnd). For a prefix whose last code point
+// ends in the byte 0xBF that bound is not UTF-8, which a store that checks
+// its text (PostgreSQL) refuses; the key one code point below and the
+// first code point above must stay outside.
+func testPrefixLastCodePoint(c *check) {
+	for i, last := range []string{"\u00bf", "\u07ff", "\uffff", "\U0010ffff"} {
+		p := fmt.Sprint("cp", i, "/a", last)
+		under := []string{p, p + "\x01", p + "x", p + "\U0010ffff"}
+		r := []rune(last)[0]
+		outside := []string{fmt.Sprint("cp", i, "/a", string(r-1), "x"), fmt.Sprint("cp", i, "/b")}
+		if r < utf8.MaxRune {
+			outside = append(outside, fmt.Sprint("cp", i, "/a", string(r+1)))
+		}
+		for _, k := range append(append([]string{}, under...), outside...) {
+			c.put(c.k(k), "v", 0)
+		}
+		want := c.ks(under...)
+		c.wantKeys(fmt.Sprintf("list %q", p), c.listAll(c.k(p)), want)
+		if n := c.count(c.k(p)); n != int64(len(under)) {
+			c.Fatalf("count %q: %d, want %d", p, n, len(under))
+		}
+		res, err := c.b.DeletePrefix(c.Context(), c.k(p))
+		if err != nil || res.Deleted != int64(len(under)) {
+			c.Fatalf("delete-prefix %q: %d deleted, %v; want %d", p, res.Deleted, err, len(under))
+		}
+		c.wantKeys(fmt.Sprintf("keys under cp%d/ after delete-prefix %q", i, p), c.listAll(c.k(fmt.Sprint("cp", i, "/"))), sortedKeys(c, outside))
+	}
+}
+
+// sortedKeys is c.ks of names in byte order.
+func sortedKeys(c *check, names []string) []string {
+	keys := c.ks(names...)
+	slices.Sort(keys)
+	return keys
 }
 
 func testCountDeletePrefix(c *check) {

@@ -33,6 +33,7 @@ func ExampleRules() {
 	// core/list-pages-are-bounded-by-bytes
 	// core/prefixes-are-literal
 	// core/a-prefix-matches-the-key-equal-to-it
+	// core/a-prefix-may-end-in-any-code-point
 	// core/count-and-delete-prefix-cover-exactly-the-prefix
 	// core/increment-adds-to-a-decimal-counter
 	// core/batch-ops-apply-in-order

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvhost/kvhost/kv"
 )
@@ -241,16 +242,44 @@ var coreTeeth = []tooth{
 			return kv.CountResult{Count: int64(len(r.Entries)), Revision: r.Revision}, err
 		}
 	}},
-	{"prefix-excludes-the-key-equal-to-it", []string{"core/a-prefix-matches-the-key-equal-to-it", "core/list-walks-keys-in-byte-order-a-page-at-a-time", "core/prefixes-are-literal"}, func(b *broken) {
+	{"prefix-excludes-the-key-equal-to-it", []string{"core/a-prefix-matches-the-key-equal-to-it", "core/list-walks-keys-in-byte-order-a-page-at-a-time", "core/prefixes-are-literal", "core/a-prefix-may-end-in-any-code-point"}, func(b *broken) {
 		b.list = func(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
 			r, err := b.s.List(ctx, req)
 			r.Entries = slices.DeleteFunc(r.Entries, func(e kv.Entry) bool { return e.Key == req.Prefix })
 			return r, err
 		}
 	}},
+	// PostgreSQL's first version bound a prefix's range by its last byte
+	// plus one, and refused the bound as text when that was not UTF-8.
+	{"prefix-bound-must-be-utf8", []string{"core/a-prefix-may-end-in-any-code-point"}, func(b *broken) {
+		bound := func(prefix string) error {
+			if !utf8.ValidString(kv.PrefixEnd(prefix)) {
+				return fmt.Errorf("%w: invalid byte sequence for encoding \"UTF8\" in the range of %q", kv.ErrInvalidArgument, prefix)
+			}
+			return nil
+		}
+		b.list = func(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
+			if err := bound(req.Prefix); err != nil {
+				return kv.ListResult{}, err
+			}
+			return b.s.List(ctx, req)
+		}
+		b.count = func(ctx context.Context, prefix string) (kv.CountResult, error) {
+			if err := bound(prefix); err != nil {
+				return kv.CountResult{}, err
+			}
+			return b.s.Count(ctx, prefix)
+		}
+		b.deletePrefix = func(ctx context.Context, prefix string) (kv.DeletePrefixResult, error) {
+			if err := bound(prefix); err != nil {
+				return kv.DeletePrefixResult{}, err
+			}
+			return b.s.DeletePrefix(ctx, prefix)
+		}
+	}},
 	{"delete-prefix-reports-none-deleted", []string{
 		"core/count-and-delete-prefix-cover-exactly-the-prefix", "core/a-prefix-matches-the-key-equal-to-it", "core/prefixes-are-literal",
-		"core/each-change-takes-the-next-revision", "watch/delete-prefix-sends-one-event-per-key-in-key-order",
+		"core/each-change-takes-the-next-revision", "watch/delete-prefix-sends-one-event-per-key-in-key-order", "core/a-prefix-may-end-in-any-code-point",
 	}, func(b *broken) {
 		b.deletePrefix = func(ctx context.Context, prefix string) (kv.DeletePrefixResult, error) {
 			r, err := b.s.DeletePrefix(ctx, prefix)
