@@ -3,9 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"sync"
 	"syscall"
@@ -14,88 +12,9 @@ import (
 
 	"github.com/kvhost/kvhost/client"
 	"github.com/kvhost/kvhost/client/mirror"
+	"github.com/kvhost/kvhost/internal/netproxy"
 	"github.com/kvhost/kvhost/kv"
 )
-
-// tcpProxy stands between a client and a kvhost host, so that a test can
-// cut the client's connections, refuse new ones, and point it at a host
-// restarted on another port.
-type tcpProxy struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	target string
-	down   bool
-	conns  []net.Conn
-}
-
-func startProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *tcpProxy) serve(c net.Conn) {
-	p.mu.Lock()
-	target, down := p.target, p.down
-	p.mu.Unlock()
-	if down {
-		c.Close()
-		return
-	}
-	u, err := net.Dial("tcp", target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns = append(p.conns, c, u)
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(u, c); u.Close() }()
-	_, _ = io.Copy(c, u)
-	c.Close()
-}
-
-// cut closes every connection through the proxy.
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *tcpProxy) setDown(down bool) {
-	p.mu.Lock()
-	p.down = down
-	p.mu.Unlock()
-	if down {
-		p.cut()
-	}
-}
-
-func (p *tcpProxy) retarget(addr string) {
-	p.mu.Lock()
-	p.target = addr
-	p.mu.Unlock()
-	p.cut()
-}
 
 // mirrorBound ends a test whose mirror would never converge; converging
 // takes well under a second, but the client's reconnect backoff and a
@@ -177,8 +96,8 @@ func TestMirrorConverges(t *testing.T) {
 	const config = "auth: {anonymous: true}\nbackend: {plugin: sqlite, settings: {history: \"100\"}}\n"
 	h := startServerIn(t, dir, config)
 	direct := h.client(t, "")
-	p := startProxy(t, h.addr)
-	viaProxy, err := client.New(p.addr())
+	p := netproxy.Start(t, h.addr)
+	viaProxy, err := client.New(p.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +130,7 @@ func TestMirrorConverges(t *testing.T) {
 		writeBurst(t, ctx, direct, prefix, 300, rng)
 	}()
 	for range 3 {
-		p.cut()
+		p.Cut()
 	}
 	<-done
 	requireConverged(t, ctx, direct, m, prefix, "after the stream was cut mid-flow")
@@ -220,9 +139,9 @@ func TestMirrorConverges(t *testing.T) {
 	}
 
 	// Cut off for longer than the history kept: it must load again.
-	p.setDown(true)
+	p.SetDown(true)
 	writeBurst(t, ctx, direct, prefix, 400, rng)
-	p.setDown(false)
+	p.SetDown(false)
 	requireConverged(t, ctx, direct, m, prefix, "after a cut longer than the history")
 	if m.Reloads() == 0 {
 		t.Fatal("the mirror resumed from a revision older than the history kept; it should have loaded again")
@@ -234,7 +153,7 @@ func TestMirrorConverges(t *testing.T) {
 	}
 	_ = h.cmd.Wait()
 	h2 := startServerIn(t, dir, config)
-	p.retarget(h2.addr)
+	p.Retarget(h2.addr)
 	direct2 := h2.client(t, "")
 	writeBurst(t, ctx, direct2, prefix, 200, rng)
 	requireConverged(t, ctx, direct2, m, prefix, "after the host restarted")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kvhost/kvhost/client"
+	"github.com/kvhost/kvhost/internal/netproxy"
 	"github.com/kvhost/kvhost/kv"
 )
 
@@ -100,13 +101,13 @@ func checkFreshReads(t *testing.T, hosts []*server) {
 
 	var (
 		readers []*client.Client
-		proxies []*tcpProxy
+		proxies []*netproxy.Proxy
 	)
 	for _, h := range hosts {
-		p := startProxy(t, h.addr)
+		p := netproxy.Start(t, h.addr)
 		proxies = append(proxies, p)
 		for range 2 {
-			c, err := client.New(p.addr(), client.WithNearCache(1<<20))
+			c, err := client.New(p.Addr(), client.WithNearCache(1<<20))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,7 +190,7 @@ func checkFreshReads(t *testing.T, hosts []*server) {
 	}
 	waitWritten(total / 3)
 	for _, p := range proxies {
-		p.cut()
+		p.Cut()
 	}
 	waitWritten(2 * total / 3)
 	<-hosts[0].pidChanged // the first start
