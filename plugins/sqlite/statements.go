@@ -79,11 +79,14 @@ func countSQL(end bool) string {
 
 // historySQL reads the history chunks from the one holding revision
 // :from on, with the store and compact revisions of the same snapshot; no
-// chunk is one row with revision 0.
+// chunk is one row with revision 0. The chunk holding :from is the last
+// one starting at or before it, if it reaches :from: a read from past
+// the head (a watch that starts at the next revision) reads no chunk.
 const historySQL = `SELECT m.value, c.value, coalesce(h.revision, 0), coalesce(h.last, 0), h.events
 	FROM ` + metaTable + ` AS m JOIN ` + metaTable + ` AS c ON c.name = 'compact_revision'
 	LEFT JOIN kv_history AS h ON h.revision >= coalesce(
-		(SELECT revision FROM kv_history WHERE revision <= :from ORDER BY revision DESC LIMIT 1), :from)` +
+		(SELECT CASE WHEN last >= :from THEN revision END FROM (
+			SELECT revision, last FROM kv_history WHERE revision <= :from ORDER BY revision DESC LIMIT 1)), :from)` +
 	whereMeta + ` ORDER BY h.revision`
 
 // cleanupSQL removes up to :limit expired rows, earliest expiry first.
