@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,8 +66,10 @@ func snapshotSaveCommand() *cobra.Command {
 
 The image is consistent even while others write: save lists every page,
 then applies the changes made from the first page's revision up to the
-last one's (it watches from that revision, so the backend must still keep
-that history), and records that revision in the file's header. Keys are
+last one's, recorded by a watch opened before the first page (if that
+watch falls behind, the rest is read from the backend's watch history,
+which must then still reach back that far), and records that revision in
+the file's header. Keys are
 written in the order of their versions, each with its absolute expiry;
 keys already expired are left out. The file is written beside FILE and
 renamed into place once complete, so FILE is never half-written; entries
@@ -101,15 +104,26 @@ func (k *conn) saveSnapshot(cmd *cobra.Command, path string) error {
 	defer commit(false)
 	b := snapshot.NewBuilder(dir, 0)
 	defer b.Close()
+	// The changes made while the pages are listed come from a watch
+	// opened before the first page, so that the image needs no history
+	// unless that watch falls behind.
+	wctx, stop := context.WithCancel(cmd.Context())
+	defer stop()
+	ws, err := k.c.Watch(wctx, "", client.WithTTLEvents(), client.WithProgressInterval(200*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	rec := recordChanges(ws)
 	first, last, err := k.listAll(cmd, b)
 	if err != nil {
 		return err
 	}
 	if last > first {
-		if err := k.changesBetween(cmd.Context(), b, first+1, last); err != nil {
+		if err := k.changesWhileListed(cmd.Context(), rec, b, first+1, last); err != nil {
 			return err
 		}
 	}
+	stop()
 	w, err := snapshot.NewWriter(out, snapshot.Header{Revision: last, Created: time.Now(), Source: "kvhost snapshot save from " + k.addr})
 	if err != nil {
 		return err
@@ -196,6 +210,86 @@ func (k *conn) listAll(cmd *cobra.Command, b *snapshot.Builder) (first, last int
 		}
 		after = page.Entries[len(page.Entries)-1].Key
 	}
+}
+
+// recorder keeps what a live watch delivers while the pages are listed.
+type recorder struct {
+	mu     sync.Mutex
+	events []kv.Event
+	seen   int64 // the last revision the watch vouched for (event or progress)
+	err    error // how the watch ended, once it has
+	moved  chan struct{}
+}
+
+// recordChanges records ws's events until it ends.
+func recordChanges(ws kv.WatchStream) *recorder {
+	r := &recorder{moved: make(chan struct{}, 1)}
+	go func() {
+		defer ws.Close()
+		for {
+			ev, err := ws.Recv()
+			r.mu.Lock()
+			if err != nil {
+				r.err = err
+			} else {
+				if ev.Type != kv.EventProgress {
+					r.events = append(r.events, ev)
+				}
+				r.seen = max(r.seen, ev.Revision)
+			}
+			r.mu.Unlock()
+			select {
+			case r.moved <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// upTo waits until the watch has vouched for revision to or ended, and
+// returns the events it recorded and the revision it reached.
+func (r *recorder) upTo(ctx context.Context, to int64) ([]kv.Event, int64, error) {
+	for {
+		r.mu.Lock()
+		evs, seen, err := r.events, r.seen, r.err
+		r.mu.Unlock()
+		if seen >= to || err != nil {
+			return evs, seen, err
+		}
+		select {
+		case <-r.moved:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+}
+
+// changesWhileListed adds to b every change with a revision from..to: what
+// the live watch recorded, and, if that watch ended before reaching to
+// (it fell behind, or the connection was lost), the rest from the watch
+// history.
+func (k *conn) changesWhileListed(ctx context.Context, rec *recorder, b *snapshot.Builder, from, to int64) error {
+	evs, seen, err := rec.upTo(ctx, to)
+	if ctx.Err() != nil {
+		return err
+	}
+	// A watch that ended short of to is made up for from history below.
+	for _, ev := range evs {
+		if ev.Revision < from || ev.Revision > to {
+			continue
+		}
+		if err := b.AddEvent(ev); err != nil {
+			return err
+		}
+	}
+	if seen >= to {
+		return nil
+	}
+	return k.changesBetween(ctx, b, max(from, seen+1), to)
 }
 
 // changesBetween adds to b every change with a revision from..to, read

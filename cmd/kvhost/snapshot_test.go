@@ -298,6 +298,82 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	})
 }
 
+// TestSnapshotSaveOutlivesHistory saves while a writer commits batches of
+// 200 changes to keys spread over every page, on a store that keeps 100
+// revisions of history: more changes land while the pages are listed than
+// the history holds. Save takes them from the watch it opened before
+// listing, so it succeeds, and the image is the state at one revision:
+// every key the writer touches holds the same batch's value.
+func TestSnapshotSaveOutlivesHistory(t *testing.T) {
+	src := startServer(t, anonymous+"backend: {plugin: sqlite, settings: {history: \"100\"}}\n")
+	c := src.client(t, "")
+	fill(t, c, 12000) // 12 MiB: three pages or more
+	const spread = 60 // the writer's keys: every 60th, 200 of them on every page
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := 1; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var ops []kv.Op
+			for i := 0; i < 12000; i += spread {
+				ops = append(ops, kv.PutOp(fmt.Sprintf("key/%06d", i), fmt.Appendf(nil, "batch %d", n), 0, kv.Condition{}))
+			}
+			if _, err := c.Batch(t.Context(), ops); err != nil {
+				t.Errorf("writer: %v", err)
+				return
+			}
+		}
+	})
+	file := filepath.Join(t.TempDir(), "image.kvsnap")
+	var saved struct {
+		Revision   int64 `json:"revision"`
+		ListedFrom int64 `json:"listed_from_revision"`
+	}
+	for try := 0; saved.Revision-saved.ListedFrom <= 100; try++ {
+		if try == 20 {
+			close(stop)
+			wg.Wait()
+			t.Fatal("20 saves and not one saw more changes while it listed than the 100 revisions of history")
+		}
+		out, errOut, code := src.cli(t, "", "snapshot", "save", file, "-o", "json")
+		if code != 0 {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("save while batches of 200 changes land, with 100 revisions of history: exit %d: %s", code, errOut)
+		}
+		if err := json.Unmarshal([]byte(out), &saved); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("the save that outlived the history listed from revision %d to %d", saved.ListedFrom, saved.Revision)
+	h, recs := readSnapshot(t, file)
+	if h.Revision != saved.Revision || len(recs) != 12000 {
+		t.Fatalf("header revision %d and %d records; want %d and 12000", h.Revision, len(recs), saved.Revision)
+	}
+	var batch string
+	for _, r := range recs {
+		var i int
+		if _, err := fmt.Sscanf(r.Key, "key/%06d", &i); err != nil || i%spread != 0 {
+			continue
+		}
+		if batch == "" {
+			batch = string(r.Value)
+		}
+		if string(r.Value) != batch {
+			t.Fatalf("%q holds %q and another written key %q: the image mixes two revisions", r.Key, r.Value, batch)
+		}
+	}
+	if !strings.HasPrefix(batch, "batch ") {
+		t.Fatalf("the written keys hold %q, want a batch's value", batch)
+	}
+}
+
 func TestSnapshotRefusesADamagedFile(t *testing.T) {
 	src := startServer(t, anonymous)
 	fill(t, src.client(t, ""), 300)
