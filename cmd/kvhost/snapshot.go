@@ -18,11 +18,6 @@ import (
 	"github.com/kvhost/kvhost/snapshot"
 )
 
-// restoreBatchBytes bounds the keys and values of one batch that restore
-// sends: well under a server's default request limit (1.5 MiB). A larger
-// entry goes alone.
-const restoreBatchBytes = 1 << 20
-
 // errVerify is wrapped by the error of a restore or migrate whose
 // check at the end found the target not as it should be.
 var errVerify = errors.New("verification failed")

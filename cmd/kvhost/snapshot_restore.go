@@ -14,6 +14,11 @@ import (
 	"github.com/kvhost/kvhost/snapshot"
 )
 
+// restoreBatchBytes bounds the keys and values of one batch that restore
+// sends: well under a server's default request limit (1.5 MiB). A larger
+// entry goes alone.
+const restoreBatchBytes = 1 << 20
+
 // snapshotRestoreCommand is kvhost snapshot restore.
 func snapshotRestoreCommand() *cobra.Command {
 	var (
