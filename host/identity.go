@@ -11,6 +11,9 @@ import (
 // Identity is who a call acts for. Admin principals see the whole
 // backend's figures in Stats; everyone else sees only their tenant's.
 type Identity struct {
+	// Principal is the caller's name, "" for an anonymous caller (a
+	// token always names one), which is what policies see
+	// (policies/ABI.md: an empty principal is anonymous).
 	Principal string
 	Tenant    string
 	Admin     bool

@@ -456,3 +456,37 @@ func TestPolicyReloadResetsNearCaches(t *testing.T) {
 		return nil
 	})
 }
+
+// An anonymous call reaches policies with no principal (policies/ABI.md):
+// the acl policy's "@anonymous" rules apply to it and "@authenticated"
+// ones do not. The host used to name anonymous callers "anonymous", which
+// matched neither as the policy expects.
+func TestAnonymousCallsHaveNoPrincipal(t *testing.T) {
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "acl.wasm")
+	copyFile(t, policytest.Build(t, "policies/acl"), wasm)
+	compilePolicies(t, wasm)
+	s := startServer(t, `
+auth:
+  anonymous: true
+  tokens:
+    - {token: tok-alice, principal: alice, tenant: anonymous}
+policy_cache_dir: `+policyCacheDir(t)+`
+policies:
+  - name: acl
+    path: `+wasm+`
+    timeout: `+decisionTimeout+`
+    config:
+      rules:
+        - {principals: ["@anonymous"], prefixes: ["anon/"], operations: ["*"]}
+        - {principals: ["@authenticated"], prefixes: ["auth/"], operations: ["*"]}
+`)
+	s.mustCLI(t, "", "put", "anon/x", "1")
+	if _, errOut, code := s.cli(t, "", "put", "auth/x", "1"); code == 0 || !strings.Contains(errOut, "an anonymous caller may not put") {
+		t.Errorf("anonymous put auth/x: exit %d, %q; want the acl's denial of an anonymous caller", code, errOut)
+	}
+	s.mustCLI(t, "tok-alice", "put", "auth/x", "1")
+	if _, errOut, code := s.cli(t, "tok-alice", "put", "anon/y", "1"); code == 0 || !strings.Contains(errOut, `principal "alice" may not put`) {
+		t.Errorf("alice put anon/y: exit %d, %q; want the acl's denial of alice", code, errOut)
+	}
+}

@@ -104,7 +104,7 @@ func serve(ctx context.Context, cfg *config.File, cfgPath string) error {
 	srv, err := server.New(store, server.Options{
 		Tokens:            cfg.Auth.Tokens,
 		Anonymous:         cfg.Auth.Anonymous,
-		AnonymousIdentity: host.Identity{Principal: "anonymous", Tenant: cfg.Auth.AnonymousTenant, Admin: cfg.Auth.AnonymousAdmin},
+		AnonymousIdentity: host.Identity{Tenant: cfg.Auth.AnonymousTenant, Admin: cfg.Auth.AnonymousAdmin},
 		TLS:               tlsCfg,
 		RequestTimeout:    cfg.RequestTimeout,
 		Logger:            log,

@@ -98,8 +98,8 @@ type Backend struct {
 
 // Auth configures API authentication.
 type Auth struct {
-	// Anonymous lets calls without a token in, as principal "anonymous"
-	// of tenant AnonymousTenant. Off unless said, except for the
+	// Anonymous lets calls without a token in, with no principal (what
+	// policies see as anonymous), in tenant AnonymousTenant. Off unless said, except for the
 	// no-config default (which listens on loopback only).
 	Anonymous bool `yaml:"anonymous"`
 	// AnonymousTenant is the tenant of anonymous calls (default

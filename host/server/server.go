@@ -52,8 +52,10 @@ type Options struct {
 	Tokens []Token
 	// Anonymous, when set, lets calls without a token act as AnonymousIdentity.
 	Anonymous bool
-	// AnonymousIdentity (default principal "anonymous", tenant
-	// "anonymous": anonymous callers share no tenant with token holders).
+	// AnonymousIdentity (default: no principal, tenant "anonymous":
+	// anonymous callers share no tenant with token holders). Its
+	// Principal should stay empty: policies take an empty principal for
+	// anonymous ("@anonymous" in the acl policy).
 	AnonymousIdentity host.Identity
 	// MaxRequestBytes bounds one request message, a batch included
 	// (default: the store's Limits.RequestLimit()). Larger requests are
@@ -86,7 +88,7 @@ func New(store *host.Store, opts Options) (*Server, error) {
 		opts.RequestTimeout = 10 * time.Second
 	}
 	if opts.AnonymousIdentity == (host.Identity{}) {
-		opts.AnonymousIdentity = host.Identity{Principal: "anonymous", Tenant: "anonymous"}
+		opts.AnonymousIdentity = host.Identity{Tenant: "anonymous"}
 	}
 	if err := host.ValidateTenant(opts.AnonymousIdentity.Tenant); err != nil {
 		return nil, fmt.Errorf("anonymous tenant: %w", err)
