@@ -332,7 +332,7 @@ func BenchmarkBatchInsert1K(b *testing.B) {
 	// transaction, both statements in one round trip: the server's share
 	// of what the store's batch writes, without the revision row or the
 	// notification.
-	history := `INSERT INTO ` + e.rawS + `.history (rev, last, events) VALUES ($1, $2, $3)`
+	history := `INSERT INTO ` + e.rawS + `.history_chunks (rev, last, events) VALUES ($1, $2, $3)`
 	rawHistory := func(keys []string) error {
 		first := version
 		values, versions, exps := upsertArgs(keys, version)

@@ -22,7 +22,7 @@
 // Each write transaction first locks the one row of meta and takes its
 // revisions from it, so writers take turns and revision order is commit
 // order (see txn.go and docs/RATIONALE.md). The transaction's changes are
-// also written, in the same transaction, to the history table as one row
+// also written, in the same transaction, to the history_chunks table as one row
 // (a chunk, sqlkv.EncodeChunks; more for over 1000 changes or 1 MiB), and
 // the transaction notifies the schema's channel. A follower goroutine per
 // store reads history from the last revision it published and publishes

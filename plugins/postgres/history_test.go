@@ -2,8 +2,12 @@ package postgres_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/plugins/postgres"
@@ -40,16 +44,49 @@ func TestHistoryReadPastChunkBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"PUT small/a 6", "PUT small/b 7"} {
-		ev, err := w.Recv()
-		for err == nil && ev.Type == kv.EventProgress {
-			ev, err = w.Recv()
+		ev := recvWithin(t, w, followBound)
+		for ev.Type == kv.EventProgress {
+			ev = recvWithin(t, w, followBound)
 		}
-		if got := fmt.Sprintf("%v %s %d", ev.Type, ev.Key, ev.Revision); err != nil || got != want {
-			t.Fatalf("watch of small/ from revision 1: %q, %v; want %q", got, err, want)
+		if got := fmt.Sprintf("%v %s %d", ev.Type, ev.Key, ev.Revision); got != want {
+			t.Fatalf("watch of small/ from revision 1: %q; want %q", got, want)
 		}
 	}
 	evs, through, err := st.ReadHistory(ctx, "small/", 1, 1000)
 	if err != nil || len(evs) != 0 || through < 1 || through > 5 {
 		t.Fatalf("one history read of small/ from 1: %d events through %d, %v; want none, through a revision of the big values (the read stops at its bytes)", len(evs), through, err)
+	}
+}
+
+// TestHistoryGapIsDataLoss removes a chunk that is not pruned (damage the
+// store did not do): a replay from it fails with kv.ErrDataLoss instead
+// of starting silently at the next chunk.
+func TestHistoryGapIsDataLoss(t *testing.T) {
+	ctx := t.Context()
+	set := settings(t)
+	b, err := postgres.Open(ctx, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	st := b.(*postgres.Store)
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := st.Put(ctx, kv.PutRequest{Key: k, Value: []byte(k)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, err := pgx.Connect(ctx, set["dsn"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "DELETE FROM "+set["schema"]+".history_chunks WHERE rev = 2"); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _, err := st.ReadHistory(ctx, "", 2, 1000); !errors.Is(err, kv.ErrDataLoss) {
+		t.Fatalf("history from revision 2 with its chunk gone: %d events, %v; want kv.ErrDataLoss", len(evs), err)
+	}
+	if evs, _, err := st.ReadHistory(ctx, "", 3, 1000); err != nil || len(evs) != 1 || evs[0].Key != "c" {
+		t.Fatalf("history from revision 3: %v, %v; want the put of c", evs, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -383,20 +384,21 @@ func (s *Store) oldest(rev, compact int64) int64 {
 }
 
 // historySQL reads the history chunks from the one holding revision
-// @from on, up to @limit of them (each holds at least one change) and
-// stopping after the one that reaches @page_bytes, with the head and
-// compact revisions of the same snapshot. The chunk holding @from is the
-// last one starting at or before it, if it reaches @from; a read from
-// past the head reads nothing.
+// @from on, with the head and compact revisions of the same snapshot. It
+// stops after the chunk that reaches @page_bytes, or @events changes, or
+// @limit chunks (each holds at least one change). The chunk holding @from
+// is the last one starting at or before it, if it reaches @from; a read
+// from past the head reads nothing.
 const historySQL = `SELECT m.rev, m.compact, h.rev, h.last, h.events
 	FROM {s}.meta m LEFT JOIN LATERAL (
 		SELECT rev, last, events FROM (
-			SELECT *, sum(octet_length(events)) OVER (ORDER BY rev ROWS UNBOUNDED PRECEDING) AS run FROM (
-				SELECT rev, last, events FROM {s}.history
+			SELECT *, sum(octet_length(events)) OVER w AS run, sum(last - rev + 1) OVER w AS n FROM (
+				SELECT rev, last, events FROM {s}.history_chunks
 				WHERE rev >= coalesce((SELECT CASE WHEN c.last >= @from THEN c.rev END FROM (
-					SELECT rev, last FROM {s}.history WHERE rev <= @from ORDER BY rev DESC LIMIT 1) c), @from)
+					SELECT rev, last FROM {s}.history_chunks WHERE rev <= @from ORDER BY rev DESC LIMIT 1) c), @from)
 				ORDER BY rev LIMIT @limit) q
-		) r WHERE run - octet_length(events) < @page_bytes
+			WINDOW w AS (ORDER BY rev ROWS UNBOUNDED PRECEDING)
+		) r WHERE run - octet_length(events) < @page_bytes AND n - (last - rev + 1) < @events
 	) h ON true ORDER BY h.rev`
 
 // ReadHistory implements pluginapi.History. A from before the retention
@@ -410,8 +412,8 @@ func (s *Store) ReadHistory(ctx context.Context, prefix string, from int64, limi
 // readHistory reads history; oldest says, from the head and compact
 // revisions of the read's snapshot, the oldest revision it may start at.
 // Besides the events and the revision they cover (through), it returns
-// the snapshot's head: a read that stopped at its page's bound of chunks
-// covers less than the head even when its page of events is not full.
+// the snapshot's head: a read that stopped at its bound of chunks covers
+// less than the head even when its page of events is not full.
 func (s *Store) readHistory(ctx context.Context, prefix string, from int64, limit int, oldest func(rev, compact int64) int64) (evs []kv.Event, through, head int64, err error) {
 	if err := kv.ValidatePrefix(prefix); err != nil {
 		return nil, 0, 0, fmt.Errorf("postgres: read history: %w", err)
@@ -420,7 +422,7 @@ func (s *Store) readHistory(ctx context.Context, prefix string, from int64, limi
 		return nil, 0, 0, fmt.Errorf("postgres: read history %q: %w", prefix, err)
 	}
 	page := sqlkv.NewHistoryPage(limit)
-	covered, compact, err := s.scanHistory(ctx, prefix, from, page, &head)
+	covered, compact, err := s.scanHistory(ctx, prefix, from, page, &head, oldest)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("postgres: read history %q from revision %d: %w", prefix, from, err)
 	}
@@ -431,10 +433,17 @@ func (s *Store) readHistory(ctx context.Context, prefix string, from int64, limi
 // scanHistory decodes the chunks historySQL reads into page until it is
 // full. It sets head and returns the compact revision and the last
 // revision the chunks it read cover: the last chunk's, or the head when
-// there was none to read.
-func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, page *sqlkv.HistoryPage, head *int64) (covered, compact int64, err error) {
+// there was none to read. A from older than oldest reads no chunk (the
+// caller answers it compacted); a chunk missing where from should be is
+// kv.ErrDataLoss, never a silent gap.
+func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, page *sqlkv.HistoryPage, head *int64,
+	oldest func(rev, compact int64) int64) (covered, compact int64, err error) {
+	events := int64(math.MaxInt64) // a prefix's changes may be sparse: bound by bytes only
+	if prefix == "" {
+		events = int64(page.Limit()) // every change is the page's: read no chunk it cannot hold
+	}
 	rows, err := s.pool.Query(ctx, s.sql(historySQL), pgx.NamedArgs{"from": from, "limit": page.Limit(),
-		"page_bytes": pluginapi.HistoryPageBytes})
+		"page_bytes": pluginapi.HistoryPageBytes, "events": events})
 	if err != nil {
 		return 0, 0, mapErr(err)
 	}
@@ -448,12 +457,19 @@ func (s *Store) scanHistory(ctx context.Context, prefix string, from int64, page
 		if err := rows.Scan(head, &compact, &first, &last, &chunk); err != nil {
 			return 0, 0, mapErr(err)
 		}
-		if first == nil || page.Full() {
-			continue // no chunk; or the page is full: the rest only drains
+		if first == nil || from < oldest(*head, compact) {
+			break // no chunk; or compacted
+		}
+		if covered < 0 && *first > from && from > compact {
+			return 0, 0, fmt.Errorf("%w: history holds no record of revisions %d to %d, which are not pruned (compact revision %d)",
+				kv.ErrDataLoss, from, *first-1, compact)
 		}
 		covered = *last
 		if err := sqlkv.DecodeChunk(chunk, *first, *last, prefix, from, page.Add); err != nil {
 			return 0, 0, err
+		}
+		if page.Full() {
+			break
 		}
 	}
 	if err := rows.Err(); err != nil {

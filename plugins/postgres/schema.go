@@ -20,9 +20,9 @@ import (
 // order, so ORDER BY and range scans are the contract's byte order. The
 // primary key index carries expires_at and size, so Count and Stats can
 // be index-only scans. History is the log that every host reads to
-// publish watch events and replay from a revision: since step 2 a row per
-// commit (a chunk of up to sqlkv.ChunkEvents changes), keyed by its first
-// revision, with its last.
+// publish watch events and replay from a revision: since step 2 a row of
+// history_chunks per commit (a chunk of up to sqlkv.ChunkEvents changes),
+// keyed by its first revision, with its last.
 var schemaSteps = []string{
 	// 1: the store.
 	`CREATE TABLE {s}.kv (
@@ -47,11 +47,17 @@ var schemaSteps = []string{
 	// row, not a thousand, and followers read it back as one. The history
 	// of step 1 is not converted: it is dropped, and the compact revision
 	// moved to the head, so a watch resuming from before the upgrade gets
-	// the compacted error and lists again, as after any pruning. Hosts
-	// still running a step-1 plugin fail their next write (the table has
-	// other columns) rather than write history that no one can read.
-	`DROP TABLE {s}.history;
-	CREATE TABLE {s}.history (
+	// the compacted error and lists again, as after any pruning. The new
+	// table has a new name, so that every statement of a host still
+	// running a step-1 plugin fails (its writes, its follower's reads, and
+	// its pruning, which on a table of the same name would delete chunks
+	// that straddle its compact revision) rather than touch chunks it
+	// cannot read. The revision row is locked first, as every write does,
+	// so that the migration waits for a step-1 writer instead of
+	// deadlocking with it over the old table.
+	`SELECT rev FROM {s}.meta WHERE id = 1 FOR UPDATE;
+	DROP TABLE {s}.history;
+	CREATE TABLE {s}.history_chunks (
 		rev    bigint PRIMARY KEY,
 		last   bigint NOT NULL,
 		events bytea NOT NULL

@@ -106,14 +106,14 @@ func (s *Store) finish(b *pgx.Batch, t *sqlkv.Txn, compact int64, prune bool) in
 	// EncodeChunks reuses its buffer and the batch encodes its arguments
 	// when it is sent: each chunk gets its own copy.
 	_ = sqlkv.EncodeChunks(evs, func(first, last int64, chunk []byte) error {
-		b.Queue(s.sql(`INSERT INTO {s}.history (rev, last, events) VALUES ($1, $2, $3)`), first, last, bytes.Clone(chunk))
+		b.Queue(s.sql(`INSERT INTO {s}.history_chunks (rev, last, events) VALUES ($1, $2, $3)`), first, last, bytes.Clone(chunk))
 		return nil
 	})
 	if prune {
 		compact += min(excess, pruneBatch)
 		// Only chunks wholly at or before compact go: one that straddles
 		// it stays, and reads skip its revisions up to compact.
-		b.Queue(s.sql(`DELETE FROM {s}.history WHERE rev <= $1 AND last <= $1`), compact)
+		b.Queue(s.sql(`DELETE FROM {s}.history_chunks WHERE rev <= $1 AND last <= $1`), compact)
 	}
 	b.Queue(s.sql(`UPDATE {s}.meta SET rev = $1, compact = $2 WHERE id = 1`), t.Rev(), compact)
 	if len(evs) > 0 {
