@@ -207,10 +207,19 @@ func (k *conn) listAll(cmd *cobra.Command, b *snapshot.Builder) (first, last int
 	}
 }
 
+// recorderBytes bounds the keys and values a recorder holds in memory
+// (as snapshot.Builder bounds its own): past it, the recorder stops, and
+// save reads the rest of the changes from the watch history.
+const recorderBytes = 64 << 20
+
+// errRecorderFull ends a recorder that reached recorderBytes.
+var errRecorderFull = errors.New("the changes made while listing outgrew the memory kept for them")
+
 // recorder keeps what a live watch delivers while the pages are listed.
 type recorder struct {
 	mu     sync.Mutex
 	events []kv.Event
+	size   int   // key and value bytes of events
 	seen   int64 // the last revision the watch vouched for (event or progress)
 	err    error // how the watch ended, once it has
 	moved  chan struct{}
@@ -224,11 +233,15 @@ func recordChanges(ws kv.WatchStream) *recorder {
 		for {
 			ev, err := ws.Recv()
 			r.mu.Lock()
-			if err != nil {
+			switch size := len(ev.Key) + len(ev.Value); {
+			case err != nil:
 				r.err = err
-			} else {
+			case r.size+size > recorderBytes:
+				err, r.err = errRecorderFull, errRecorderFull
+			default:
 				if ev.Type != kv.EventProgress {
 					r.events = append(r.events, ev)
+					r.size += size
 				}
 				r.seen = max(r.seen, ev.Revision)
 			}
@@ -268,11 +281,13 @@ func (r *recorder) upTo(ctx context.Context, to int64) ([]kv.Event, int64, error
 // (it fell behind, or the connection was lost), the rest from the watch
 // history.
 func (k *conn) changesWhileListed(ctx context.Context, rec *recorder, b *snapshot.Builder, from, to int64) error {
-	evs, seen, err := rec.upTo(ctx, to)
-	if ctx.Err() != nil {
+	evs, seen, _ := rec.upTo(ctx, to)
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// A watch that ended short of to is made up for from history below.
+	// A watch that ended short of to (it fell behind, lost its
+	// connection, or outgrew recorderBytes) is made up for from history
+	// below.
 	for _, ev := range evs {
 		if ev.Revision < from || ev.Revision > to {
 			continue

@@ -311,6 +311,8 @@ func TestSnapshotSaveOutlivesHistory(t *testing.T) {
 	const spread = 60 // the writer's keys: every 60th, 200 of them on every page
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(halt) // before the server stops, and before a failed test ends
 	wg.Go(func() {
 		for n := 1; ; n++ {
 			select {
@@ -335,22 +337,17 @@ func TestSnapshotSaveOutlivesHistory(t *testing.T) {
 	}
 	for try := 0; saved.Revision-saved.ListedFrom <= 100; try++ {
 		if try == 20 {
-			close(stop)
-			wg.Wait()
 			t.Fatal("20 saves and not one saw more changes while it listed than the 100 revisions of history")
 		}
 		out, errOut, code := src.cli(t, "", "snapshot", "save", file, "-o", "json")
 		if code != 0 {
-			close(stop)
-			wg.Wait()
 			t.Fatalf("save while batches of 200 changes land, with 100 revisions of history: exit %d: %s", code, errOut)
 		}
 		if err := json.Unmarshal([]byte(out), &saved); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	halt()
 	t.Logf("the save that outlived the history listed from revision %d to %d", saved.ListedFrom, saved.Revision)
 	h, recs := readSnapshot(t, file)
 	if h.Revision != saved.Revision || len(recs) != 12000 {

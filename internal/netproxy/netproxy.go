@@ -59,6 +59,12 @@ func (p *Proxy) serve(c net.Conn) {
 		return
 	}
 	p.mu.Lock()
+	if p.down { // SetDown ran while this one dialled: it must not survive
+		p.mu.Unlock()
+		c.Close()
+		u.Close()
+		return
+	}
 	p.conns = append(p.conns, c, u)
 	p.mu.Unlock()
 	go func() { _, _ = io.Copy(u, c); u.Close() }()
