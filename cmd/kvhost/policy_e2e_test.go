@@ -427,7 +427,7 @@ func TestPolicyReloadResetsNearCaches(t *testing.T) {
 	copyFile(t, policytest.Build(t, "policies/acl"), wasm)
 	compilePolicies(t, wasm)
 	aclConfig := filepath.Join(dir, "acl.yaml")
-	writeFile(t, aclConfig, []byte("rules:\n  - {principals: [anonymous], prefixes: [\"\"], operations: [\"*\"]}\n"))
+	writeFile(t, aclConfig, []byte("rules:\n  - {principals: [\"@anonymous\"], prefixes: [\"\"], operations: [\"*\"]}\n"))
 	s := startServer(t, "auth: {anonymous: true}\npolicy_cache_dir: "+policyCacheDir(t)+"\npolicies:\n  - {name: acl, path: "+wasm+", timeout: "+decisionTimeout+", config_file: "+aclConfig+"}\n")
 	ctx := t.Context()
 	if _, err := s.client(t, "").Put(ctx, "sys/x", []byte("1")); err != nil {

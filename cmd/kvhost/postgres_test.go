@@ -11,6 +11,7 @@ package main_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -280,13 +281,11 @@ func TestPostgresHeldTransaction(t *testing.T) {
 				t.Fatal(err)
 			}
 			held := prefix + "held"
-			for _, q := range []string{
-				"INSERT INTO " + schema + ".kv (key, value, version, expires_at) VALUES ($1, 'v', $2, 0)",
-				"INSERT INTO " + schema + ".history (rev, type, key, value, version, expires_at) VALUES ($2, 1, $1, 'v', $2, 0)",
-			} {
-				if _, err := tx.Exec(t.Context(), q, tenant+held, rev+1); err != nil {
-					t.Fatal(err)
-				}
+			if _, err := tx.Exec(t.Context(), "INSERT INTO "+schema+".kv (key, value, version, expires_at) VALUES ($1, 'v', $2, 0)", tenant+held, rev+1); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(t.Context(), "INSERT INTO "+schema+".history_chunks (rev, last, events) VALUES ($1, $1, $2)", rev+1, putChunk(tenant+held, rev+1, []byte("v"))); err != nil {
+				t.Fatal(err)
 			}
 			if _, err := tx.Exec(t.Context(), "UPDATE "+schema+".meta SET rev = $1", rev+1); err != nil {
 				t.Fatal(err)
@@ -456,4 +455,17 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 			}
 		}
 	}
+}
+
+// putChunk is the history chunk of one PUT, in the encoding the SQL
+// backends store (plugins/internal/sqlkv/chunk.go, format 1), which this
+// test writes by hand as a writer of its own.
+func putChunk(key string, version int64, value []byte) []byte {
+	b := []byte{1, 1} // format 1; a PUT
+	b = binary.AppendUvarint(b, uint64(version))
+	b = binary.AppendVarint(b, 0) // no expiry
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	b = binary.AppendUvarint(b, uint64(len(value)))
+	return append(b, value...)
 }
