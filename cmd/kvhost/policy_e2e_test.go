@@ -448,7 +448,7 @@ func TestPolicyReloadResetsNearCaches(t *testing.T) {
 		}
 		return nil
 	})
-	writeFile(t, aclConfig, []byte("rules:\n  - {principals: [anonymous], prefixes: [\"app/\"], operations: [\"*\"]}\n"))
+	writeFile(t, aclConfig, []byte("rules:\n  - {principals: [\"@anonymous\"], prefixes: [\"app/\"], operations: [\"*\"]}\n"))
 	eventually(t, "the new rules deny sys/x to the client that held it", func() error {
 		if _, err := near.Get(ctx, "sys/x"); !errors.Is(err, client.ErrPermissionDenied) {
 			return fmt.Errorf("get sys/x: %v", err)
