@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"fmt"
-	"regexp"
 
 	"github.com/kvhost/kvhost/kv"
 )
@@ -35,12 +34,17 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 // DefaultTenant is the tenant of calls that name none.
 const DefaultTenant = "default"
 
-var tenantRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
 // ValidateTenant checks a tenant name: 1 to 64 letters, digits, '.', '_'
-// or '-'. The restriction is what keeps the key encoding injective.
+// or '-'. The restriction is what keeps the key encoding injective. It
+// runs on every call, so it is a loop rather than a regular expression
+// (the regexp was 3% of the API server's CPU on a cached get).
 func ValidateTenant(tenant string) error {
-	if !tenantRE.MatchString(tenant) {
+	ok := len(tenant) >= 1 && len(tenant) <= 64
+	for i := 0; ok && i < len(tenant); i++ {
+		c := tenant[i]
+		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
+	}
+	if !ok {
 		return fmt.Errorf("%w: tenant %q must be 1 to 64 of A-Z a-z 0-9 . _ -", kv.ErrInvalidArgument, tenant)
 	}
 	return nil
