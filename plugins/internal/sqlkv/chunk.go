@@ -18,11 +18,11 @@ import (
 //	         uvarint(len key) key [uvarint(len value) value]   (value: PUT only)
 //
 // A chunk holds at most ChunkEvents changes and, unless one value alone
-// is larger, about ChunkBytes of them.
+// is larger, about chunkBytes of them.
 const (
 	chunkFormat = 1
 	ChunkEvents = 1000
-	ChunkBytes  = 1 << 20
+	chunkBytes  = 1 << 20
 )
 
 // Change types, as stored. They are the file's own codes, not
@@ -51,7 +51,7 @@ func EncodeChunks(evs []kv.Event, store func(first, last int64, chunk []byte) er
 	for len(evs) > 0 {
 		buf = append(buf[:0], chunkFormat)
 		n := 0
-		for n < len(evs) && n < ChunkEvents && (n == 0 || len(buf) < ChunkBytes) {
+		for n < len(evs) && n < ChunkEvents && (n == 0 || len(buf) < chunkBytes) {
 			buf = appendEvent(buf, evs[n])
 			n++
 		}

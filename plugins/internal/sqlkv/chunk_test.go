@@ -44,7 +44,7 @@ func decodeAll(t testing.TB, chunks []chunk, prefix string, from int64) []kv.Eve
 
 func TestChunkRoundTrip(t *testing.T) {
 	exp := time.UnixMilli(1_700_000_000_123)
-	big := bytes.Repeat([]byte{0xA5}, ChunkBytes/3)
+	big := bytes.Repeat([]byte{0xA5}, chunkBytes/3)
 	var evs []kv.Event
 	add := func(typ kv.EventType, key string, value []byte, version int64, expiresAt time.Time) {
 		evs = append(evs, kv.Event{Type: typ, Key: key, Value: value, Version: version, Revision: 100 + int64(len(evs)), ExpiresAt: expiresAt})
