@@ -18,7 +18,7 @@ import (
 // backend and stops the server. It is for tests and benchmarks.
 func ServeInProcess(ctx context.Context, open OpenFunc) (*Client, error) {
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))), codecServerOption())
 	p := &GRPCPlugin{Open: open}
 	if err := p.GRPCServer(nil, srv); err != nil {
 		return nil, err
@@ -27,7 +27,7 @@ func ServeInProcess(ctx context.Context, open OpenFunc) (*Client, error) {
 	conn, err := grpc.NewClient("passthrough:///inprocess",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize), codecCallOption()),
 	)
 	if err != nil {
 		srv.Stop()

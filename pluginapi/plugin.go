@@ -134,7 +134,8 @@ func Serve(open OpenFunc, opts ...ServeOption) {
 				// stack growth once, not on every call.
 				grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 				grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize),
-				grpc.ReadBufferSize(bufferSize), grpc.WriteBufferSize(bufferSize))
+				grpc.ReadBufferSize(bufferSize), grpc.WriteBufferSize(bufferSize),
+				codecServerOption())
 			return plugin.DefaultGRPCServer(opts)
 		},
 		Logger: logger,
@@ -214,7 +215,7 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 		Logger:           logger,
 		StartTimeout:     cfg.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize), codecCallOption()),
 			grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize),
 			grpc.WithReadBufferSize(bufferSize), grpc.WithWriteBufferSize(bufferSize),
 		},

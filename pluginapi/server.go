@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 
+	"google.golang.org/grpc/mem"
+
 	"github.com/kvhost/kvhost/api/rpcerr"
 	"github.com/kvhost/kvhost/kv"
 	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
@@ -169,13 +171,23 @@ func (s *grpcServer) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRes
 	validate := func(r *pb.ListRequest) error { _, err := kv.NormalizeList(listFromPB(r)); return err }
 	return serve(s, ctx, req, validate, func(ctx context.Context, b kv.Backend, r *pb.ListRequest) (*pb.ListResponse, error) {
 		lr, _ := kv.NormalizeList(listFromPB(r))
+		if pl, ok := b.(PackedLister); ok && r.Packed {
+			page := newPackedPage()
+			res, err := pl.ListPacked(ctx, lr, page)
+			packed := page.bytes()
+			if err != nil {
+				mem.DefaultBufferPool().Put(&packed)
+				return nil, err
+			}
+			return &pb.ListResponse{More: res.More, Revision: res.Revision, Packed: packed}, nil
+		}
 		res, err := b.List(ctx, lr)
 		if err != nil {
 			return nil, err
 		}
 		out := &pb.ListResponse{More: res.More, Revision: res.Revision}
 		if r.Packed {
-			out.Packed = packEntries(res.Entries)
+			out.Packed = packEntriesPooled(res.Entries)
 			return out, nil
 		}
 		out.Entries = make([]*pb.Entry, len(res.Entries))

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -197,6 +196,21 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 	if err != nil {
 		return kv.ListResult{}, fmt.Errorf("postgres: list: %w", err)
 	}
+	return s.list(ctx, req, sqlkv.NewPage(req))
+}
+
+// ListPacked is List writing the page in the plugin wire's packed form
+// (pluginapi.PackedLister): each row's bytes go from pgx's buffer to the
+// page, with no entry made of them.
+func (s *Store) ListPacked(ctx context.Context, req kv.ListRequest, dst *pluginapi.PackedPage) (kv.ListResult, error) {
+	req, err := kv.NormalizeList(req)
+	if err != nil {
+		return kv.ListResult{}, fmt.Errorf("postgres: list: %w", err)
+	}
+	return s.list(ctx, req, sqlkv.NewPackedPage(req, dst))
+}
+
+func (s *Store) list(ctx context.Context, req kv.ListRequest, page *sqlkv.Page) (kv.ListResult, error) {
 	if err := s.checkOpen(); err != nil {
 		return kv.ListResult{}, fmt.Errorf("postgres: list %q: %w", req.Prefix, err)
 	}
@@ -216,7 +230,6 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 		rev, scanned int64
 		header       bool
 	)
-	page := sqlkv.NewPage(req)
 	scan := listRowScanner(rows)
 	for rows.Next() {
 		r, err := scan()
@@ -228,7 +241,7 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 			page.Expect(int(r.len))
 			continue
 		}
-		if !page.Add(r.entry) {
+		if !page.AddRow(r.key, r.value, r.version, r.expMs) {
 			break
 		}
 	}
@@ -245,10 +258,12 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 }
 
 // listRow is one row of listSQL: the header or an entry.
+// An entry's key and value are only valid until the next row.
 type listRow struct {
 	header            bool
 	rev, scanned, len int64
-	entry             kv.Entry
+	key, value        []byte
+	version, expMs    int64
 }
 
 // listRowScanner returns the reader of listSQL's rows. When the server
@@ -294,7 +309,7 @@ func listRowScanner(rows pgx.Rows) func() (listRow, error) {
 			if hRev != nil {
 				return listRow{header: true, rev: *hRev, scanned: *hN, len: *hLen}, nil
 			}
-			return listRow{entry: kv.Entry{Key: key, Value: value, Version: version, ExpiresAt: kv.FromUnixMillis(expMs)}}, nil
+			return listRow{key: []byte(key), value: value, version: version, expMs: expMs}, nil
 		}
 	}
 	int8 := func(b []byte) (int64, error) {
@@ -318,14 +333,10 @@ func listRowScanner(rows pgx.Rows) func() (listRow, error) {
 			}
 			return r, err
 		}
-		var expMs int64
-		if r.entry.Version, err = int8(v[5]); err == nil {
-			expMs, err = int8(v[6])
+		if r.version, err = int8(v[5]); err == nil {
+			r.expMs, err = int8(v[6])
 		}
-		r.entry.Key, r.entry.ExpiresAt = string(v[3]), kv.FromUnixMillis(expMs)
-		if v[4] != nil {
-			r.entry.Value = bytes.Clone(v[4])
-		}
+		r.key, r.value = v[3], v[4]
 		return r, err
 	}
 }

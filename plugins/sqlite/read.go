@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/kvhost/kvhost/plugins/internal/sqlkv"
 )
 
@@ -125,6 +126,20 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 	if err != nil {
 		return kv.ListResult{}, fmt.Errorf("sqlite: list: %w", err)
 	}
+	return s.list(ctx, req, sqlkv.NewPage(req))
+}
+
+// ListPacked is List writing the page in the plugin wire's packed form
+// (pluginapi.PackedLister), with no entry made of each row.
+func (s *Store) ListPacked(ctx context.Context, req kv.ListRequest, dst *pluginapi.PackedPage) (kv.ListResult, error) {
+	req, err := kv.NormalizeList(req)
+	if err != nil {
+		return kv.ListResult{}, fmt.Errorf("sqlite: list: %w", err)
+	}
+	return s.list(ctx, req, sqlkv.NewPackedPage(req, dst))
+}
+
+func (s *Store) list(ctx context.Context, req kv.ListRequest, page *sqlkv.Page) (kv.ListResult, error) {
 	if err := s.checkOpen(); err != nil {
 		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, err)
 	}
@@ -148,22 +163,24 @@ func (s *Store) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, er
 		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 	}
 	defer rows.Close()
-	var rev int64
-	page := sqlkv.NewPage(req)
+	var (
+		rev, version, exp integer
+		// the driver's bytes for the row, reused: AddRow copies them
+		key, value sql.RawBytes
+	)
 	for rows.Next() {
-		var e kv.Entry
-		ok, err := scanEntry(rows, &rev, &e)
-		if err != nil {
-			return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, err)
+		if err := rows.Scan(&rev, &key, &value, &version, &exp); err != nil {
+			return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 		}
-		if ok && !page.Add(e) {
+		// the row of a read that matched nothing has an empty key
+		if len(key) > 0 && !page.AddRow(key, value, int64(version), int64(exp)) {
 			break
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return kv.ListResult{}, fmt.Errorf("sqlite: list %q: %w", req.Prefix, mapErr(err))
 	}
-	return page.Result(rev), nil
+	return page.Result(int64(rev)), nil
 }
 
 // Count returns how many live keys start with prefix.

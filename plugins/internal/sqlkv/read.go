@@ -2,6 +2,7 @@ package sqlkv
 
 import (
 	"bytes"
+	"unsafe"
 
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
@@ -20,10 +21,43 @@ type Page struct {
 	full [][]kv.Entry
 	cur  []kv.Entry
 	n    int
+	// packed, when set, takes the entries instead (NewPackedPage).
+	packed *pluginapi.PackedPage
 }
 
 // NewPage starts a page for a normalized request (kv.NormalizeList).
 func NewPage(req kv.ListRequest) *Page { return &Page{req: req} }
+
+// NewPackedPage starts a page whose entries go to dst in the plugin wire's
+// packed form (pluginapi.PackedLister) rather than into the result.
+func NewPackedPage(req kv.ListRequest, dst *pluginapi.PackedPage) *Page {
+	return &Page{req: req, packed: dst}
+}
+
+// AddRow is Add for a row the backend has not made an Entry of: key and
+// value are only read during the call (they may be the driver's buffer
+// for the current row). expiresAtMillis is Unix milliseconds, 0 for none.
+func (p *Page) AddRow(key, value []byte, version, expiresAtMillis int64) bool {
+	if p.packed == nil {
+		e := kv.Entry{Key: string(key), Version: version, ExpiresAt: kv.FromUnixMillis(expiresAtMillis)}
+		if value != nil {
+			e.Value = bytes.Clone(value)
+		}
+		return p.Add(e)
+	}
+	next := len(key)
+	if !p.req.KeysOnly {
+		next += len(value)
+	}
+	if p.req.PageFull(p.n, p.size, next) {
+		p.more = true
+		return false
+	}
+	p.size += next
+	p.packed.Append(key, value, version, expiresAtMillis)
+	p.n++
+	return true
+}
 
 // Add adds the next entry in key order and says whether the page takes
 // more: false once the entry did not fit, which means more remain.
@@ -34,6 +68,11 @@ func (p *Page) Add(e kv.Entry) bool {
 		return false
 	}
 	p.size += next
+	if p.packed != nil {
+		p.packed.Append(unsafe.Slice(unsafe.StringData(e.Key), len(e.Key)), e.Value, e.Version, kv.UnixMillis(e.ExpiresAt))
+		p.n++
+		return true
+	}
 	if !p.req.KeysOnly && e.Value == nil {
 		e.Value = []byte{}
 	}
@@ -52,7 +91,7 @@ func (p *Page) Add(e kv.Entry) bool {
 // limit are counted), so that it holds them in one slice from the start:
 // for a backend whose query says the page's length before its rows.
 func (p *Page) Expect(n int) {
-	if p.n == 0 && n > 0 {
+	if p.n == 0 && n > 0 && p.packed == nil {
 		p.cur = make([]kv.Entry, 0, min(n, p.req.Limit))
 	}
 }
@@ -64,8 +103,12 @@ func (p *Page) Len() int { return p.n }
 // query knows it without handing over the row past the page.
 func (p *Page) SetMore() { p.more = true }
 
-// Result is the page read at revision rev.
+// Result is the page read at revision rev (without entries for a packed
+// page: they are in its PackedPage).
 func (p *Page) Result(rev int64) kv.ListResult {
+	if p.packed != nil {
+		return kv.ListResult{Revision: rev, More: p.more}
+	}
 	res := kv.ListResult{Revision: rev, More: p.more, Entries: p.cur}
 	if len(p.full) > 0 {
 		res.Entries = make([]kv.Entry, 0, p.n)
