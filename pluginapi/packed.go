@@ -87,6 +87,15 @@ func newPackedPage() *PackedPage {
 // may be a driver's buffer for the current row. expiresAtMillis is Unix
 // milliseconds, 0 for none.
 func (p *PackedPage) Append(key, value []byte, version, expiresAtMillis int64) {
+	appendEntry(p, key, value, version, expiresAtMillis)
+}
+
+// AppendString is Append for a key held as a string.
+func (p *PackedPage) AppendString(key string, value []byte, version, expiresAtMillis int64) {
+	appendEntry(p, key, value, version, expiresAtMillis)
+}
+
+func appendEntry[K string | []byte](p *PackedPage, key K, value []byte, version, expiresAtMillis int64) {
 	need := len(key) + len(value) + 4*binary.MaxVarintLen64
 	if cap(p.buf)-len(p.buf) < need {
 		p.grow(need)

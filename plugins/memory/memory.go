@@ -387,6 +387,38 @@ func (s *Store) List(_ context.Context, req kv.ListRequest) (kv.ListResult, erro
 	return res, nil
 }
 
+// ListPacked is List written straight into the plugin wire's packed page
+// (pluginapi.PackedLister): the values are copied once, into the page,
+// instead of into an entry each.
+func (s *Store) ListPacked(_ context.Context, req kv.ListRequest, page *pluginapi.PackedPage) (kv.ListResult, error) {
+	req, err := kv.NormalizeList(req)
+	if err != nil {
+		return kv.ListResult{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.check(); err != nil {
+		return kv.ListResult{}, err
+	}
+	res := kv.ListResult{Revision: s.rev}
+	n, size := 0, 0
+	s.ascend(req.Prefix, req.StartAfter, s.now(), func(it *item) bool {
+		next := req.EntrySize(it.key, it.value)
+		if req.PageFull(n, size, next) {
+			res.More = true
+			return false
+		}
+		n, size = n+1, size+next
+		var value []byte
+		if !req.KeysOnly {
+			value = it.value
+		}
+		page.AppendString(it.key, value, it.version, kv.UnixMillis(it.expiresAt))
+		return true
+	})
+	return res, nil
+}
+
 func (s *Store) Count(_ context.Context, prefix string) (kv.CountResult, error) {
 	if err := kv.ValidatePrefix(prefix); err != nil {
 		return kv.CountResult{}, err

@@ -2,7 +2,6 @@ package sqlkv
 
 import (
 	"bytes"
-	"unsafe"
 
 	"github.com/kvhost/kvhost/kv"
 	"github.com/kvhost/kvhost/pluginapi"
@@ -69,7 +68,7 @@ func (p *Page) Add(e kv.Entry) bool {
 	}
 	p.size += next
 	if p.packed != nil {
-		p.packed.Append(unsafe.Slice(unsafe.StringData(e.Key), len(e.Key)), e.Value, e.Version, kv.UnixMillis(e.ExpiresAt))
+		p.packed.AppendString(e.Key, e.Value, e.Version, kv.UnixMillis(e.ExpiresAt))
 		p.n++
 		return true
 	}
