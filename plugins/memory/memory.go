@@ -363,34 +363,28 @@ func (s *Store) ascend(prefix, startAfter string, now time.Time, fn func(*item) 
 }
 
 func (s *Store) List(_ context.Context, req kv.ListRequest) (kv.ListResult, error) {
-	req, err := kv.NormalizeList(req)
-	if err != nil {
-		return kv.ListResult{}, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if err := s.check(); err != nil {
-		return kv.ListResult{}, err
-	}
-	res := kv.ListResult{Revision: s.rev}
-	size := 0
-	s.ascend(req.Prefix, req.StartAfter, s.now(), func(it *item) bool {
-		next := req.EntrySize(it.key, it.value)
-		if req.PageFull(len(res.Entries), size, next) {
-			res.More = true
-			return false
-		}
-		size += next
-		res.Entries = append(res.Entries, it.entry(!req.KeysOnly))
-		return true
-	})
-	return res, nil
+	var entries []kv.Entry
+	res, err := s.listEach(req, func(it *item) { entries = append(entries, it.entry(!req.KeysOnly)) })
+	res.Entries = entries
+	return res, err
 }
 
 // ListPacked is List written straight into the plugin wire's packed page
 // (pluginapi.PackedLister): the values are copied once, into the page,
 // instead of into an entry each.
 func (s *Store) ListPacked(_ context.Context, req kv.ListRequest, page *pluginapi.PackedPage) (kv.ListResult, error) {
+	return s.listEach(req, func(it *item) {
+		var value []byte
+		if !req.KeysOnly {
+			value = it.value
+		}
+		page.AppendString(it.key, value, it.version, kv.UnixMillis(it.expiresAt))
+	})
+}
+
+// listEach hands add the live items of one list page, in key order, and
+// says the page's More and Revision.
+func (s *Store) listEach(req kv.ListRequest, add func(*item)) (kv.ListResult, error) {
 	req, err := kv.NormalizeList(req)
 	if err != nil {
 		return kv.ListResult{}, err
@@ -409,11 +403,7 @@ func (s *Store) ListPacked(_ context.Context, req kv.ListRequest, page *pluginap
 			return false
 		}
 		n, size = n+1, size+next
-		var value []byte
-		if !req.KeysOnly {
-			value = it.value
-		}
-		page.AppendString(it.key, value, it.version, kv.UnixMillis(it.expiresAt))
+		add(it)
 		return true
 	})
 	return res, nil
