@@ -13,13 +13,14 @@ import (
 // wireCodec is the plugin wire's gRPC codec on both ends: gRPC's own
 // protobuf codec for every message, except that a packed list page
 // (ListResponse.packed, about 1.1 MB for 10K entries of 100 bytes) is
-// never copied. The plugin sends the buffer it packed into, taken from
-// gRPC's buffer pool and given back to it once written; the host keeps the
-// bytes it received as the page, and the entries it unpacks are slices of
-// them. gRPC's codec would copy the page once more on each side (into the
-// message's encoding, then out of it into a fresh field), which on a
-// 2-core machine is garbage that a collection then takes CPU from the
-// list for (docs/PERFORMANCE.md, "Zero-copy list pages").
+// copied once instead of three times. The plugin sends the buffer it
+// packed into, taken from gRPC's buffer pool and given back to it once
+// written; the host gathers the received frames into one buffer and keeps
+// it as the page, and the entries it unpacks are views of it. gRPC's
+// codec would also copy the page into the message's encoding and out of
+// it into a fresh field: garbage that, on a 2-core machine, a collection
+// then takes CPU from the list for (docs/PERFORMANCE.md, "Zero-copy list
+// pages").
 //
 // The messages stay protobuf: a plugin or host that does not use this
 // codec reads and writes the same bytes.
@@ -31,8 +32,11 @@ func newWireCodec() wireCodec { return wireCodec{proto: encoding.GetCodecV2("pro
 func (wireCodec) Name() string { return "proto" }
 
 // Marshal encodes v. A ListResponse gives its packed buffer to the wire:
-// the buffer must come from mem.DefaultBufferPool (packEntriesPooled),
-// goes back to it when gRPC has written it, and m.Packed is nil afterwards.
+// it goes back to mem.DefaultBufferPool when gRPC has written it, and
+// m.Packed is nil afterwards. Only the plugin server marshals list
+// responses, and it packs every page into a pooled buffer
+// (packEntriesPooled, PackedPage): a page anyone still holds must never be
+// put in a ListResponse that this codec writes.
 func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(*pb.ListResponse)
 	if !ok || len(m.Packed) == 0 {

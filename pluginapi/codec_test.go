@@ -14,9 +14,10 @@ import (
 
 // A page built an entry at a time is the page packEntries makes of the
 // same entries, whatever its length: fewer than 128 entries (a one-byte
-// count), more, and a page past the first buffer (it grows).
+// count), more, past the first buffer (it grows), and past 16383 (a
+// three-byte count, more than a page may hold today).
 func TestPackedPageIsPackEntries(t *testing.T) {
-	for _, n := range []int{0, 1, 127, 128, 129, 3000, kv.MaxListLimit} {
+	for _, n := range []int{0, 1, 127, 128, 129, 3000, kv.MaxListLimit, 16383, 16384, 20000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			es := make([]kv.Entry, n)
 			page := newPackedPage()

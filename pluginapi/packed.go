@@ -58,8 +58,14 @@ func appendPacked(b []byte, es []kv.Entry) []byte {
 // packed form the plugin wire carries, without making an Entry of each
 // row first: a SQL backend appends the bytes of the row its driver just
 // read. The plugin server uses it when the host asks for a packed page;
-// List answers every other caller, and both must answer the same page
-// (the conformance suite, run over the wire and in-process, holds both).
+// List answers every other caller, and both must answer the same page:
+// the conformance suite compares them on every list it makes
+// (ListPackedEntries).
+//
+// As with io.ReaderFrom, a type that wraps a backend by embedding it and
+// changes what List answers must define ListPacked too (or not embed the
+// backend's): the embedded ListPacked would otherwise answer over the
+// wire in its place.
 type PackedLister interface {
 	// ListPacked appends the page's entries to page, in key order, and
 	// returns the page's More and Revision (its Entries are left nil).
@@ -68,7 +74,8 @@ type PackedLister interface {
 
 // PackedPage is a list page in the wire's packed form (see packEntries),
 // built an entry at a time in a buffer from gRPC's pool, which the wire
-// gives back once it has written the page.
+// gives back once it has written the page. A backend must not keep it or
+// write to it after ListPacked returns.
 type PackedPage struct {
 	buf []byte
 	n   int
@@ -78,8 +85,10 @@ type PackedPage struct {
 // entry count: a uvarint of up to 2 bytes counts MaxListLimit entries.
 const packedCountBytes = 2
 
+// newPackedPage starts a page in a small buffer: the pool clears the whole
+// of a buffer it hands out, so a page of one entry should not take 1 MiB.
 func newPackedPage() *PackedPage {
-	buf := mem.DefaultBufferPool().Get(64 << 10)
+	buf := mem.DefaultBufferPool().Get(4 << 10)
 	return &PackedPage{buf: (*buf)[:packedCountBytes]}
 }
 
@@ -128,8 +137,8 @@ func (p *PackedPage) bytes() []byte {
 	var count [binary.MaxVarintLen64]byte
 	c := binary.PutUvarint(count[:], uint64(p.n))
 	if c != packedCountBytes { // fewer than 128 entries, or more than MaxListLimit
-		if c > packedCountBytes {
-			p.grow(c - packedCountBytes)
+		if extra := c - packedCountBytes; extra > cap(p.buf)-len(p.buf) {
+			p.grow(extra)
 		}
 		body := len(p.buf) - packedCountBytes
 		p.buf = p.buf[:c+body]
@@ -139,6 +148,19 @@ func (p *PackedPage) bytes() []byte {
 	b := p.buf
 	p.buf = nil
 	return b
+}
+
+// ListPackedEntries runs pl's ListPacked and decodes its page as the host
+// does: the answer a PackedLister's List must equal. It is for tests.
+func ListPackedEntries(ctx context.Context, pl PackedLister, req kv.ListRequest) (kv.ListResult, error) {
+	page := newPackedPage()
+	res, err := pl.ListPacked(ctx, req, page)
+	b := page.bytes() // the entries are views of it: it stays out of the pool
+	if err != nil {
+		return kv.ListResult{}, err
+	}
+	res.Entries, err = unpackEntries(b)
+	return res, err
 }
 
 // unpackEntries decodes what packEntries encoded, without copying: the

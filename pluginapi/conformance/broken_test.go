@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/kvhost/kvhost/plugins/memory"
 )
 
@@ -27,6 +28,7 @@ type hooks struct {
 	put          func(context.Context, kv.PutRequest) (kv.Entry, error)
 	delete       func(context.Context, string, kv.Condition) (kv.DeleteResult, error)
 	list         func(context.Context, kv.ListRequest) (kv.ListResult, error)
+	listPacked   func(context.Context, kv.ListRequest, *pluginapi.PackedPage) (kv.ListResult, error)
 	count        func(context.Context, string) (kv.CountResult, error)
 	deletePrefix func(context.Context, string) (kv.DeletePrefixResult, error)
 	increment    func(context.Context, string, int64) (kv.Counter, error)
@@ -51,6 +53,8 @@ var (
 	_ kv.Backend = (*broken)(nil)
 	_ kv.Watcher = (*broken)(nil)
 	_ kv.Expirer = (*broken)(nil)
+
+	_ pluginapi.PackedLister = (*broken)(nil)
 )
 
 func or[F any](hook, fallback F, isSet bool) F {
@@ -82,6 +86,20 @@ func (b *broken) Delete(ctx context.Context, key string, cond kv.Condition) (kv.
 
 func (b *broken) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, error) {
 	return or(b.list, b.s.List, b.list != nil)(ctx, req)
+}
+
+// ListPacked writes List's page, as a backend whose two forms agree, unless
+// a tooth replaces it.
+func (b *broken) ListPacked(ctx context.Context, req kv.ListRequest, page *pluginapi.PackedPage) (kv.ListResult, error) {
+	if b.listPacked != nil {
+		return b.listPacked(ctx, req, page)
+	}
+	res, err := b.List(ctx, req)
+	for _, e := range res.Entries {
+		page.AppendString(e.Key, e.Value, e.Version, kv.UnixMillis(e.ExpiresAt))
+	}
+	res.Entries = nil
+	return res, err
 }
 
 func (b *broken) Count(ctx context.Context, prefix string) (kv.CountResult, error) {

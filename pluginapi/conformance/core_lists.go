@@ -1,12 +1,15 @@
 package conformance
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/pluginapi"
 )
 
 func (c *check) list(req kv.ListRequest) kv.ListResult {
@@ -234,5 +237,52 @@ func testCountDeletePrefix(c *check) {
 	c.wantKeys("keys after delete-prefix actor/", c.listAll(c.p), c.ks("actors", "node/1"))
 	if res, err := c.b.DeletePrefix(ctx, c.k("actor/")); err != nil || res.Deleted != 0 {
 		c.Fatalf("delete-prefix of nothing: %d deleted, %v; want 0", res.Deleted, err)
+	}
+}
+
+// testPackedPage compares ListPacked with List, where a backend has both,
+// on pages cut by limit, by bytes at and around their boundaries, by
+// StartAfter, keys only, and on values empty, small and larger, with and
+// without an expiry.
+func testPackedPage(c *check) {
+	pl, ok := c.b.(pluginapi.PackedLister)
+	if !ok {
+		c.Skip("the backend has no ListPacked: its lists cross the plugin wire from List")
+	}
+	for i := range 40 {
+		var ttl time.Duration
+		if i%3 == 0 {
+			ttl = time.Hour
+		}
+		c.put(c.k(fmt.Sprintf("pk/%02d", i)), strings.Repeat("v", i*i%301), ttl)
+	}
+	p := c.k("pk/")
+	reqs := []kv.ListRequest{
+		{Prefix: p},
+		{Prefix: p, KeysOnly: true},
+		{Prefix: p, Limit: 7},
+		{Prefix: p, StartAfter: c.k("pk/12"), Limit: 9},
+		{Prefix: c.k("pk/3")},
+		{Prefix: c.k("pk/none/")},
+	}
+	for _, budget := range []int{1, 200, 1000, 1001, 2500} {
+		reqs = append(reqs, kv.ListRequest{Prefix: p, MaxBytes: budget}, kv.ListRequest{Prefix: p, MaxBytes: budget, KeysOnly: true})
+	}
+	for _, req := range reqs {
+		what := fmt.Sprintf("list %q after %q limit %d max bytes %d keys only %v", req.Prefix, req.StartAfter, req.Limit, req.MaxBytes, req.KeysOnly)
+		want := c.list(req)
+		got, err := pluginapi.ListPackedEntries(c.Context(), pl, req)
+		c.must(what+" through ListPacked", err)
+		if got.More != want.More || got.Revision < want.Revision || len(got.Entries) != len(want.Entries) {
+			c.Fatalf("%s: ListPacked says %d entries, more %v at revision %d; List %d, more %v at revision %d",
+				what, len(got.Entries), got.More, got.Revision, len(want.Entries), want.More, want.Revision)
+		}
+		for i, w := range want.Entries {
+			g := got.Entries[i]
+			if g.Key != w.Key || !bytes.Equal(g.Value, w.Value) || g.Version != w.Version ||
+				kv.UnixMillis(g.ExpiresAt) != kv.UnixMillis(w.ExpiresAt) {
+				c.Fatalf("%s: entry %d through ListPacked is %s, through List %s", what, i, fmtEntry(g), fmtEntry(w))
+			}
+		}
 	}
 }

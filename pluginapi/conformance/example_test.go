@@ -34,6 +34,7 @@ func ExampleRules() {
 	// core/prefixes-are-literal
 	// core/a-prefix-matches-the-key-equal-to-it
 	// core/a-prefix-may-end-in-any-code-point
+	// core/a-packed-page-is-the-list-page
 	// core/count-and-delete-prefix-cover-exactly-the-prefix
 	// core/increment-adds-to-a-decimal-counter
 	// core/batch-ops-apply-in-order

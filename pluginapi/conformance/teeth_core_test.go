@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kvhost/kvhost/kv"
+	"github.com/kvhost/kvhost/pluginapi"
 )
 
 // tooth is a deliberately broken backend: the memory backend with a few
@@ -275,6 +276,21 @@ var coreTeeth = []tooth{
 				return kv.DeletePrefixResult{}, err
 			}
 			return b.s.DeletePrefix(ctx, prefix)
+		}
+	}},
+	// A packed page that leaves out the entry at a byte budget's edge,
+	// which only the wire's form would show.
+	{"packed-page-drops-its-last-entry", []string{"core/a-packed-page-is-the-list-page"}, func(b *broken) {
+		b.listPacked = func(ctx context.Context, req kv.ListRequest, page *pluginapi.PackedPage) (kv.ListResult, error) {
+			res, err := b.s.List(ctx, req)
+			if req.MaxBytes > 0 && len(res.Entries) > 1 {
+				res.Entries = res.Entries[:len(res.Entries)-1]
+			}
+			for _, e := range res.Entries {
+				page.AppendString(e.Key, e.Value, e.Version, kv.UnixMillis(e.ExpiresAt))
+			}
+			res.Entries = nil
+			return res, err
 		}
 	}},
 	{"delete-prefix-reports-none-deleted", []string{

@@ -319,7 +319,7 @@ func listRowScanner(rows pgx.Rows) func() (listRow, error) {
 		return int64(binary.BigEndian.Uint64(b)), nil
 	}
 	return func() (listRow, error) {
-		v := rows.RawValues() // valid until the next row: copied out below
+		v := rows.RawValues() // valid until the next row: the page copies what it keeps
 		var (
 			r   listRow
 			err error
