@@ -15,6 +15,7 @@ import (
 	"github.com/kvhost/kvhost/api/rpcerr"
 	"github.com/kvhost/kvhost/kv"
 	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
+	"github.com/kvhost/kvhost/pluginapi/internal/sharedpages"
 )
 
 // Client is a Backend on the far side of a gRPC connection speaking the
@@ -27,6 +28,11 @@ import (
 type Client struct {
 	rpc  pb.BackendClient
 	conn io.Closer
+	// pages is the shared memory area the plugin lends large list pages
+	// in (Start sets it before the first call), or nil.
+	pages *sharedpages.Area
+	// sharedPages counts the pages taken from it (for tests).
+	sharedPages atomic.Int64
 }
 
 var (
@@ -132,10 +138,25 @@ func (c *Client) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, e
 	if err != nil {
 		return kv.ListResult{}, err
 	}
-	r, err := c.rpc.List(ctx, &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(req.Limit), KeysOnly: req.KeysOnly,
-		MaxBytes: int64(req.MaxBytes), Packed: true})
+	preq := &pb.ListRequest{Prefix: req.Prefix, StartAfter: req.StartAfter, Limit: int32(req.Limit), KeysOnly: req.KeysOnly,
+		MaxBytes: int64(req.MaxBytes), Packed: true, Shared: c.pages != nil}
+	r, err := c.rpc.List(ctx, preq)
 	if err != nil {
 		return kv.ListResult{}, wireErr(ctx, err)
+	}
+	if r.Shared != nil {
+		if testHookBeforeTake != nil {
+			testHookBeforeTake(c, r.Shared)
+		}
+		r.Packed, err = c.takePage(r.Shared)
+		if errors.Is(err, sharedpages.ErrReclaimed) { // taken back before it was read: ask for the page on the connection
+			preq.Shared = false
+			if r, err = c.rpc.List(ctx, preq); err != nil {
+				return kv.ListResult{}, wireErr(ctx, err)
+			}
+		} else if err != nil {
+			return kv.ListResult{}, err
+		}
 	}
 	out := kv.ListResult{More: r.More, Revision: r.Revision}
 	if len(r.Packed) > 0 {
@@ -149,6 +170,28 @@ func (c *Client) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, e
 		out.Entries[i] = entryFromPB(e)
 	}
 	return out, nil
+}
+
+// testHookBeforeTake, when set by a test, runs before a lent page is taken.
+var testHookBeforeTake func(*Client, *pb.SharedPage)
+
+// takePage copies a page the plugin lent in the shared memory area out of
+// it.
+func (c *Client) takePage(ref *pb.SharedPage) ([]byte, error) {
+	if c.pages == nil {
+		return nil, fmt.Errorf("%w: the plugin lent a list page in shared memory, but this host gave it none", kv.ErrInternal)
+	}
+	page, err := c.pages.Take(sharedpages.Ref{Slot: ref.Slot, Generation: ref.Generation, Length: ref.Length})
+	switch {
+	case errors.Is(err, sharedpages.ErrClosed):
+		return nil, fmt.Errorf("%w: the backend plugin was stopped: %w", kv.ErrUnavailable, err)
+	case errors.Is(err, sharedpages.ErrReclaimed):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("%w: the plugin's list page: %w", kv.ErrInternal, err)
+	}
+	c.sharedPages.Add(1)
+	return page, nil
 }
 
 func (c *Client) Count(ctx context.Context, prefix string) (kv.CountResult, error) {

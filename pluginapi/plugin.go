@@ -19,6 +19,7 @@ import (
 
 	"github.com/kvhost/kvhost/kv"
 	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
+	"github.com/kvhost/kvhost/pluginapi/internal/sharedpages"
 )
 
 // ProtocolVersion is the plugin protocol version this package speaks. A
@@ -68,6 +69,7 @@ type GRPCPlugin struct {
 	Open OpenFunc
 
 	server *grpcServer
+	pages  *sharedpages.Area // plugin side: the host's shared page area, or nil
 }
 
 // GRPCServer registers the backend service (plugin side).
@@ -75,7 +77,7 @@ func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	if p.Open == nil {
 		return fmt.Errorf("%w: GRPCPlugin has no Open function", kv.ErrInternal)
 	}
-	p.server = newGRPCServer(p.Open)
+	p.server = newGRPCServer(p.Open, p.pages)
 	pb.RegisterBackendServer(s, p.server)
 	return nil
 }
@@ -121,7 +123,7 @@ func Serve(open OpenFunc, opts ...ServeOption) {
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Info})
 	hclog.SetDefault(logger)
-	p := &GRPCPlugin{Open: open}
+	p := &GRPCPlugin{Open: open, pages: inheritedPages(logger)}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{
@@ -176,6 +178,10 @@ type StartConfig struct {
 	// DisableMTLS turns off go-plugin's automatic mutual TLS on the
 	// plugin connection. It is on by default.
 	DisableMTLS bool
+	// DisableSharedPages keeps every list page on the plugin connection.
+	// By default the host gives the plugin a shared memory area (Linux)
+	// and large pages cross through it (docs/RATIONALE.md).
+	DisableSharedPages bool
 }
 
 // Plugin is a started plugin process and the Client to its backend.
@@ -206,6 +212,10 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 	}
 	cmd := exec.Command(cfg.Path, cfg.Args...)
 	bindToParent(cmd)
+	var pages *sharedpages.Area
+	if !cfg.DisableSharedPages {
+		pages = offerPages(cmd, logger)
+	}
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: PluginSets(),
@@ -230,9 +240,13 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 	proc := plugin.NewClient(cc)
 	fail := func(err error) (*Plugin, error) {
 		proc.Kill()
+		if pages != nil {
+			pages.Close()
+		}
 		return nil, err
 	}
 	rpc, err := proc.Client()
+	closeExtraFiles(cmd) // the plugin has its copies, or failed to start
 	if err != nil {
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return fail(fmt.Errorf("%w: plugin %s does not match its pinned sha256: %w", kv.ErrInvalidArgument, cfg.Path, err))
@@ -251,6 +265,7 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 	if !ok {
 		return fail(fmt.Errorf("%w: plugin %s dispensed %T", kv.ErrInternal, cfg.Path, raw))
 	}
+	c.pages = pages
 	settings := cfg.Settings
 	if settings == nil {
 		settings = map[string]string{}
@@ -262,7 +277,10 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 }
 
 // Kill ends the plugin process (gracefully first, so the backend closes).
-func (p *Plugin) Kill() { p.proc.Kill() }
+func (p *Plugin) Kill() {
+	p.proc.Kill()
+	p.closePages()
+}
 
 // Abort ends a plugin that no longer answers: go-plugin's graceful Kill
 // asks the plugin to shut down and would wait on a frozen process forever,
@@ -274,6 +292,15 @@ func (p *Plugin) Abort() {
 		}
 	}
 	p.proc.Kill()
+	p.closePages()
+}
+
+// closePages unmaps the shared page area once the plugin has ended; a
+// list still in flight then fails with ErrUnavailable.
+func (p *Plugin) closePages() {
+	if p.Client.pages != nil {
+		p.Client.pages.Close()
+	}
 }
 
 // Exited reports whether the plugin process has exited.
@@ -289,7 +316,7 @@ func (p *Plugin) Pid() int {
 
 // Close kills the plugin; it makes *Plugin a Backend whose Close ends it.
 func (p *Plugin) Close() error {
-	p.proc.Kill()
+	p.Kill()
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/kvhost/kvhost/api/rpcerr"
 	"github.com/kvhost/kvhost/kv"
 	pb "github.com/kvhost/kvhost/pluginapi/internal/pluginpb"
+	"github.com/kvhost/kvhost/pluginapi/internal/sharedpages"
 )
 
 // OpenFunc opens a backend from the operator's settings. It is what a
@@ -23,12 +24,17 @@ type OpenFunc func(ctx context.Context, settings map[string]string) (kv.Backend,
 type grpcServer struct {
 	pb.UnimplementedBackendServer
 	open OpenFunc
+	// pages is the shared memory area the host gave this plugin at start,
+	// or nil: large list pages are lent there instead of sent.
+	pages *sharedpages.Area
 
 	mu      sync.RWMutex
 	backend kv.Backend
 }
 
-func newGRPCServer(open OpenFunc) *grpcServer { return &grpcServer{open: open} }
+func newGRPCServer(open OpenFunc, pages *sharedpages.Area) *grpcServer {
+	return &grpcServer{open: open, pages: pages}
+}
 
 func (s *grpcServer) get() (kv.Backend, error) {
 	s.mu.RLock()
@@ -179,7 +185,7 @@ func (s *grpcServer) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRes
 				mem.DefaultBufferPool().Put(&packed)
 				return nil, err
 			}
-			return &pb.ListResponse{More: res.More, Revision: res.Revision, Packed: packed}, nil
+			return s.packedResponse(r, &pb.ListResponse{More: res.More, Revision: res.Revision}, packed), nil
 		}
 		res, err := b.List(ctx, lr)
 		if err != nil {
@@ -187,8 +193,7 @@ func (s *grpcServer) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRes
 		}
 		out := &pb.ListResponse{More: res.More, Revision: res.Revision}
 		if r.Packed {
-			out.Packed = packEntriesPooled(res.Entries)
-			return out, nil
+			return s.packedResponse(r, out, packEntriesPooled(res.Entries)), nil
 		}
 		out.Entries = make([]*pb.Entry, len(res.Entries))
 		for i, e := range res.Entries {
@@ -196,6 +201,26 @@ func (s *grpcServer) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRes
 		}
 		return out, nil
 	})
+}
+
+// minSharedPage is the smallest packed page lent through the shared memory
+// area: below it, the connection's cost is not the copies' but the round
+// trip's, which a page pays either way.
+const minSharedPage = 64 << 10
+
+// packedResponse completes out with packed, a page in a pooled buffer:
+// lent in the shared memory area when the host reads it there and it is
+// large enough, sent on the connection otherwise.
+func (s *grpcServer) packedResponse(r *pb.ListRequest, out *pb.ListResponse, packed []byte) *pb.ListResponse {
+	if r.Shared && s.pages != nil && len(packed) >= minSharedPage {
+		if ref, ok := s.pages.Lend(packed); ok {
+			mem.DefaultBufferPool().Put(&packed)
+			out.Shared = &pb.SharedPage{Slot: ref.Slot, Generation: ref.Generation, Length: ref.Length}
+			return out
+		}
+	}
+	out.Packed = packed
+	return out
 }
 
 func (s *grpcServer) Count(ctx context.Context, req *pb.CountRequest) (*pb.CountResponse, error) {

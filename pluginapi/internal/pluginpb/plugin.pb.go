@@ -132,7 +132,7 @@ func (x Op_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Op_Kind.Descriptor instead.
 func (Op_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{25, 0}
+	return file_plugin_proto_rawDescGZIP(), []int{26, 0}
 }
 
 type Event_Type int32
@@ -191,7 +191,7 @@ func (x Event_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Event_Type.Descriptor instead.
 func (Event_Type) EnumDescriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{31, 0}
+	return file_plugin_proto_rawDescGZIP(), []int{32, 0}
 }
 
 type Entry struct {
@@ -1003,7 +1003,12 @@ type ListRequest struct {
 	MaxBytes int64 `protobuf:"varint,5,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	// The host reads packed entries (ListResponse.packed): a plugin that
 	// knows them may send them so; one that does not sends entries.
-	Packed        bool `protobuf:"varint,6,opt,name=packed,proto3" json:"packed,omitempty"`
+	Packed bool `protobuf:"varint,6,opt,name=packed,proto3" json:"packed,omitempty"`
+	// The host reads large packed pages from the shared memory area it gave
+	// the plugin at start (pluginapi/internal/sharedpages): a plugin that has
+	// the area may lend the page there (ListResponse.shared) instead of
+	// sending it.
+	Shared        bool `protobuf:"varint,7,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1080,6 +1085,13 @@ func (x *ListRequest) GetPacked() bool {
 	return false
 }
 
+func (x *ListRequest) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
 type ListResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Entries  []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
@@ -1091,7 +1103,10 @@ type ListResponse struct {
 	// expiry in Unix milliseconds as uvarints (pluginapi/packed.go). One
 	// buffer instead of a message per entry costs a fraction to encode and
 	// decode for a page of thousands of entries.
-	Packed        []byte `protobuf:"bytes,4,opt,name=packed,proto3" json:"packed,omitempty"`
+	Packed []byte `protobuf:"bytes,4,opt,name=packed,proto3" json:"packed,omitempty"`
+	// Where the packed page lies in the shared memory area, when the plugin
+	// lent it there (then entries and packed are empty).
+	Shared        *SharedPage `protobuf:"bytes,5,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1154,6 +1169,76 @@ func (x *ListResponse) GetPacked() []byte {
 	return nil
 }
 
+func (x *ListResponse) GetShared() *SharedPage {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
+}
+
+// A packed page lent in the shared memory area: its slot, the claim's
+// generation (the host frees the slot only if it still holds it) and its
+// length in bytes.
+type SharedPage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slot          uint32                 `protobuf:"varint,1,opt,name=slot,proto3" json:"slot,omitempty"`
+	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Length        uint64                 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedPage) Reset() {
+	*x = SharedPage{}
+	mi := &file_plugin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedPage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedPage) ProtoMessage() {}
+
+func (x *SharedPage) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedPage.ProtoReflect.Descriptor instead.
+func (*SharedPage) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SharedPage) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *SharedPage) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *SharedPage) GetLength() uint64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
 type CountRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
@@ -1163,7 +1248,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1260,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1273,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CountRequest) GetPrefix() string {
@@ -1208,7 +1293,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1305,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1318,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CountResponse) GetCount() int64 {
@@ -1259,7 +1344,7 @@ type DeletePrefixRequest struct {
 
 func (x *DeletePrefixRequest) Reset() {
 	*x = DeletePrefixRequest{}
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1356,7 @@ func (x *DeletePrefixRequest) String() string {
 func (*DeletePrefixRequest) ProtoMessage() {}
 
 func (x *DeletePrefixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1369,7 @@ func (x *DeletePrefixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrefixRequest.ProtoReflect.Descriptor instead.
 func (*DeletePrefixRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeletePrefixRequest) GetPrefix() string {
@@ -1304,7 +1389,7 @@ type DeletePrefixResponse struct {
 
 func (x *DeletePrefixResponse) Reset() {
 	*x = DeletePrefixResponse{}
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1401,7 @@ func (x *DeletePrefixResponse) String() string {
 func (*DeletePrefixResponse) ProtoMessage() {}
 
 func (x *DeletePrefixResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1414,7 @@ func (x *DeletePrefixResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrefixResponse.ProtoReflect.Descriptor instead.
 func (*DeletePrefixResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeletePrefixResponse) GetDeleted() int64 {
@@ -1356,7 +1441,7 @@ type IncrementRequest struct {
 
 func (x *IncrementRequest) Reset() {
 	*x = IncrementRequest{}
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1453,7 @@ func (x *IncrementRequest) String() string {
 func (*IncrementRequest) ProtoMessage() {}
 
 func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1466,7 @@ func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementRequest.ProtoReflect.Descriptor instead.
 func (*IncrementRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{21}
+	return file_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IncrementRequest) GetKey() string {
@@ -1409,7 +1494,7 @@ type IncrementResponse struct {
 
 func (x *IncrementResponse) Reset() {
 	*x = IncrementResponse{}
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1506,7 @@ func (x *IncrementResponse) String() string {
 func (*IncrementResponse) ProtoMessage() {}
 
 func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1519,7 @@ func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementResponse.ProtoReflect.Descriptor instead.
 func (*IncrementResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{22}
+	return file_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IncrementResponse) GetValue() int64 {
@@ -1469,7 +1554,7 @@ type RefreshTTLRequest struct {
 
 func (x *RefreshTTLRequest) Reset() {
 	*x = RefreshTTLRequest{}
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1566,7 @@ func (x *RefreshTTLRequest) String() string {
 func (*RefreshTTLRequest) ProtoMessage() {}
 
 func (x *RefreshTTLRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[23]
+	mi := &file_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1579,7 @@ func (x *RefreshTTLRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshTTLRequest.ProtoReflect.Descriptor instead.
 func (*RefreshTTLRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{23}
+	return file_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RefreshTTLRequest) GetKey() string {
@@ -1530,7 +1615,7 @@ type RefreshTTLResponse struct {
 
 func (x *RefreshTTLResponse) Reset() {
 	*x = RefreshTTLResponse{}
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1627,7 @@ func (x *RefreshTTLResponse) String() string {
 func (*RefreshTTLResponse) ProtoMessage() {}
 
 func (x *RefreshTTLResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[24]
+	mi := &file_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1640,7 @@ func (x *RefreshTTLResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshTTLResponse.ProtoReflect.Descriptor instead.
 func (*RefreshTTLResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{24}
+	return file_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RefreshTTLResponse) GetEntry() *Entry {
@@ -1585,7 +1670,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1682,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[25]
+	mi := &file_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1695,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{25}
+	return file_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Op) GetKind() Op_Kind {
@@ -1660,7 +1745,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1757,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[26]
+	mi := &file_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1770,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{26}
+	return file_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OpResult) GetVersion() int64 {
@@ -1725,7 +1810,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1822,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1835,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{27}
+	return file_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BatchRequest) GetOps() []*Op {
@@ -1770,7 +1855,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +1867,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +1880,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{28}
+	return file_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BatchResponse) GetResults() []*OpResult {
@@ -1827,7 +1912,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1924,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +1937,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{29}
+	return file_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchRequest) GetPrefix() string {
@@ -1893,7 +1978,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +1990,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2003,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{30}
+	return file_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WatchResponse) GetReady() bool {
@@ -1949,7 +2034,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2046,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2059,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{31}
+	return file_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Event) GetType() Event_Type {
@@ -2028,7 +2113,7 @@ type CleanupExpiredRequest struct {
 
 func (x *CleanupExpiredRequest) Reset() {
 	*x = CleanupExpiredRequest{}
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +2125,7 @@ func (x *CleanupExpiredRequest) String() string {
 func (*CleanupExpiredRequest) ProtoMessage() {}
 
 func (x *CleanupExpiredRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +2138,7 @@ func (x *CleanupExpiredRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupExpiredRequest.ProtoReflect.Descriptor instead.
 func (*CleanupExpiredRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{32}
+	return file_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CleanupExpiredRequest) GetLimit() int32 {
@@ -2072,7 +2157,7 @@ type CleanupExpiredResponse struct {
 
 func (x *CleanupExpiredResponse) Reset() {
 	*x = CleanupExpiredResponse{}
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2169,7 @@ func (x *CleanupExpiredResponse) String() string {
 func (*CleanupExpiredResponse) ProtoMessage() {}
 
 func (x *CleanupExpiredResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2182,7 @@ func (x *CleanupExpiredResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupExpiredResponse.ProtoReflect.Descriptor instead.
 func (*CleanupExpiredResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{33}
+	return file_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CleanupExpiredResponse) GetRemoved() int64 {
@@ -2115,7 +2200,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_plugin_proto_msgTypes[34]
+	mi := &file_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2212,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[34]
+	mi := &file_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2225,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{34}
+	return file_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 type StatsResponse struct {
@@ -2157,7 +2242,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2254,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2267,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{35}
+	return file_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatsResponse) GetKeys() int64 {
@@ -2235,7 +2320,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2332,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2345,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{36}
+	return file_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 type PingResponse struct {
@@ -2271,7 +2356,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2368,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2381,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{37}
+	return file_plugin_proto_rawDescGZIP(), []int{38}
 }
 
 var File_plugin_proto protoreflect.FileDescriptor
@@ -2359,7 +2444,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\tcondition\x18\x02 \x01(\v2\x1b.kvhost.plugin.v2.ConditionR\tcondition\"F\n" +
 	"\x0eDeleteResponse\x12\x18\n" +
 	"\adeleted\x18\x01 \x01(\bR\adeleted\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\xae\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xc6\x01\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1f\n" +
 	"\vstart_after\x18\x02 \x01(\tR\n" +
@@ -2367,12 +2452,21 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x1b\n" +
 	"\tkeys_only\x18\x04 \x01(\bR\bkeysOnly\x12\x1b\n" +
 	"\tmax_bytes\x18\x05 \x01(\x03R\bmaxBytes\x12\x16\n" +
-	"\x06packed\x18\x06 \x01(\bR\x06packed\"\x89\x01\n" +
+	"\x06packed\x18\x06 \x01(\bR\x06packed\x12\x16\n" +
+	"\x06shared\x18\a \x01(\bR\x06shared\"\xbf\x01\n" +
 	"\fListResponse\x121\n" +
 	"\aentries\x18\x01 \x03(\v2\x17.kvhost.plugin.v2.EntryR\aentries\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x16\n" +
-	"\x06packed\x18\x04 \x01(\fR\x06packed\"&\n" +
+	"\x06packed\x18\x04 \x01(\fR\x06packed\x124\n" +
+	"\x06shared\x18\x05 \x01(\v2\x1c.kvhost.plugin.v2.SharedPageR\x06shared\"X\n" +
+	"\n" +
+	"SharedPage\x12\x12\n" +
+	"\x04slot\x18\x01 \x01(\rR\x04slot\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x04R\x06length\"&\n" +
 	"\fCountRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"A\n" +
 	"\rCountResponse\x12\x14\n" +
@@ -2486,7 +2580,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_plugin_proto_goTypes = []any{
 	(Condition_Kind)(0),            // 0: kvhost.plugin.v2.Condition.Kind
 	(Op_Kind)(0),                   // 1: kvhost.plugin.v2.Op.Kind
@@ -2508,32 +2602,33 @@ var file_plugin_proto_goTypes = []any{
 	(*DeleteResponse)(nil),         // 17: kvhost.plugin.v2.DeleteResponse
 	(*ListRequest)(nil),            // 18: kvhost.plugin.v2.ListRequest
 	(*ListResponse)(nil),           // 19: kvhost.plugin.v2.ListResponse
-	(*CountRequest)(nil),           // 20: kvhost.plugin.v2.CountRequest
-	(*CountResponse)(nil),          // 21: kvhost.plugin.v2.CountResponse
-	(*DeletePrefixRequest)(nil),    // 22: kvhost.plugin.v2.DeletePrefixRequest
-	(*DeletePrefixResponse)(nil),   // 23: kvhost.plugin.v2.DeletePrefixResponse
-	(*IncrementRequest)(nil),       // 24: kvhost.plugin.v2.IncrementRequest
-	(*IncrementResponse)(nil),      // 25: kvhost.plugin.v2.IncrementResponse
-	(*RefreshTTLRequest)(nil),      // 26: kvhost.plugin.v2.RefreshTTLRequest
-	(*RefreshTTLResponse)(nil),     // 27: kvhost.plugin.v2.RefreshTTLResponse
-	(*Op)(nil),                     // 28: kvhost.plugin.v2.Op
-	(*OpResult)(nil),               // 29: kvhost.plugin.v2.OpResult
-	(*BatchRequest)(nil),           // 30: kvhost.plugin.v2.BatchRequest
-	(*BatchResponse)(nil),          // 31: kvhost.plugin.v2.BatchResponse
-	(*WatchRequest)(nil),           // 32: kvhost.plugin.v2.WatchRequest
-	(*WatchResponse)(nil),          // 33: kvhost.plugin.v2.WatchResponse
-	(*Event)(nil),                  // 34: kvhost.plugin.v2.Event
-	(*CleanupExpiredRequest)(nil),  // 35: kvhost.plugin.v2.CleanupExpiredRequest
-	(*CleanupExpiredResponse)(nil), // 36: kvhost.plugin.v2.CleanupExpiredResponse
-	(*StatsRequest)(nil),           // 37: kvhost.plugin.v2.StatsRequest
-	(*StatsResponse)(nil),          // 38: kvhost.plugin.v2.StatsResponse
-	(*PingRequest)(nil),            // 39: kvhost.plugin.v2.PingRequest
-	(*PingResponse)(nil),           // 40: kvhost.plugin.v2.PingResponse
-	nil,                            // 41: kvhost.plugin.v2.OpenRequest.SettingsEntry
+	(*SharedPage)(nil),             // 20: kvhost.plugin.v2.SharedPage
+	(*CountRequest)(nil),           // 21: kvhost.plugin.v2.CountRequest
+	(*CountResponse)(nil),          // 22: kvhost.plugin.v2.CountResponse
+	(*DeletePrefixRequest)(nil),    // 23: kvhost.plugin.v2.DeletePrefixRequest
+	(*DeletePrefixResponse)(nil),   // 24: kvhost.plugin.v2.DeletePrefixResponse
+	(*IncrementRequest)(nil),       // 25: kvhost.plugin.v2.IncrementRequest
+	(*IncrementResponse)(nil),      // 26: kvhost.plugin.v2.IncrementResponse
+	(*RefreshTTLRequest)(nil),      // 27: kvhost.plugin.v2.RefreshTTLRequest
+	(*RefreshTTLResponse)(nil),     // 28: kvhost.plugin.v2.RefreshTTLResponse
+	(*Op)(nil),                     // 29: kvhost.plugin.v2.Op
+	(*OpResult)(nil),               // 30: kvhost.plugin.v2.OpResult
+	(*BatchRequest)(nil),           // 31: kvhost.plugin.v2.BatchRequest
+	(*BatchResponse)(nil),          // 32: kvhost.plugin.v2.BatchResponse
+	(*WatchRequest)(nil),           // 33: kvhost.plugin.v2.WatchRequest
+	(*WatchResponse)(nil),          // 34: kvhost.plugin.v2.WatchResponse
+	(*Event)(nil),                  // 35: kvhost.plugin.v2.Event
+	(*CleanupExpiredRequest)(nil),  // 36: kvhost.plugin.v2.CleanupExpiredRequest
+	(*CleanupExpiredResponse)(nil), // 37: kvhost.plugin.v2.CleanupExpiredResponse
+	(*StatsRequest)(nil),           // 38: kvhost.plugin.v2.StatsRequest
+	(*StatsResponse)(nil),          // 39: kvhost.plugin.v2.StatsResponse
+	(*PingRequest)(nil),            // 40: kvhost.plugin.v2.PingRequest
+	(*PingResponse)(nil),           // 41: kvhost.plugin.v2.PingResponse
+	nil,                            // 42: kvhost.plugin.v2.OpenRequest.SettingsEntry
 }
 var file_plugin_proto_depIdxs = []int32{
 	0,  // 0: kvhost.plugin.v2.Condition.kind:type_name -> kvhost.plugin.v2.Condition.Kind
-	41, // 1: kvhost.plugin.v2.OpenRequest.settings:type_name -> kvhost.plugin.v2.OpenRequest.SettingsEntry
+	42, // 1: kvhost.plugin.v2.OpenRequest.settings:type_name -> kvhost.plugin.v2.OpenRequest.SettingsEntry
 	3,  // 2: kvhost.plugin.v2.GetResponse.entry:type_name -> kvhost.plugin.v2.Entry
 	13, // 3: kvhost.plugin.v2.GetManyResponse.results:type_name -> kvhost.plugin.v2.Lookup
 	3,  // 4: kvhost.plugin.v2.Lookup.entry:type_name -> kvhost.plugin.v2.Entry
@@ -2541,51 +2636,52 @@ var file_plugin_proto_depIdxs = []int32{
 	3,  // 6: kvhost.plugin.v2.PutResponse.entry:type_name -> kvhost.plugin.v2.Entry
 	4,  // 7: kvhost.plugin.v2.DeleteRequest.condition:type_name -> kvhost.plugin.v2.Condition
 	3,  // 8: kvhost.plugin.v2.ListResponse.entries:type_name -> kvhost.plugin.v2.Entry
-	4,  // 9: kvhost.plugin.v2.RefreshTTLRequest.condition:type_name -> kvhost.plugin.v2.Condition
-	3,  // 10: kvhost.plugin.v2.RefreshTTLResponse.entry:type_name -> kvhost.plugin.v2.Entry
-	1,  // 11: kvhost.plugin.v2.Op.kind:type_name -> kvhost.plugin.v2.Op.Kind
-	4,  // 12: kvhost.plugin.v2.Op.condition:type_name -> kvhost.plugin.v2.Condition
-	28, // 13: kvhost.plugin.v2.BatchRequest.ops:type_name -> kvhost.plugin.v2.Op
-	29, // 14: kvhost.plugin.v2.BatchResponse.results:type_name -> kvhost.plugin.v2.OpResult
-	34, // 15: kvhost.plugin.v2.WatchResponse.events:type_name -> kvhost.plugin.v2.Event
-	2,  // 16: kvhost.plugin.v2.Event.type:type_name -> kvhost.plugin.v2.Event.Type
-	5,  // 17: kvhost.plugin.v2.Backend.Open:input_type -> kvhost.plugin.v2.OpenRequest
-	7,  // 18: kvhost.plugin.v2.Backend.Info:input_type -> kvhost.plugin.v2.InfoRequest
-	9,  // 19: kvhost.plugin.v2.Backend.Get:input_type -> kvhost.plugin.v2.GetRequest
-	11, // 20: kvhost.plugin.v2.Backend.GetMany:input_type -> kvhost.plugin.v2.GetManyRequest
-	14, // 21: kvhost.plugin.v2.Backend.Put:input_type -> kvhost.plugin.v2.PutRequest
-	16, // 22: kvhost.plugin.v2.Backend.Delete:input_type -> kvhost.plugin.v2.DeleteRequest
-	18, // 23: kvhost.plugin.v2.Backend.List:input_type -> kvhost.plugin.v2.ListRequest
-	20, // 24: kvhost.plugin.v2.Backend.Count:input_type -> kvhost.plugin.v2.CountRequest
-	22, // 25: kvhost.plugin.v2.Backend.DeletePrefix:input_type -> kvhost.plugin.v2.DeletePrefixRequest
-	24, // 26: kvhost.plugin.v2.Backend.Increment:input_type -> kvhost.plugin.v2.IncrementRequest
-	26, // 27: kvhost.plugin.v2.Backend.RefreshTTL:input_type -> kvhost.plugin.v2.RefreshTTLRequest
-	30, // 28: kvhost.plugin.v2.Backend.Batch:input_type -> kvhost.plugin.v2.BatchRequest
-	32, // 29: kvhost.plugin.v2.Backend.Watch:input_type -> kvhost.plugin.v2.WatchRequest
-	35, // 30: kvhost.plugin.v2.Backend.CleanupExpired:input_type -> kvhost.plugin.v2.CleanupExpiredRequest
-	37, // 31: kvhost.plugin.v2.Backend.Stats:input_type -> kvhost.plugin.v2.StatsRequest
-	39, // 32: kvhost.plugin.v2.Backend.Ping:input_type -> kvhost.plugin.v2.PingRequest
-	6,  // 33: kvhost.plugin.v2.Backend.Open:output_type -> kvhost.plugin.v2.OpenResponse
-	8,  // 34: kvhost.plugin.v2.Backend.Info:output_type -> kvhost.plugin.v2.InfoResponse
-	10, // 35: kvhost.plugin.v2.Backend.Get:output_type -> kvhost.plugin.v2.GetResponse
-	12, // 36: kvhost.plugin.v2.Backend.GetMany:output_type -> kvhost.plugin.v2.GetManyResponse
-	15, // 37: kvhost.plugin.v2.Backend.Put:output_type -> kvhost.plugin.v2.PutResponse
-	17, // 38: kvhost.plugin.v2.Backend.Delete:output_type -> kvhost.plugin.v2.DeleteResponse
-	19, // 39: kvhost.plugin.v2.Backend.List:output_type -> kvhost.plugin.v2.ListResponse
-	21, // 40: kvhost.plugin.v2.Backend.Count:output_type -> kvhost.plugin.v2.CountResponse
-	23, // 41: kvhost.plugin.v2.Backend.DeletePrefix:output_type -> kvhost.plugin.v2.DeletePrefixResponse
-	25, // 42: kvhost.plugin.v2.Backend.Increment:output_type -> kvhost.plugin.v2.IncrementResponse
-	27, // 43: kvhost.plugin.v2.Backend.RefreshTTL:output_type -> kvhost.plugin.v2.RefreshTTLResponse
-	31, // 44: kvhost.plugin.v2.Backend.Batch:output_type -> kvhost.plugin.v2.BatchResponse
-	33, // 45: kvhost.plugin.v2.Backend.Watch:output_type -> kvhost.plugin.v2.WatchResponse
-	36, // 46: kvhost.plugin.v2.Backend.CleanupExpired:output_type -> kvhost.plugin.v2.CleanupExpiredResponse
-	38, // 47: kvhost.plugin.v2.Backend.Stats:output_type -> kvhost.plugin.v2.StatsResponse
-	40, // 48: kvhost.plugin.v2.Backend.Ping:output_type -> kvhost.plugin.v2.PingResponse
-	33, // [33:49] is the sub-list for method output_type
-	17, // [17:33] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	20, // 9: kvhost.plugin.v2.ListResponse.shared:type_name -> kvhost.plugin.v2.SharedPage
+	4,  // 10: kvhost.plugin.v2.RefreshTTLRequest.condition:type_name -> kvhost.plugin.v2.Condition
+	3,  // 11: kvhost.plugin.v2.RefreshTTLResponse.entry:type_name -> kvhost.plugin.v2.Entry
+	1,  // 12: kvhost.plugin.v2.Op.kind:type_name -> kvhost.plugin.v2.Op.Kind
+	4,  // 13: kvhost.plugin.v2.Op.condition:type_name -> kvhost.plugin.v2.Condition
+	29, // 14: kvhost.plugin.v2.BatchRequest.ops:type_name -> kvhost.plugin.v2.Op
+	30, // 15: kvhost.plugin.v2.BatchResponse.results:type_name -> kvhost.plugin.v2.OpResult
+	35, // 16: kvhost.plugin.v2.WatchResponse.events:type_name -> kvhost.plugin.v2.Event
+	2,  // 17: kvhost.plugin.v2.Event.type:type_name -> kvhost.plugin.v2.Event.Type
+	5,  // 18: kvhost.plugin.v2.Backend.Open:input_type -> kvhost.plugin.v2.OpenRequest
+	7,  // 19: kvhost.plugin.v2.Backend.Info:input_type -> kvhost.plugin.v2.InfoRequest
+	9,  // 20: kvhost.plugin.v2.Backend.Get:input_type -> kvhost.plugin.v2.GetRequest
+	11, // 21: kvhost.plugin.v2.Backend.GetMany:input_type -> kvhost.plugin.v2.GetManyRequest
+	14, // 22: kvhost.plugin.v2.Backend.Put:input_type -> kvhost.plugin.v2.PutRequest
+	16, // 23: kvhost.plugin.v2.Backend.Delete:input_type -> kvhost.plugin.v2.DeleteRequest
+	18, // 24: kvhost.plugin.v2.Backend.List:input_type -> kvhost.plugin.v2.ListRequest
+	21, // 25: kvhost.plugin.v2.Backend.Count:input_type -> kvhost.plugin.v2.CountRequest
+	23, // 26: kvhost.plugin.v2.Backend.DeletePrefix:input_type -> kvhost.plugin.v2.DeletePrefixRequest
+	25, // 27: kvhost.plugin.v2.Backend.Increment:input_type -> kvhost.plugin.v2.IncrementRequest
+	27, // 28: kvhost.plugin.v2.Backend.RefreshTTL:input_type -> kvhost.plugin.v2.RefreshTTLRequest
+	31, // 29: kvhost.plugin.v2.Backend.Batch:input_type -> kvhost.plugin.v2.BatchRequest
+	33, // 30: kvhost.plugin.v2.Backend.Watch:input_type -> kvhost.plugin.v2.WatchRequest
+	36, // 31: kvhost.plugin.v2.Backend.CleanupExpired:input_type -> kvhost.plugin.v2.CleanupExpiredRequest
+	38, // 32: kvhost.plugin.v2.Backend.Stats:input_type -> kvhost.plugin.v2.StatsRequest
+	40, // 33: kvhost.plugin.v2.Backend.Ping:input_type -> kvhost.plugin.v2.PingRequest
+	6,  // 34: kvhost.plugin.v2.Backend.Open:output_type -> kvhost.plugin.v2.OpenResponse
+	8,  // 35: kvhost.plugin.v2.Backend.Info:output_type -> kvhost.plugin.v2.InfoResponse
+	10, // 36: kvhost.plugin.v2.Backend.Get:output_type -> kvhost.plugin.v2.GetResponse
+	12, // 37: kvhost.plugin.v2.Backend.GetMany:output_type -> kvhost.plugin.v2.GetManyResponse
+	15, // 38: kvhost.plugin.v2.Backend.Put:output_type -> kvhost.plugin.v2.PutResponse
+	17, // 39: kvhost.plugin.v2.Backend.Delete:output_type -> kvhost.plugin.v2.DeleteResponse
+	19, // 40: kvhost.plugin.v2.Backend.List:output_type -> kvhost.plugin.v2.ListResponse
+	22, // 41: kvhost.plugin.v2.Backend.Count:output_type -> kvhost.plugin.v2.CountResponse
+	24, // 42: kvhost.plugin.v2.Backend.DeletePrefix:output_type -> kvhost.plugin.v2.DeletePrefixResponse
+	26, // 43: kvhost.plugin.v2.Backend.Increment:output_type -> kvhost.plugin.v2.IncrementResponse
+	28, // 44: kvhost.plugin.v2.Backend.RefreshTTL:output_type -> kvhost.plugin.v2.RefreshTTLResponse
+	32, // 45: kvhost.plugin.v2.Backend.Batch:output_type -> kvhost.plugin.v2.BatchResponse
+	34, // 46: kvhost.plugin.v2.Backend.Watch:output_type -> kvhost.plugin.v2.WatchResponse
+	37, // 47: kvhost.plugin.v2.Backend.CleanupExpired:output_type -> kvhost.plugin.v2.CleanupExpiredResponse
+	39, // 48: kvhost.plugin.v2.Backend.Stats:output_type -> kvhost.plugin.v2.StatsResponse
+	41, // 49: kvhost.plugin.v2.Backend.Ping:output_type -> kvhost.plugin.v2.PingResponse
+	34, // [34:50] is the sub-list for method output_type
+	18, // [18:34] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -2599,7 +2695,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
