@@ -22,6 +22,9 @@ type PluginConfig struct {
 	Settings map[string]string
 	// StartTimeout bounds the plugin handshake (default 10s).
 	StartTimeout time.Duration
+	// DisableSharedPages keeps every list page on the plugin connection
+	// (pluginapi.StartConfig.DisableSharedPages).
+	DisableSharedPages bool
 }
 
 // Config configures a Store.
@@ -93,6 +96,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		SHA256:       cfg.Plugin.SHA256,
 		StartTimeout: cfg.Plugin.StartTimeout,
 		Logger:       pluginLogger(cfg.Logger),
+
+		DisableSharedPages: cfg.Plugin.DisableSharedPages,
 	}, cfg.Logger, cfg.Metrics, supervision{
 		minBackoff: cfg.RestartBackoffMin, maxBackoff: cfg.RestartBackoffMax,
 		pingInterval: cfg.PingInterval, pingTimeout: cfg.PingTimeout, hangTimeout: cfg.HangTimeout,

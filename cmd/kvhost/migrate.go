@@ -190,7 +190,8 @@ func loadEndpoint(path string) (endpoint, error) {
 func (e *endpoint) start(ctx context.Context, stderr io.Writer) error {
 	p, err := pluginapi.Start(ctx, pluginapi.StartConfig{
 		Path: e.plugin.Path, SHA256: e.plugin.SHA256, Settings: e.plugin.Settings, StartTimeout: e.plugin.StartTimeout,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: stderr}),
+		DisableSharedPages: e.plugin.DisableSharedPages,
+		Logger:             hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: stderr}),
 	})
 	if err != nil {
 		return fmt.Errorf("migrate: %s: %w", e.path, err)

@@ -180,7 +180,8 @@ func backendPlugin(cfg *config.File) (host.PluginConfig, error) {
 	if err != nil {
 		return host.PluginConfig{}, err
 	}
-	return host.PluginConfig{Path: path, SHA256: cfg.Backend.SHA256, Settings: cfg.Backend.Settings}, nil
+	return host.PluginConfig{Path: path, SHA256: cfg.Backend.SHA256, Settings: cfg.Backend.Settings,
+		DisableSharedPages: cfg.Backend.SharedPages != nil && !*cfg.Backend.SharedPages}, nil
 }
 
 // reloadTokensOnHangup re-reads the configuration file's tokens on SIGHUP

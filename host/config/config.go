@@ -94,6 +94,10 @@ type Backend struct {
 	// Settings are passed to the backend. For sqlite, path defaults to
 	// DATA_DIR/kvhost.db.
 	Settings map[string]string `yaml:"settings"`
+	// SharedPages lets large list pages cross from the plugin through
+	// memory shared with it rather than the plugin connection (default
+	// true, on Linux; false keeps every page on the connection).
+	SharedPages *bool `yaml:"shared_pages"`
 }
 
 // Auth configures API authentication.

@@ -27,6 +27,7 @@ auth:
 tls: {allow_plaintext_on_network: true}
 limits: {max_value_bytes: 4096}
 request_timeout: 2s
+backend: {plugin: memory, shared_pages: false}
 policies:
   - name: keys
     path: /p/keyvalidation.wasm
@@ -37,6 +38,9 @@ policies:
 	}
 	if f.Loopback() || f.Auth.Anonymous || f.Limits.MaxValueBytes != 4096 || f.RequestTimeout != 2*time.Second {
 		t.Fatalf("parsed %+v", f)
+	}
+	if f.Backend.Plugin != "memory" || f.Backend.SharedPages == nil || *f.Backend.SharedPages {
+		t.Fatalf("backend parsed as %+v, want memory without shared pages", f.Backend)
 	}
 	specs, err := f.PolicySpecs()
 	if err != nil || len(specs) != 1 || string(specs[0].Config) != `{"max_key_length":64}` || specs[0].Path != "/p/keyvalidation.wasm" {
