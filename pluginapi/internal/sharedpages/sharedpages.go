@@ -222,8 +222,7 @@ func (a *Area) Take(ref Ref) ([]byte, error) {
 	if st.Load() != ref.Generation {
 		return nil, ErrReclaimed
 	}
-	page := make([]byte, ref.Length)
-	copy(page, a.slot(int(ref.Slot)))
+	page := append([]byte(nil), a.slot(int(ref.Slot))[:ref.Length]...) // not zeroed first, as make would
 	if !st.CompareAndSwap(ref.Generation, 0) {
 		return nil, ErrReclaimed
 	}
