@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -41,6 +42,20 @@ func offerPages(cmd *exec.Cmd, logger hclog.Logger) *sharedpages.Area {
 	return pages
 }
 
+// hostEnv is the host's environment for a plugin, without a shared page
+// descriptor the host itself may have been given: only the one the host
+// makes for this plugin may reach it.
+func hostEnv() []string {
+	env := os.Environ()
+	kept := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, pagesEnv+"=") {
+			kept = append(kept, kv)
+		}
+	}
+	return kept
+}
+
 // closeExtraFiles closes the host's copies of the files handed to the
 // plugin process.
 func closeExtraFiles(cmd *exec.Cmd) {
@@ -63,6 +78,9 @@ func inheritedPages(logger hclog.Logger) *sharedpages.Area {
 		logger.Warn("ignoring a malformed shared page descriptor", "env", pagesEnv, "value", v)
 		return nil
 	}
+	// The host that set pagesEnv made the descriptor for this plugin
+	// (hostEnv keeps any other from reaching it): it is closed either
+	// way, and a mapping outlives it.
 	f := os.NewFile(uintptr(fd), "kvhost-shared-pages")
 	defer f.Close()
 	pages, err := sharedpages.Map(f)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -142,5 +143,21 @@ func TestPagesOfAStoppedPlugin(t *testing.T) {
 	_, err := p.List(t.Context(), kv.ListRequest{Prefix: "k/", Limit: kv.MaxListLimit})
 	if !errors.Is(err, kv.ErrUnavailable) {
 		t.Fatalf("list from a stopped plugin's area: %v, want ErrUnavailable", err)
+	}
+}
+
+// A shared page descriptor in the host's own environment never reaches
+// the plugin: the one the host made for it does, and is used.
+func TestStrayPageDescriptorIsNotPassedOn(t *testing.T) {
+	t.Setenv(pagesEnv, "9")
+	for _, kv := range hostEnv() {
+		if strings.HasPrefix(kv, pagesEnv+"=") {
+			t.Fatalf("hostEnv passes on %q", kv)
+		}
+	}
+	p, page := startMemoryPlugin(t, StartConfig{})
+	checkPage(t, page, 2000)
+	if p.pages != nil && p.sharedPages.Load() != 1 {
+		t.Fatalf("%d pages from shared memory: the stray descriptor won over the host's", p.sharedPages.Load())
 	}
 }

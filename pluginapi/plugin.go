@@ -210,8 +210,17 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 	if logger == nil {
 		logger = hclog.Default()
 	}
+	var secure *plugin.SecureConfig
+	if cfg.SHA256 != "" {
+		sum, err := hex.DecodeString(cfg.SHA256)
+		if err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("%w: plugin sha256 %q is not 64 hex digits", kv.ErrInvalidArgument, cfg.SHA256)
+		}
+		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
 	cmd := exec.Command(cfg.Path, cfg.Args...)
 	bindToParent(cmd)
+	cmd.Env = hostEnv()
 	var pages *sharedpages.Area
 	if !cfg.DisableSharedPages {
 		pages = offerPages(cmd, logger)
@@ -222,6 +231,8 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         !cfg.DisableMTLS,
+		SecureConfig:     secure,
+		SkipHostEnv:      true, // cmd.Env has it, less what is only for the plugin (hostEnv)
 		Logger:           logger,
 		StartTimeout:     cfg.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{
@@ -229,13 +240,6 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 			grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize),
 			grpc.WithReadBufferSize(bufferSize), grpc.WithWriteBufferSize(bufferSize),
 		},
-	}
-	if cfg.SHA256 != "" {
-		sum, err := hex.DecodeString(cfg.SHA256)
-		if err != nil || len(sum) != sha256.Size {
-			return nil, fmt.Errorf("%w: plugin sha256 %q is not 64 hex digits", kv.ErrInvalidArgument, cfg.SHA256)
-		}
-		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	proc := plugin.NewClient(cc)
 	fail := func(err error) (*Plugin, error) {

@@ -18,9 +18,10 @@
 // reports ErrReclaimed rather than what may be another page's bytes.
 //
 // The Area is a transport between one host and one plugin that trust each
-// other (the plugin already serves the host's data); the host still checks
-// every Ref against the Area's bounds, so a plugin's wrong answer is an
-// error, never a read outside the mapping.
+// other (the plugin already serves the host's data); still, a faulty
+// plugin must not bring the host down: the host checks every Ref against
+// the Area's bounds, and the file's size is sealed (Linux), so a plugin's
+// wrong answer is an error, never a read outside the mapping.
 package sharedpages
 
 import (
@@ -61,6 +62,10 @@ var ErrClosed = errors.New("sharedpages: the area is closed")
 
 // ErrUnsupported reports that this platform cannot create an Area.
 var ErrUnsupported = errors.New("sharedpages: shared memory areas are not supported on this platform")
+
+// Test hooks: between a Take's copy and its release of the slot, and
+// between a Lend's claim and its copy.
+var testHookTakeCopied, testHookLendClaimed func()
 
 // Ref names a lent page: its slot, the claim's generation and its length.
 type Ref struct {
@@ -173,6 +178,9 @@ func (a *Area) Lend(page []byte) (Ref, bool) {
 	if !ok {
 		return Ref{}, false
 	}
+	if testHookLendClaimed != nil {
+		testHookLendClaimed()
+	}
 	copy(a.slot(i), page)
 	a.lend.Lock()
 	a.writing[i] = false
@@ -223,6 +231,9 @@ func (a *Area) Take(ref Ref) ([]byte, error) {
 		return nil, ErrReclaimed
 	}
 	page := append([]byte(nil), a.slot(int(ref.Slot))[:ref.Length]...) // not zeroed first, as make would
+	if testHookTakeCopied != nil {
+		testHookTakeCopied()
+	}
 	if !st.CompareAndSwap(ref.Generation, 0) {
 		return nil, ErrReclaimed
 	}

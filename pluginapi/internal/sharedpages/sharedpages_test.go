@@ -195,3 +195,69 @@ func FuzzTake(f *testing.F) {
 		}
 	})
 }
+
+// A slot reclaimed and lent again while the host copies it out is never
+// served: the copy may hold the next page's bytes.
+func TestTakeRefusesAPageReclaimedDuringTheCopy(t *testing.T) {
+	host, plugin := pair(t, 1, 4096)
+	now := time.Unix(1000, 0)
+	plugin.now = func() time.Time { return now }
+	ref, ok := plugin.Lend([]byte("first"))
+	if !ok {
+		t.Fatal("not lent")
+	}
+	relent := false
+	testHookTakeCopied = func() {
+		testHookTakeCopied = nil
+		now = now.Add(ReclaimAfter)
+		_, relent = plugin.Lend([]byte("SECOND"))
+	}
+	t.Cleanup(func() { testHookTakeCopied = nil })
+	if page, err := host.Take(ref); !errors.Is(err, ErrReclaimed) {
+		t.Fatalf("take across a reclaim: %q, %v; want ErrReclaimed", page, err)
+	}
+	if !relent {
+		t.Fatal("the hook did not reclaim the slot")
+	}
+}
+
+// A slot whose page is still being written is not reclaimed, however old
+// its claim: two claims never write one slot.
+func TestSlotBeingWrittenIsNotReclaimed(t *testing.T) {
+	host, plugin := pair(t, 1, 4096)
+	now := time.Unix(1000, 0)
+	plugin.now = func() time.Time { return now }
+	var stolen bool
+	testHookLendClaimed = func() {
+		testHookLendClaimed = nil
+		now = now.Add(2 * ReclaimAfter)
+		_, stolen = plugin.Lend([]byte("thief"))
+	}
+	t.Cleanup(func() { testHookLendClaimed = nil })
+	ref, ok := plugin.Lend([]byte("owner"))
+	if !ok || stolen {
+		t.Fatalf("owner lent %v, thief lent %v; want only the owner", ok, stolen)
+	}
+	if got, err := host.Take(ref); err != nil || string(got) != "owner" {
+		t.Fatalf("took %q, %v", got, err)
+	}
+}
+
+// The plugin cannot shrink or grow the area it shares with the host: a
+// shrunk file would make the host's next read a fatal SIGBUS.
+func TestAreaSizeIsSealed(t *testing.T) {
+	a, f, err := Create(1, 4096)
+	if errors.Is(err, ErrUnsupported) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer f.Close()
+	for _, size := range []int64{0, 100, 1 << 20} {
+		if err := f.Truncate(size); err == nil {
+			t.Fatalf("the area's file was resized to %d bytes", size)
+		}
+	}
+}
