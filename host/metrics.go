@@ -2,9 +2,11 @@ package host
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvhost/kvhost/api/rpcerr"
+	"github.com/kvhost/kvhost/pluginapi"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +24,9 @@ type Metrics struct {
 	// itself: cacheFigures, trackerFigures).
 	cache    lateGauge[cacheFigures]
 	tracking lateGauge[trackingFigures]
+	// pages counts how the plugin's list pages crossed, over all its
+	// processes (Open passes it to every start).
+	pages pluginapi.PageCounts
 }
 
 // lateGauge reads figures of a part of the store that registers itself
@@ -96,11 +101,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvhost", Name: "tracked_keys",
 			Help: "Keys tracked for clients' near caches, over all sessions."}, func() float64 { return float64(m.tracking.figures().keys) }),
 	}
+	pages := func(via string, n *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvhost", Name: "plugin_list_pages_total",
+			Help:        "List pages from the backend plugin, by how they crossed: shared_memory (large pages, docs/RATIONALE.md) or connection.",
+			ConstLabels: prometheus.Labels{"via": via}}, func() float64 { return float64(n.Load()) })
+	}
+	cache = append(cache, pages("shared_memory", &m.pages.Shared), pages("connection", &m.pages.Connection),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvhost", Name: "plugin_list_pages_reclaimed_total",
+			Help: "Large list pages the plugin took back before the host read them (the call was slow or cancelled); each was asked for again on the connection."},
+			func() float64 { return float64(m.pages.Reclaimed.Load()) }))
 	if reg != nil {
 		reg.MustRegister(m.latency, m.errors, m.slow, m.restarts, m.watchers, m.up)
 		reg.MustRegister(cache...)
 	}
 	return m
+}
+
+// pageCounts is what the plugin's clients count their list pages in, or
+// nil when nothing is recorded.
+func (m *Metrics) pageCounts() *pluginapi.PageCounts {
+	if m == nil {
+		return nil
+	}
+	return &m.pages
 }
 
 // cacheFigures registers the read cache whose figures the metrics report.

@@ -98,6 +98,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Logger:       pluginLogger(cfg.Logger),
 
 		DisableSharedPages: cfg.Plugin.DisableSharedPages,
+		Pages:              cfg.Metrics.pageCounts(),
 	}, cfg.Logger, cfg.Metrics, supervision{
 		minBackoff: cfg.RestartBackoffMin, maxBackoff: cfg.RestartBackoffMax,
 		pingInterval: cfg.PingInterval, pingTimeout: cfg.PingTimeout, hangTimeout: cfg.HangTimeout,

@@ -31,8 +31,23 @@ type Client struct {
 	// pages is the shared memory area the plugin lends large list pages
 	// in (Start sets it before the first call), or nil.
 	pages *sharedpages.Area
-	// sharedPages counts the pages taken from it (for tests).
-	sharedPages atomic.Int64
+	// counts says how list pages crossed (Start may share it with the
+	// clients of earlier processes of the same plugin).
+	counts *PageCounts
+}
+
+// PageCounts counts how a plugin's list pages reached the host. The
+// clients of successive processes of one plugin add up in one PageCounts
+// when their StartConfigs share it (the host's metrics do).
+type PageCounts struct {
+	// Shared counts pages lent in the shared memory area and taken from it.
+	Shared atomic.Int64
+	// Connection counts pages carried on the plugin connection, lent pages
+	// asked for again included.
+	Connection atomic.Int64
+	// Reclaimed counts lent pages the plugin took back before the host
+	// read them, which the host then asked for on the connection.
+	Reclaimed atomic.Int64
 }
 
 var (
@@ -45,7 +60,7 @@ var (
 // NewClient returns a Client on an established connection. Most callers
 // use Start, which launches a plugin binary and returns its Client.
 func NewClient(conn grpc.ClientConnInterface) *Client {
-	c := &Client{rpc: pb.NewBackendClient(conn)}
+	c := &Client{rpc: pb.NewBackendClient(conn), counts: new(PageCounts)}
 	if cl, ok := conn.(io.Closer); ok {
 		c.conn = cl
 	}
@@ -150,13 +165,17 @@ func (c *Client) List(ctx context.Context, req kv.ListRequest) (kv.ListResult, e
 		}
 		r.Packed, err = c.takePage(r.Shared)
 		if errors.Is(err, sharedpages.ErrReclaimed) { // taken back before it was read: ask for the page on the connection
+			c.counts.Reclaimed.Add(1)
 			preq.Shared = false
 			if r, err = c.rpc.List(ctx, preq); err != nil {
 				return kv.ListResult{}, wireErr(ctx, err)
 			}
+			c.counts.Connection.Add(1)
 		} else if err != nil {
 			return kv.ListResult{}, err
 		}
+	} else {
+		c.counts.Connection.Add(1)
 	}
 	out := kv.ListResult{More: r.More, Revision: r.Revision}
 	if len(r.Packed) > 0 {
@@ -190,7 +209,7 @@ func (c *Client) takePage(ref *pb.SharedPage) ([]byte, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w: the plugin's list page: %w", kv.ErrInternal, err)
 	}
-	c.sharedPages.Add(1)
+	c.counts.Shared.Add(1)
 	return page, nil
 }
 

@@ -58,21 +58,28 @@ func checkPage(t *testing.T, got []kv.Entry, want int) {
 }
 
 func TestListPagesCrossInSharedMemory(t *testing.T) {
-	p, page := startMemoryPlugin(t, StartConfig{})
+	counts := new(PageCounts) // as the host's metrics pass it
+	p, page := startMemoryPlugin(t, StartConfig{Pages: counts})
+	if p.counts != counts {
+		t.Fatal("the client counts pages apart from StartConfig.Pages")
+	}
 	if p.pages == nil && runtime.GOOS == "linux" {
 		t.Fatal("no shared page area on Linux")
 	}
 	checkPage(t, page, 2000)
-	if p.pages != nil && p.sharedPages.Load() != 1 {
-		t.Fatalf("%d pages taken from shared memory, want the one full page", p.sharedPages.Load())
+	if p.pages != nil && p.counts.Shared.Load() != 1 {
+		t.Fatalf("%d pages taken from shared memory, want the one full page", p.counts.Shared.Load())
 	}
 	small, err := p.List(t.Context(), kv.ListRequest{Prefix: "k/", Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkPage(t, small.Entries, 10)
-	if n := p.sharedPages.Load(); p.pages != nil && n != 1 {
+	if n := p.counts.Shared.Load(); p.pages != nil && n != 1 {
 		t.Fatalf("a 10-entry page went through shared memory (%d pages taken)", n)
+	}
+	if n := p.counts.Connection.Load(); p.pages != nil && n != 1 {
+		t.Fatalf("%d pages counted on the connection, want the 10-entry one", n)
 	}
 
 	// More lists at once than the area has slots: those that find no free
@@ -93,14 +100,17 @@ func TestListPagesCrossInSharedMemory(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d of 81 full pages crossed in shared memory", p.sharedPages.Load())
+	t.Logf("%d of 81 full pages crossed in shared memory", p.counts.Shared.Load())
 }
 
 func TestSharedPagesCanBeDisabled(t *testing.T) {
 	p, page := startMemoryPlugin(t, StartConfig{DisableSharedPages: true})
 	checkPage(t, page, 2000)
-	if p.pages != nil || p.sharedPages.Load() != 0 {
-		t.Fatalf("shared pages disabled, yet %d taken", p.sharedPages.Load())
+	if p.pages != nil || p.counts.Shared.Load() != 0 {
+		t.Fatalf("shared pages disabled, yet %d taken", p.counts.Shared.Load())
+	}
+	if n := p.counts.Connection.Load(); n != 1 {
+		t.Fatalf("%d pages counted on the connection, want the full page", n)
 	}
 }
 
@@ -120,14 +130,17 @@ func TestReclaimedPageIsListedAgain(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { testHookBeforeTake = nil })
-	before := p.sharedPages.Load()
+	before, beforeConn := p.counts.Shared.Load(), p.counts.Connection.Load()
 	r, err := p.List(t.Context(), kv.ListRequest{Prefix: "k/", Limit: kv.MaxListLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkPage(t, r.Entries, 2000)
-	if stolen != 1 || p.sharedPages.Load() != before {
-		t.Fatalf("hook ran %d times, %d pages taken by the client; want one stolen page and a page from the connection", stolen, p.sharedPages.Load()-before)
+	if stolen != 1 || p.counts.Shared.Load() != before {
+		t.Fatalf("hook ran %d times, %d pages taken by the client; want one stolen page and a page from the connection", stolen, p.counts.Shared.Load()-before)
+	}
+	if n, conn := p.counts.Reclaimed.Load(), p.counts.Connection.Load()-beforeConn; n != 1 || conn != 1 {
+		t.Fatalf("counted %d reclaimed and %d pages on the connection, want 1 and 1", n, conn)
 	}
 }
 
@@ -157,7 +170,7 @@ func TestStrayPageDescriptorIsNotPassedOn(t *testing.T) {
 	}
 	p, page := startMemoryPlugin(t, StartConfig{})
 	checkPage(t, page, 2000)
-	if p.pages != nil && p.sharedPages.Load() != 1 {
-		t.Fatalf("%d pages from shared memory: the stray descriptor won over the host's", p.sharedPages.Load())
+	if p.pages != nil && p.counts.Shared.Load() != 1 {
+		t.Fatalf("%d pages from shared memory: the stray descriptor won over the host's", p.counts.Shared.Load())
 	}
 }

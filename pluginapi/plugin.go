@@ -182,6 +182,10 @@ type StartConfig struct {
 	// By default the host gives the plugin a shared memory area (Linux)
 	// and large pages cross through it (docs/RATIONALE.md).
 	DisableSharedPages bool
+	// Pages, when set, counts how list pages crossed; several Starts may
+	// share one (a supervisor restarting a plugin). The Client's own
+	// otherwise.
+	Pages *PageCounts
 }
 
 // Plugin is a started plugin process and the Client to its backend.
@@ -270,6 +274,9 @@ func Start(ctx context.Context, cfg StartConfig) (*Plugin, error) {
 		return fail(fmt.Errorf("%w: plugin %s dispensed %T", kv.ErrInternal, cfg.Path, raw))
 	}
 	c.pages = pages
+	if cfg.Pages != nil {
+		c.counts = cfg.Pages
+	}
 	settings := cfg.Settings
 	if settings == nil {
 		settings = map[string]string{}

@@ -1,0 +1,96 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kvhost/kvhost/host"
+	"github.com/kvhost/kvhost/kv"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// /metrics says how the plugin's list pages crossed, and the counts carry
+// on over a plugin restart: an operator sees a plugin that stopped using
+// shared memory, or pages reclaimed because calls were slow.
+func TestListPagesAreCounted(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the shared page area is Linux's (memfd)")
+	}
+	reg := prometheus.NewRegistry()
+	st := openPluginStore(t, func(c *host.Config) {
+		c.Metrics = host.NewMetrics(reg)
+		c.RestartBackoffMin = 20 * time.Millisecond
+	})
+	ctx := t.Context()
+	fill := func() {
+		var ops []kv.Op
+		for i := range 2000 { // 2000 × 100 bytes: a page well over the 64 KiB threshold
+			ops = append(ops, kv.PutOp(fmt.Sprintf("k/%05d", i), bytes.Repeat([]byte{'v'}, 100), 0, kv.Condition{}))
+			if len(ops) == kv.MaxBatchOps {
+				if _, err := st.Batch(ctx, ops); err != nil {
+					t.Fatal(err)
+				}
+				ops = ops[:0]
+			}
+		}
+	}
+	list := func(limit int) {
+		r, err := st.List(ctx, kv.ListRequest{Prefix: "k/", Limit: limit})
+		if err != nil || len(r.Entries) != limit {
+			t.Fatalf("list %d: %d entries, %v", limit, len(r.Entries), err)
+		}
+	}
+	fill()
+	list(2000)
+	list(10)
+	want := func(shared, conn float64) {
+		t.Helper()
+		if got := pageCount(t, reg, "shared_memory"); got != shared {
+			t.Errorf("%v pages counted in shared memory, want %v", got, shared)
+		}
+		if got := pageCount(t, reg, "connection"); got != conn {
+			t.Errorf("%v pages counted on the connection, want %v", got, conn)
+		}
+	}
+	want(1, 1)
+
+	// The memory backend forgets everything when killed; fill it again.
+	if err := syscall.Kill(st.PluginPid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second) // a restart on a loaded machine
+	defer cancel()
+	if err := st.WaitRestart(wctx); err != nil {
+		t.Fatalf("plugin was not restarted: %v", err)
+	}
+	fill()
+	list(2000)
+	want(2, 1)
+}
+
+func pageCount(t *testing.T, reg *prometheus.Registry, via string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "kvhost_plugin_list_pages_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "via" && l.GetValue() == via {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no kvhost_plugin_list_pages_total{via=%q} in the registry", via)
+	return 0
+}
