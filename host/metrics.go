@@ -87,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	fig := func(f func(cacheFigures) float64) func() float64 {
 		return func() float64 { return f(m.cache.figures()) }
 	}
-	cache := []prometheus.Collector{
+	funcs := []prometheus.Collector{ // figures read when scraped
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvhost", Name: "cache_hits_total",
 			Help: "Gets served from the host's read cache."}, fig(func(f cacheFigures) float64 { return float64(f.hits) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvhost", Name: "cache_misses_total",
@@ -106,13 +106,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:        "List pages from the backend plugin, by how they crossed: shared_memory (large pages, docs/RATIONALE.md) or connection.",
 			ConstLabels: prometheus.Labels{"via": via}}, func() float64 { return float64(n.Load()) })
 	}
-	cache = append(cache, pages("shared_memory", &m.pages.Shared), pages("connection", &m.pages.Connection),
+	funcs = append(funcs, pages("shared_memory", &m.pages.Shared), pages("connection", &m.pages.Connection),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kvhost", Name: "plugin_list_pages_reclaimed_total",
 			Help: "Large list pages the plugin took back before the host read them (the call was slow or cancelled); each was asked for again on the connection."},
 			func() float64 { return float64(m.pages.Reclaimed.Load()) }))
 	if reg != nil {
 		reg.MustRegister(m.latency, m.errors, m.slow, m.restarts, m.watchers, m.up)
-		reg.MustRegister(cache...)
+		reg.MustRegister(funcs...)
 	}
 	return m
 }
