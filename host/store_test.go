@@ -363,3 +363,49 @@ func TestFrozenPluginIsRestarted(t *testing.T) {
 	}
 	waitFor(t, "the frozen process to be gone", func() bool { return syscall.Kill(pid, 0) != nil })
 }
+
+// The memory plugin forgets everything when its process dies. A watcher
+// that resumes after the restart from the revision it had reached must
+// learn that its history is gone (a compacted error: list again), never
+// wait silently for revisions the new process numbers from scratch, and
+// the new process's revisions must not run backwards.
+func TestResumeAcrossAMemoryPluginRestartIsCompacted(t *testing.T) {
+	st := openPluginStore(t, func(c *host.Config) { c.RestartBackoffMin = 20 * time.Millisecond })
+	ctx := t.Context()
+	revision := func() int64 {
+		t.Helper()
+		s, err := st.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Revision
+	}
+	for i := range 20 {
+		if _, err := st.Put(ctx, kv.PutRequest{Key: fmt.Sprintf("k/%d", i), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := revision()
+	if err := syscall.Kill(st.PluginPid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second) // a restart on a loaded machine
+	defer cancel()
+	if err := st.WaitRestart(wctx); err != nil {
+		t.Fatalf("plugin was not restarted: %v", err)
+	}
+	if _, err := st.Put(ctx, kv.PutRequest{Key: "after", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if now := revision(); now <= last {
+		t.Errorf("the first write after the restart made revision %d, the last before it was %d: revisions ran backwards", now, last)
+	}
+	ws, err := st.Watch(ctx, kv.WatchRequest{StartRevision: last + 1, ProgressInterval: -1})
+	if err == nil {
+		_ = ws.Close()
+		t.Fatalf("a watch resuming at revision %d after the plugin lost its history started; want kv.ErrCompacted", last+1)
+	}
+	if !errors.Is(err, kv.ErrCompacted) {
+		t.Fatalf("a watch resuming at revision %d after the restart: %v, want kv.ErrCompacted", last+1, err)
+	}
+}

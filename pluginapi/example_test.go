@@ -31,12 +31,12 @@ func Example() {
 		fmt.Println("lock held at version", conflict.CurrentVersion == e.Version)
 	}
 	g, _ := b.Get(ctx, "lock/follower")
-	fmt.Println("found:", g.Found, "at revision", g.Revision)
+	fmt.Println("found:", g.Found, "at the lock's revision:", g.Revision == e.Version)
 
 	c, _ := b.Increment(ctx, "counter/requests", 5)
 	fmt.Println("counter:", c.Value)
 	// Output:
 	// lock held at version true
-	// found: false at revision 1
+	// found: false at the lock's revision: true
 	// counter: 5
 }

@@ -17,7 +17,7 @@ import (
 // history, hands over to the live fan-out and receives every revision once,
 // in order, with no gap: the hand-over races no writer.
 func TestHubReplayHandsOverWithoutGap(t *testing.T) {
-	s := memory.New(memory.WithHistory(1 << 20))
+	s := memory.New(memory.WithHistory(1<<20), memory.WithRevisionBase(0)) // revisions from 1: the watch replays from the first
 	defer s.Close()
 	ctx := t.Context()
 	const writers, each = 4, 2500
@@ -87,7 +87,7 @@ func TestHubReplayHandsOverWithoutGap(t *testing.T) {
 // the oldest revision that can still be watched; watching from that one
 // replays.
 func TestHubCompacted(t *testing.T) {
-	s := memory.New(memory.WithHistory(10))
+	s := memory.New(memory.WithHistory(10), memory.WithRevisionBase(0)) // revisions from 1
 	defer s.Close()
 	ctx := t.Context()
 	for i := range 100 {
@@ -113,7 +113,7 @@ func TestHubCompacted(t *testing.T) {
 // An idle watch reports progress: the revision it has seen up to, which
 // covers changes under other prefixes.
 func TestHubProgress(t *testing.T) {
-	s := memory.New()
+	s := memory.New(memory.WithRevisionBase(0)) // revisions from 1
 	defer s.Close()
 	ctx := t.Context()
 	ws, err := s.Watch(ctx, kv.WatchRequest{Prefix: "quiet/", ProgressInterval: 10 * time.Millisecond})
@@ -152,7 +152,7 @@ var _ pluginapi.History = (*memory.Store)(nil)
 // revision they cover, and a replay pages through them without a gap:
 // replaying large values holds bounded memory.
 func TestHubReplaysLargeValuesInBoundedPages(t *testing.T) {
-	s := memory.New()
+	s := memory.New(memory.WithRevisionBase(0)) // revisions from 1
 	defer s.Close()
 	ctx := t.Context()
 	value := make([]byte, 1<<20)

@@ -40,7 +40,9 @@ func cliServer(t *testing.T, opts server.Options) string {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := host.Open(t.Context(), host.Config{
-		Plugin:          host.PluginConfig{Path: testbin.Plugin(t, "memory")},
+		// Revisions from 1, so that the output the tests compare is the
+		// README's.
+		Plugin:          host.PluginConfig{Path: testbin.Plugin(t, "memory"), Settings: map[string]string{"revision_base": "0"}},
 		CleanupInterval: 50 * time.Millisecond,
 		Logger:          quiet,
 	})

@@ -11,6 +11,10 @@
 //     pluginapi.DefaultWatchBuffer).
 //   - history: how many of the most recent revisions are kept for watches
 //     that start at a revision (default DefaultHistory).
+//   - revision_base: the revision before the first change (default the
+//     wall clock in microseconds when the store is made; see New). "0"
+//     numbers changes from 1, for demonstrations and tests whose store
+//     lives as long as its watchers.
 package memory
 
 import (
@@ -100,10 +104,23 @@ func WithWatchBuffer(n int) Option { return func(s *Store) { s.hub = pluginapi.N
 // start at a revision (at least 1).
 func WithHistory(n int) Option { return func(s *Store) { s.keep = max(n, 1) } }
 
+// WithRevisionBase numbers the store's changes from base+1 instead of
+// from the clock (New's default; see New).
+func WithRevisionBase(base int64) Option { return func(s *Store) { s.rev = max(base, 0) } }
+
 // WithClock replaces the clock, for tests of expiry.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
 // New returns an empty Store.
+//
+// Its revisions start at the wall clock in microseconds, not at 1: a
+// memory store forgets everything when its process ends, and a watcher
+// resuming after a restart from the revision it had reached must get a
+// compacted error (its history is gone; list again), not wait for the
+// new process to count up to it, and must not see revisions run
+// backwards. This holds as long as a store made fewer than a million
+// revisions per second of its life, which a memory store behind a plugin
+// connection is far from.
 func New(opts ...Option) *Store {
 	s := &Store{
 		byKey: btree.NewG(32, lessKey),
@@ -111,6 +128,7 @@ func New(opts ...Option) *Store {
 		hub:   pluginapi.NewWatchHub(0),
 		now:   time.Now,
 		keep:  DefaultHistory,
+		rev:   time.Now().UnixMicro(),
 	}
 	for _, o := range opts {
 		o(s)
@@ -142,8 +160,14 @@ func Open(_ context.Context, settings map[string]string) (kv.Backend, error) {
 				return nil, err
 			}
 			opts = append(opts, WithHistory(n))
+		case "revision_base":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("memory: setting %s=%q: %w: want a revision, 0 or more", k, v, kv.ErrInvalidArgument)
+			}
+			opts = append(opts, WithRevisionBase(n))
 		default:
-			return nil, fmt.Errorf("memory: %w: unknown setting %q (known: history, watch_buffer)", kv.ErrInvalidArgument, k)
+			return nil, fmt.Errorf("memory: %w: unknown setting %q (known: history, revision_base, watch_buffer)", kv.ErrInvalidArgument, k)
 		}
 	}
 	return New(opts...), nil

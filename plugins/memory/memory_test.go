@@ -1,8 +1,11 @@
 package memory_test
 
 import (
+	"errors"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvhost/kvhost/internal/testbin"
 	"github.com/kvhost/kvhost/kv"
@@ -61,3 +64,43 @@ func TestConformanceSharedStore(t *testing.T) {
 type handle struct{ *memory.Store }
 
 func (handle) Close() error { return nil }
+
+// A store's revisions start at the clock, so that a restarted memory
+// process never numbers a change with a revision an earlier process used
+// (host.TestResumeAcrossAMemoryPluginRestartIsCompacted checks the
+// restart itself); revision_base sets the start.
+func TestRevisionBase(t *testing.T) {
+	ctx := t.Context()
+	firstRevision := func(settings map[string]string) int64 {
+		t.Helper()
+		b, err := memory.Open(ctx, settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		if _, err := b.Put(ctx, kv.PutRequest{Key: "k", Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := b.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Revision
+	}
+	before := time.Now().UnixMicro()
+	if rev := firstRevision(nil); rev <= before {
+		t.Errorf("the first change of a store made at %d µs is revision %d: not numbered from the clock", before, rev)
+	}
+	if rev := firstRevision(map[string]string{"revision_base": "0"}); rev != 1 {
+		t.Errorf("revision_base 0: first change is revision %d, want 1", rev)
+	}
+	if rev := firstRevision(map[string]string{"revision_base": "41"}); rev != 42 {
+		t.Errorf("revision_base 41: first change is revision %d, want 42", rev)
+	}
+	for _, bad := range []string{"-1", "x", "1.5", ""} {
+		_, err := memory.Open(ctx, map[string]string{"revision_base": bad})
+		if !errors.Is(err, kv.ErrInvalidArgument) || !strings.Contains(err.Error(), "revision_base") {
+			t.Errorf("revision_base %q: %v, want an invalid-argument error naming the setting", bad, err)
+		}
+	}
+}
