@@ -65,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"op", "backend"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kvhost", Name: "operation_errors_total",
-			Help: "Failed store operations by gRPC code (NotFound included).",
+			Help: "Failed store operations by gRPC code. A get of a missing key is an answer, not an error; a refresh of one is NotFound.",
 		}, []string{"op", "code"}),
 		slow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kvhost", Name: "slow_operations_total",

@@ -64,7 +64,7 @@ the suite then writes only under NS.`,
 		},
 	}
 	verify.Flags().StringArrayVar(&f.sets, "set", nil, "backend setting key=value (repeatable; {tmp} is a per-test temp dir)")
-	verify.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print every test")
+	verify.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print every rule as it is checked, and why each skipped one was skipped")
 	verify.Flags().StringVar(&f.run, "run", "", "check only the rules whose name (group/rule) matches this regular expression")
 	verify.Flags().StringVar(&f.namespace, "namespace", "", "write only under this key prefix, in a store the plugin processes share")
 	verify.Flags().IntVar(&f.retention, "retention", 0, "revisions of history the plugin keeps, to check compaction")
