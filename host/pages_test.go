@@ -2,10 +2,8 @@ package host_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,14 +58,7 @@ func TestListPagesAreCounted(t *testing.T) {
 	want(1, 1)
 
 	// The memory backend forgets everything when killed; fill it again.
-	if err := syscall.Kill(st.PluginPid(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second) // a restart on a loaded machine
-	defer cancel()
-	if err := st.WaitRestart(wctx); err != nil {
-		t.Fatalf("plugin was not restarted: %v", err)
-	}
+	killPlugin(t, st)
 	fill()
 	list(2000)
 	want(2, 1)

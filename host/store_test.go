@@ -267,6 +267,20 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 	t.Logf("%d puts succeeded, %d failed fast with ErrUnavailable", ok.Load(), failed.Load())
 }
 
+// killPlugin kills the store's plugin with SIGKILL and waits until the
+// supervisor has started another.
+func killPlugin(t *testing.T, st *host.Store) {
+	t.Helper()
+	if err := syscall.Kill(st.PluginPid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second) // a restart on a loaded machine
+	defer cancel()
+	if err := st.WaitRestart(ctx); err != nil {
+		t.Fatalf("plugin was not restarted: %v", err)
+	}
+}
+
 // waitFor polls cond until it holds; the bound is generous because it is
 // only there to end a test that would otherwise hang, on however loaded a
 // machine.
@@ -386,14 +400,7 @@ func TestResumeAcrossAMemoryPluginRestartIsCompacted(t *testing.T) {
 		}
 	}
 	last := revision()
-	if err := syscall.Kill(st.PluginPid(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second) // a restart on a loaded machine
-	defer cancel()
-	if err := st.WaitRestart(wctx); err != nil {
-		t.Fatalf("plugin was not restarted: %v", err)
-	}
+	killPlugin(t, st)
 	if _, err := st.Put(ctx, kv.PutRequest{Key: "after", Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
