@@ -14,20 +14,29 @@ import (
 // as in two processes.
 func pair(t testing.TB, slots, slotSize int) (host, plugin *Area) {
 	t.Helper()
-	host, f, err := Create(slots, slotSize)
-	if errors.Is(err, ErrUnsupported) {
-		t.Skip(err) // not Linux: the host sends every page on the connection
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, f := create(t, slots, slotSize)
 	defer f.Close()
-	plugin, err = Map(f)
+	plugin, err := Map(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { host.Close(); plugin.Close() })
 	return host, plugin
+}
+
+// create makes an area and the file to hand to a plugin; the test is
+// skipped where the platform has none (not Linux: the host then sends
+// every page on the connection).
+func create(t testing.TB, slots, slotSize int) (*Area, *os.File) {
+	t.Helper()
+	a, f, err := Create(slots, slotSize)
+	if errors.Is(err, ErrUnsupported) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, f
 }
 
 func TestLendAndTake(t *testing.T) {
@@ -246,13 +255,7 @@ func TestSlotBeingWrittenIsNotReclaimed(t *testing.T) {
 // The plugin cannot shrink or grow the area it shares with the host: a
 // shrunk file would make the host's next read a fatal SIGBUS.
 func TestAreaSizeIsSealed(t *testing.T) {
-	a, f, err := Create(1, 4096)
-	if errors.Is(err, ErrUnsupported) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, f := create(t, 1, 4096)
 	defer a.Close()
 	defer f.Close()
 	for _, size := range []int64{0, 100, 1 << 20} {
